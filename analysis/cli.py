@@ -1,0 +1,127 @@
+"""`report DIR [DIR2] [--out OUT]`: regenerate a run's report, or compare two runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from analysis.load import AnalysisError
+from analysis.report import compare_runs, fmt, fmt_micro, run_labels, target_text, verdict_text, write_report
+
+PROG = "report"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message, exit code 2
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Regenerate a results directory's summary.json and report, "
+                                            "or compare two runs side by side.")
+    parser.add_argument("dir", help="a run or sweep results directory")
+    parser.add_argument("dir2", nargs="?", help="a second run to compare with the first")
+    parser.add_argument("--out", help="where to write the comparison (default: DIR/compare-<basename DIR2>)")
+    return parser
+
+
+def _result(passed: bool) -> str:
+    return "[bold green]PASS[/]" if passed else "[bold red]FAIL[/]"
+
+
+def print_verdict(summary: dict, console: Console) -> None:
+    """Print the criteria of a summary (and a sweep's points) as a rich table with the overall verdict."""
+    nodes = summary.get("nodes")
+    nodes = ", ".join(str(n) for n in nodes) if isinstance(nodes, list) else nodes
+    table = Table(title=f"{summary.get('scenario')} (seed {summary.get('seed')}, {nodes} nodes)",
+                  title_justify="left")
+    table.add_column("criterion")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("result")
+    for c in summary.get("criteria") or []:
+        table.add_row(c["name"], fmt(c["value"], c["unit"]), target_text(c), _result(c["pass"]))
+    if table.row_count:
+        console.print(table)
+    points = summary.get("points")
+    if points:
+        sweep = Table(title="sweep points", title_justify="left")
+        for column in ("nodes", "wall", "messages", "µs/message", "lookup p99", "lookup success"):
+            sweep.add_column(column, justify="right")
+        for p in points:
+            per_message = "—" if p["us_per_message"] is None else fmt_micro(p["us_per_message"])
+            sweep.add_row(fmt(p["nodes"], "count"), fmt(p["wall_seconds"], "s"), fmt(p["messages"], "count"),
+                          per_message, fmt(p["lookup_p99"], "s"), fmt(p["lookup_success"], "share"))
+        console.print(sweep)
+    passed, text = verdict_text(summary)
+    style = {True: "bold green", False: "bold red"}.get(passed, "bold")
+    console.print(text, style=style)
+
+
+def print_comparison(summaries: list[dict], labels: list[str], console: Console) -> None:
+    table = Table(title="comparison", title_justify="left")
+    table.add_column("criterion")
+    table.add_column("target", justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    names = []
+    for summary in summaries:
+        names += [c["name"] for c in summary["criteria"] if c["name"] not in names]
+    for name in names:
+        cells, target = [], ""
+        for summary in summaries:
+            c = next((c for c in summary["criteria"] if c["name"] == name), None)
+            if c is None:
+                cells.append("—")
+            else:
+                target = target or target_text(c)
+                cells.append(f"{fmt(c['value'], c['unit'])} {_result(c['pass'])}")
+        table.add_row(name, target, *cells)
+    console.print(table)
+    for label, summary in zip(labels, summaries, strict=True):
+        passed, text = verdict_text(summary)
+        console.print(f"{label}: {text}", style={True: "green", False: "red"}.get(passed, ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console()
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        if args.dir2 is None:
+            if args.out:
+                raise AnalysisError("--out is only for comparing two directories")
+            summary, paths = write_report(args.dir)
+            print_verdict(summary, console)
+            console.print(f"report: {Path(args.dir) / 'report.html'}", highlight=False, soft_wrap=True)
+        else:
+            out = Path(args.out) if args.out else Path(args.dir) / f"compare-{Path(args.dir2).resolve().name}"
+            summaries, paths = compare_runs(args.dir, args.dir2, out)
+            labels = list(run_labels(Path(args.dir), Path(args.dir2)))
+            print_comparison(summaries, labels, console)
+            console.print(f"comparison: {out / 'report.html'}", highlight=False, soft_wrap=True)
+    except AnalysisError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

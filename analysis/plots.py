@@ -1,0 +1,307 @@
+"""Plots of a run as PNG files (matplotlib's Agg canvas; never opens a window).
+
+Every function returns the path of the PNG it wrote, or None (and removes a stale file of that name) when
+the run has no data for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from analysis.criteria import SPECS, formation_time, judged, point_perf
+from analysis.load import Run
+
+NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+MAX_BINS = 40
+MAX_CDF_POINTS = 4000  # larger samples are drawn through evenly spaced order statistics
+PNG_METADATA = {"Software": None}  # keep matplotlib's version out of the file
+
+LOOKUP_CDF = "lookup_latency_cdf.png"
+LOOKUP_SUCCESS = "lookup_success.png"
+LIVE_NODES = "live_nodes.png"
+FORMATION = "formation.png"
+GET_SUCCESS = "get_success.png"
+SCALING = "scaling.png"
+SWEEP_CDF = "sweep_lookup_cdf.png"
+COMPARE_CDF = "compare_lookup_cdf.png"
+
+
+def _figure(height: float = 3.6) -> tuple[Figure, object]:
+    figure = Figure(figsize=(7.5, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", metadata=PNG_METADATA)
+    return path
+
+
+def _skip(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _target(run: Run, name: str) -> float:
+    for judged_name, target in judged(run.scenario, sweep=False):
+        if judged_name == name:
+            return target
+    return SPECS[name].target
+
+
+def bin_width(span: float) -> float:
+    """The smallest 'nice' bin width (seconds) that cuts span into at most MAX_BINS bins."""
+    for width in NICE_BINS:
+        if span / width <= MAX_BINS:
+            return float(width)
+    return float(NICE_BINS[-1])
+
+
+def binned(times: pd.Series, values: pd.Series, width: float) -> pd.DataFrame:
+    """Per bin [start, start+width): count and mean of values, bins with no rows left out."""
+    frame = pd.DataFrame({"bin": np.floor(times.to_numpy(dtype=float) / width) * width,
+                          "value": values.to_numpy(dtype=float)})
+    grouped = frame.groupby("bin", sort=True)["value"].agg(["count", "mean"])
+    return grouped.reset_index()
+
+
+def _cdf(latencies: pd.Series) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Points of the empirical CDF (thinned for large samples) and n, p50, p99 of the full sample."""
+    values = np.sort(latencies.astype("float64").dropna().to_numpy())
+    if not len(values):
+        return values, values, {"n": 0}
+    summary = {"n": len(values), "p50": np.percentile(values, 50), "p99": np.percentile(values, 99)}
+    shares = np.arange(1, len(values) + 1) / len(values)
+    if len(values) > MAX_CDF_POINTS:
+        keep = np.unique(np.linspace(0, len(values) - 1, MAX_CDF_POINTS).astype(int))
+        values, shares = values[keep], shares[keep]
+    return values, shares, summary
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.4g} ms" if value < 1 else f"{value:.4g} s"
+
+
+def _log_friendly(values: np.ndarray) -> bool:
+    positive = values[values > 0]
+    return len(positive) == len(values) and len(values) > 0 and positive.max() / positive.min() > 20
+
+
+def plot_lookup_cdf(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    path = Path(out_dir or run.path) / LOOKUP_CDF
+    latencies = run.of_kind("lookup")["latency"]
+    values, shares, sample = _cdf(latencies)
+    if not len(values):
+        return _skip(path)
+    figure, ax = _figure()
+    ax.step(values, shares, where="post", color="tab:blue", label=f"lookups (n={sample['n']})")
+    p50, p99 = sample["p50"], sample["p99"]
+    ax.axvline(p50, color="tab:green", linestyle=":", label=f"p50 = {_seconds(p50)}")
+    ax.axvline(p99, color="tab:orange", linestyle="--", label=f"p99 = {_seconds(p99)}")
+    target = _target(run, "lookup_p99")
+    ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {_seconds(target)}")
+    if _log_friendly(values):
+        ax.set_xscale("log")
+    ax.set_xlabel("lookup latency (s)")
+    ax.set_ylabel("share of lookups")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{run.name}: lookup latency CDF")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(figure, path)
+
+
+def _success_over_time(run: Run, kind: str, criterion: str, path: Path, title: str) -> Path | None:
+    rows = run.of_kind(kind)
+    if rows.empty:
+        return _skip(path)
+    width = bin_width(float(run.events["time"].max()) or 1.0)
+    bins = binned(rows["time"], (rows["ok"].fillna(0) == 1).astype(float), width)
+    figure, ax = _figure()
+    ax.plot(bins["bin"] + width / 2, bins["mean"], "o-", color="tab:blue", markersize=3,
+            label=f"share ok per {width:g} s bin")
+    target = _target(run, criterion)
+    ax.axhline(target, color="tab:red", linewidth=1, linestyle="--", label=f"target {target:g}")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("share ok")
+    low = max(-0.02, min(target - 0.05, float(bins["mean"].min()) - 0.02))
+    ax.set_ylim(low, 1 + (1 - low) * 0.04)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
+    counts = ax.twinx()
+    counts.bar(bins["bin"], bins["count"], width=width, align="edge", color="grey", alpha=0.15)
+    counts.set_ylabel(f"{kind}s per bin", color="grey")
+    counts.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_zorder(counts.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    return _save(figure, path)
+
+
+def plot_lookup_success(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    path = Path(out_dir or run.path) / LOOKUP_SUCCESS
+    return _success_over_time(run, "lookup", "lookup_success", path, f"{run.name}: lookup success over time")
+
+
+def plot_get_success(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    path = Path(out_dir or run.path) / GET_SUCCESS
+    return _success_over_time(run, "get", "put_get_success", path, f"{run.name}: get success over time")
+
+
+def plot_live_nodes(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    path = Path(out_dir or run.path) / LIVE_NODES
+    live = run.of_kind("live")
+    if live.empty:
+        return _skip(path)
+    figure = Figure(figsize=(7.5, 4.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1.4))
+    top.plot(live["time"], live["value"], color="tab:blue", drawstyle="steps-post")
+    top.set_ylabel("live nodes")
+    top.yaxis.set_major_locator(MaxNLocator(integer=True))
+    top.set_title(f"{run.name}: live nodes")
+    top.grid(True, alpha=0.3)
+    width = bin_width(float(run.events["time"].max()) or 1.0)
+    downs, ups = run.of_kind("down"), run.of_kind("up")
+    for rows, sign, colour, label in ((ups, 1, "tab:green", "up"), (downs, -1, "tab:red", "down")):
+        if rows.empty:
+            continue
+        bins = binned(rows["time"], pd.Series(np.ones(len(rows))), width)
+        bottom.bar(bins["bin"], sign * bins["count"], width=width, align="edge", color=colour,
+                   alpha=0.7, label=f"{label} per {width:g} s")
+    bottom.axhline(0, color="black", linewidth=0.5)
+    bottom.set_ylabel("events")
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.set_xlabel("simulated time (s)")
+    bottom.grid(True, alpha=0.3)
+    if not (ups.empty and downs.empty):
+        bottom.legend(loc="upper right", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_formation(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    path = Path(out_dir or run.path) / FORMATION
+    rows = run.of_kind("formation")
+    if rows.empty:
+        return _skip(path)
+    figure, ax = _figure()
+    # Rows without an ok cell are routing-table samples; rows with one also report the lookup check.
+    samples = rows[rows["ok"].isna()]
+    samples = samples if len(samples) else rows
+    ax.plot(samples["time"], samples["value"], color="tab:blue", drawstyle="steps-post",
+            label="share of checked nodes with their k closest")
+    checks = rows[rows["ok"].notna()]
+    for ok, marker, colour, label in ((1, "o", "tab:green", "lookup check agreed"),
+                                      (0, "x", "tab:red", "lookup check disagreed")):
+        subset = checks[checks["ok"] == ok]
+        if len(subset):
+            ax.plot(subset["time"], subset["value"], marker, markersize=4, color=colour, label=label)
+    reached = formation_time(run)
+    if reached is not None:
+        ax.axvline(reached, color="tab:green", linestyle="--", label=f"formed at {reached:.1f} s")
+    target = _target(run, "formation_time")
+    ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {target:g} s")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("formation value")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(f"{run.name}: network formation" + ("" if reached is not None else " (never reached)"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_scaling(sweep: Run, out_dir: str | Path | None = None) -> Path | None:
+    path = Path(out_dir or sweep.path) / SCALING
+    nodes, per_message = [], []
+    for point in sweep.points:
+        value = point_perf(point)["us_per_message"]
+        if value is not None and point.manifest.get("nodes") is not None:
+            nodes.append(point.manifest["nodes"])
+            per_message.append(value)
+    if not nodes:
+        return _skip(path)
+    figure, ax = _figure()
+    ax.plot(nodes, per_message, "o-", color="tab:blue", label="wall time per simulated message")
+    target = _scaling_target(sweep)
+    ax.axhline(per_message[0] * target, color="tab:red", linestyle="--",
+               label=f"target: {target:g} x the smallest point")
+    if len(nodes) > 1 and max(nodes) / max(min(nodes), 1) >= 8:
+        ax.set_xscale("log")
+    ax.set_xlabel("nodes")
+    ax.set_ylabel("µs of wall time per message")
+    ax.set_ylim(0, max(*per_message, per_message[0] * target) * 1.1)
+    ax.set_xticks(nodes, [str(n) for n in nodes])
+    ax.set_title(f"{sweep.name}: simulator scaling")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(figure, path)
+
+
+def _scaling_target(sweep: Run) -> float:
+    targets = dict(judged(sweep.scenario, sweep=True))
+    return targets.get("scaling", SPECS["scaling"].target)
+
+
+def plot_cdf_overlay(runs: list[Run], labels: list[str], path: str | Path,
+                     title: str = "lookup latency CDF") -> Path | None:
+    """Lookup latency CDFs of several runs on one axes, one labelled curve per run."""
+    path = Path(path)
+    pairs = zip(runs, labels, strict=True)
+    curves = [(_cdf(run.of_kind("lookup")["latency"]), label) for run, label in pairs]
+    curves = [(curve, label) for curve, label in curves if len(curve[0])]
+    if not curves:
+        return _skip(path)
+    figure, ax = _figure(4.0)
+    all_values = np.concatenate([values for (values, _, _), _ in curves])
+    for (values, shares, sample), label in curves:
+        ax.step(values, shares, where="post",
+                label=f"{label} (n={sample['n']}, p99 {_seconds(sample['p99'])})")
+    target = _target(runs[0], "lookup_p99")
+    ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {_seconds(target)}")
+    ax.axhline(0.99, color="grey", linewidth=0.8, linestyle=":")
+    if _log_friendly(all_values):
+        ax.set_xscale("log")
+    ax.set_xlabel("lookup latency (s)")
+    ax.set_ylabel("share of lookups")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(figure, path)
+
+
+def run_plots(run: Run, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Every plot of a single run that has data, by name, in a fixed order."""
+    makers = (
+        ("lookup_cdf", plot_lookup_cdf),
+        ("lookup_success", plot_lookup_success),
+        ("get_success", plot_get_success),
+        ("live_nodes", plot_live_nodes),
+        ("formation", plot_formation),
+    )
+    paths = {}
+    for name, maker in makers:
+        path = maker(run, out_dir)
+        if path is not None:
+            paths[name] = path
+    return paths
+
+
+def sweep_plots(sweep: Run, out_dir: str | Path | None = None) -> dict[str, Path]:
+    paths = {}
+    scaling = plot_scaling(sweep, out_dir)
+    if scaling is not None:
+        paths["scaling"] = scaling
+    labels = [f"{point.manifest.get('nodes')} nodes" for point in sweep.points]
+    overlay = plot_cdf_overlay(sweep.points, labels, Path(out_dir or sweep.path) / SWEEP_CDF,
+                               f"{sweep.name}: lookup latency CDF per node count") if sweep.points else None
+    if overlay is not None:
+        paths["sweep_cdf"] = overlay
+    return paths

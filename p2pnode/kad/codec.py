@@ -1,0 +1,522 @@
+"""Kademlia messages on the wire: typed messages <-> libp2p's protobuf ``Message``; length-prefixed frames.
+
+Mapping onto ``Message`` (``pb/dht.proto``, libp2p kad-dht spec, ``/ipfs/kad/1.0.0``):
+
+=======================  ===============  ==========================================================
+message                  type             fields set
+=======================  ===============  ==========================================================
+FindNode                 FIND_NODE        key
+FindNodeResponse         FIND_NODE        closerPeers
+GetValue                 GET_VALUE        key
+GetValueResponse         GET_VALUE        record (absent when ``record is None``), closerPeers
+PutValue                 PUT_VALUE        key = record.key, record
+PutValueResponse         PUT_VALUE        stored: key = record.key, record (libp2p echoes the request);
+                                          refused (``stored=False``): key only, **no record**, so it
+                                          decodes as ``PutValueResponse(None, stored=False)``
+AddProvider              ADD_PROVIDER     key, providerPeers = [provider] (exactly one)
+GetProviders             GET_PROVIDERS    key
+GetProvidersResponse     GET_PROVIDERS    providerPeers, closerPeers
+Ping / Pong              PING             nothing else
+=======================  ===============  ==========================================================
+
+The type alone cannot tell a request from its response, so ``decode`` is told which one it expects.
+
+A ``DHTRecord`` travels as ``Record{key, value}`` where ``value`` is our ``SignedRecord`` envelope
+(``pb/record.proto``): value, publisher (peer-ID bytes), signature, ``ttl_ms`` (the record's ``ttl`` in
+seconds, rounded to milliseconds) and version. libp2p nodes accept records only under a namespace they
+have a validator for, so these records live under our own key namespace.
+
+Proto3 leaves out fields that hold their default value (0, empty bytes), and PUT_VALUE is type 0, so a
+PUT_VALUE message has no type field at all; ``encoded_size`` follows the same rules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import lru_cache
+
+from google.protobuf.message import DecodeError
+
+from p2pnode.identity import IdentityError, PeerId
+from p2pnode.kad.messages import (
+    MESSAGE_TYPE,
+    AddProvider,
+    ConnectionType,
+    DHTRecord,
+    FindNode,
+    FindNodeResponse,
+    GetProviders,
+    GetProvidersResponse,
+    GetValue,
+    GetValueResponse,
+    MessageType,
+    PeerInfo,
+    Ping,
+    Pong,
+    PutValue,
+    PutValueResponse,
+    Request,
+    Response,
+)
+from p2pnode.kad.pb import dht_pb2, record_pb2
+
+KadMessage = Request | Response
+
+MAX_FRAME_SIZE = 16 * 1024
+"""Default largest frame body ``FrameReader`` accepts."""
+
+MAX_UVARINT_BYTES = 9
+"""The multiformats unsigned-varint spec caps varints at 9 bytes (63 bits)."""
+
+MAX_TTL_MS = (1 << 50) - 1
+"""Largest ``ttl_ms`` we encode or accept. ``ttl`` is a float of seconds: below 2**50 ms, converting
+ms -> seconds -> ms gives back the same integer, so a decoded record re-encodes (and verifies) identically.
+That is still about 35,000 years."""
+
+SIGNING_PREFIX = b"p2pnode-record:"
+"""Domain separation: a record signature can never be mistaken for a signature over anything else."""
+
+_MAX_UINT64 = (1 << 64) - 1
+
+
+class CodecError(ValueError):
+    """Bytes that are not a valid Kademlia message or frame, or a message that cannot be encoded."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Unsigned varints (multiformats unsigned-varint: little-endian base 128, at most 9 bytes, minimal).
+
+
+def encode_uvarint(value: int) -> bytes:
+    if not 0 <= value < 1 << (7 * MAX_UVARINT_BYTES):
+        raise CodecError(f"{value} does not fit an unsigned varint")
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_uvarint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """``(value, position after it)``, or None if ``buf`` ends before the varint does."""
+    value = 0
+    for i in range(MAX_UVARINT_BYTES):
+        if pos + i >= len(buf):
+            return None
+        byte = buf[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if byte < 0x80:
+            # A zero final byte after the first would encode the same value in fewer bytes: the spec
+            # forbids that, so that every value has exactly one encoding.
+            if byte == 0 and i > 0:
+                raise CodecError("varint is not minimally encoded")
+            return value, pos + i + 1
+    raise CodecError(f"varint is longer than {MAX_UVARINT_BYTES} bytes")
+
+
+def decode_uvarint(data: bytes | bytearray, pos: int = 0) -> tuple[int, int]:
+    """Read one varint at ``pos``: ``(value, position after it)``."""
+    result = _read_uvarint(data, pos)
+    if result is None:
+        raise CodecError("truncated varint")
+    return result
+
+
+def _varint_len(value: int) -> int:
+    """Bytes a (protobuf or multiformats) varint of a non-negative value takes."""
+    if value < 0x80:
+        return 1
+    if value < 0x4000:
+        return 2
+    if value < 0x200000:
+        return 3
+    return (value.bit_length() + 6) // 7
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Records
+
+
+def _ttl_to_ms(ttl: float) -> int:
+    if not math.isfinite(ttl) or ttl < 0:
+        raise CodecError(f"record ttl must be a finite, non-negative number of seconds, not {ttl!r}")
+    ttl_ms = round(ttl * 1000)
+    if ttl_ms > MAX_TTL_MS:
+        raise CodecError(f"record ttl {ttl!r} s is longer than the {MAX_TTL_MS} ms we carry")
+    return ttl_ms
+
+
+def _check_version(version: int) -> int:
+    if not 0 <= version <= _MAX_UINT64:
+        raise CodecError(f"record version {version} is not a uint64")
+    return version
+
+
+def _signed_record_bytes(
+    value: bytes, publisher: PeerId, signature: bytes, ttl_ms: int, version: int
+) -> bytes:
+    signed = record_pb2.SignedRecord(
+        value=value, publisher=publisher.raw, signature=signature, ttl_ms=ttl_ms, version=version
+    )
+    return signed.SerializeToString(deterministic=True)
+
+
+def signing_payload(key: bytes, value: bytes, publisher: PeerId, ttl: float, version: int) -> bytes:
+    """The bytes a record's signature covers.
+
+    ``b"p2pnode-record:" || uvarint(len(key)) || key || SignedRecord{value, publisher, ttl_ms, version}``,
+    the SignedRecord serialised deterministically with its signature field empty (hence absent). The key
+    is length-prefixed so that no (key, record) pair shares its payload with another; binding the key
+    stops a valid record from being replayed under a different key.
+    """
+    signed = _signed_record_bytes(value, publisher, b"", _ttl_to_ms(ttl), _check_version(version))
+    return SIGNING_PREFIX + encode_uvarint(len(key)) + key + signed
+
+
+def _check_record(record: DHTRecord) -> int:
+    """Refuse what ``decode`` would refuse, so that every encodable record decodes; returns ttl_ms."""
+    if not record.key:
+        raise CodecError("a record needs a key")
+    if not record.signature:
+        raise CodecError("a record needs a signature")
+    _check_version(record.version)
+    return _ttl_to_ms(record.ttl)
+
+
+def _record_to_pb(record: DHTRecord, out: dht_pb2.Record) -> None:
+    ttl_ms = _check_record(record)
+    out.key = record.key
+    out.value = _signed_record_bytes(record.value, record.publisher, record.signature, ttl_ms, record.version)
+
+
+def _record_from_pb(pb: dht_pb2.Record) -> DHTRecord:
+    if not pb.key:
+        raise CodecError("record has no key")
+    if not pb.value:
+        raise CodecError("record has no value (expected a p2pnode SignedRecord)")
+    try:
+        signed = record_pb2.SignedRecord.FromString(pb.value)
+    except DecodeError as exc:
+        raise CodecError(f"record value is not a SignedRecord: {exc}") from exc
+    if not signed.publisher:
+        raise CodecError("record has no publisher")
+    if not signed.signature:
+        raise CodecError("record has no signature")
+    if signed.ttl_ms > MAX_TTL_MS:
+        raise CodecError(f"record ttl_ms {signed.ttl_ms} exceeds {MAX_TTL_MS}")
+    return DHTRecord(
+        key=pb.key,
+        value=signed.value,
+        publisher=_peer_id(signed.publisher, "record publisher"),
+        signature=signed.signature,
+        ttl=signed.ttl_ms / 1000,
+        version=signed.version,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Peers
+
+
+def _peer_id(raw: bytes, where: str) -> PeerId:
+    try:
+        return PeerId(raw)
+    except IdentityError as exc:
+        raise CodecError(f"bad peer ID in {where}: {exc}") from exc
+
+
+def _add_peers(field, peers: tuple[PeerInfo, ...]) -> None:
+    for peer in peers:
+        pb = field.add()
+        pb.id = peer.peer_id.raw
+        pb.addrs.extend(peer.addrs)
+        pb.connection = peer.connection
+
+
+def _peer_from_pb(pb: dht_pb2.Message.Peer, where: str) -> PeerInfo:
+    try:
+        connection = ConnectionType(pb.connection)
+    except ValueError:
+        # The connection type is only a hint; an unknown one (proto3 enums are open) tells us nothing.
+        connection = ConnectionType.NOT_CONNECTED
+    return PeerInfo(_peer_id(pb.id, where), tuple(pb.addrs), connection)
+
+
+def _peers_from_pb(field, where: str) -> tuple[PeerInfo, ...]:
+    return tuple(_peer_from_pb(pb, where) for pb in field)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Messages
+
+
+def encode(message: KadMessage) -> bytes:
+    """The protobuf ``Message`` bytes (without the length prefix; see ``write_frame``)."""
+    kind = MESSAGE_TYPE.get(type(message))
+    if kind is None:
+        raise TypeError(f"not a Kademlia message: {message!r}")
+    pb = dht_pb2.Message(type=kind)
+    match message:
+        case FindNode(key=key) | GetValue(key=key) | GetProviders(key=key):
+            pb.key = key
+        case FindNodeResponse(closer_peers=closer):
+            _add_peers(pb.closerPeers, closer)
+        case GetValueResponse(record=record, closer_peers=closer):
+            if record is not None:
+                _record_to_pb(record, pb.record)
+            _add_peers(pb.closerPeers, closer)
+        case PutValue(record=record):
+            pb.key = record.key
+            _record_to_pb(record, pb.record)
+        case PutValueResponse(record=record, stored=stored):
+            if record is not None:
+                pb.key = record.key
+                if stored:
+                    _record_to_pb(record, pb.record)
+            elif stored:
+                raise CodecError("a PutValueResponse with stored=True must carry the stored record")
+        case AddProvider(key=key, provider=provider):
+            pb.key = key
+            _add_peers(pb.providerPeers, (provider,))
+        case GetProvidersResponse(provider_peers=providers, closer_peers=closer):
+            _add_peers(pb.providerPeers, providers)
+            _add_peers(pb.closerPeers, closer)
+        case Ping() | Pong():
+            pass
+    return pb.SerializeToString(deterministic=True)
+
+
+def decode(data: bytes, *, response: bool) -> KadMessage:
+    """Parse one protobuf ``Message``; ``response`` says whether it answers a request of ours.
+
+    Raises ``CodecError`` (and nothing else) for anything malformed.
+    """
+    try:
+        pb = dht_pb2.Message.FromString(bytes(data))
+    except DecodeError as exc:
+        raise CodecError(f"not a Kademlia protobuf Message: {exc}") from exc
+    try:
+        kind = MessageType(pb.type)
+    except ValueError:
+        raise CodecError(f"unknown Kademlia message type {pb.type}") from None
+    return _decode_response(kind, pb) if response else _decode_request(kind, pb)
+
+
+def _decode_request(kind: MessageType, pb: dht_pb2.Message) -> Request:
+    match kind:
+        case MessageType.FIND_NODE:
+            return FindNode(pb.key)
+        case MessageType.GET_VALUE:
+            return GetValue(pb.key)
+        case MessageType.GET_PROVIDERS:
+            return GetProviders(pb.key)
+        case MessageType.PUT_VALUE:
+            if not pb.HasField("record"):
+                raise CodecError("PUT_VALUE request without a record")
+            record = _record_from_pb(pb.record)
+            # libp2p nodes refuse a PUT whose message key differs from its record's key; so do we.
+            if pb.key != record.key:
+                raise CodecError("PUT_VALUE key does not match its record's key")
+            return PutValue(record)
+        case MessageType.ADD_PROVIDER:
+            # Implementations announce themselves, one provider per message; we accept nothing else.
+            if len(pb.providerPeers) != 1:
+                raise CodecError(f"ADD_PROVIDER must carry one provider, not {len(pb.providerPeers)}")
+            return AddProvider(pb.key, _peer_from_pb(pb.providerPeers[0], "providerPeers"))
+        case MessageType.PING:
+            return Ping()
+    raise CodecError(f"unhandled request type {kind!r}")  # unreachable while MessageType has six members
+
+
+def _decode_response(kind: MessageType, pb: dht_pb2.Message) -> Response:
+    match kind:
+        case MessageType.FIND_NODE:
+            return FindNodeResponse(_peers_from_pb(pb.closerPeers, "closerPeers"))
+        case MessageType.GET_VALUE:
+            record = _record_from_pb(pb.record) if pb.HasField("record") else None
+            return GetValueResponse(record, _peers_from_pb(pb.closerPeers, "closerPeers"))
+        case MessageType.GET_PROVIDERS:
+            providers = _peers_from_pb(pb.providerPeers, "providerPeers")
+            return GetProvidersResponse(providers, _peers_from_pb(pb.closerPeers, "closerPeers"))
+        case MessageType.PUT_VALUE:
+            if not pb.HasField("record"):
+                return PutValueResponse(None, stored=False)
+            record = _record_from_pb(pb.record)
+            if pb.key != record.key:
+                raise CodecError("PUT_VALUE response key does not match its record's key")
+            return PutValueResponse(record, stored=True)
+        case MessageType.ADD_PROVIDER:
+            raise CodecError("ADD_PROVIDER has no response")
+        case MessageType.PING:
+            return Pong()
+    raise CodecError(f"unhandled response type {kind!r}")  # unreachable while MessageType has six members
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sizes, by arithmetic: the simulator charges every message its size, so this must not build protobufs.
+# All field numbers in dht.proto and record.proto are below 16, so every tag is one byte.
+
+
+def _bytes_field(length: int) -> int:
+    """A length-delimited field that is always written (a repeated element or a sub-message)."""
+    return 1 + _varint_len(length) + length
+
+
+def _optional_bytes_field(length: int) -> int:
+    """A proto3 singular bytes field: left out when empty."""
+    return 1 + _varint_len(length) + length if length else 0
+
+
+def _optional_varint_field(value: int) -> int:
+    """A proto3 singular integer/enum field: left out when zero."""
+    return 1 + _varint_len(value) if value else 0
+
+
+_TYPE_FIELD = {kind: _optional_varint_field(kind) for kind in MessageType}
+
+
+@lru_cache(maxsize=1 << 16)
+def _peer_field(peer: PeerInfo) -> int:
+    """Size of one ``closerPeers``/``providerPeers`` element, tag and length included."""
+    size = _bytes_field(len(peer.peer_id.raw))  # never empty: a peer ID has at least two bytes
+    for addr in peer.addrs:
+        size += _bytes_field(len(addr))  # repeated elements are written even when empty
+    size += _optional_varint_field(peer.connection)
+    return _bytes_field(size)
+
+
+# A peer with no addresses (as in simulation) costs only its ID: sizes by ID length, no cache lookup.
+_BARE_PEER_FIELD = [_bytes_field(_bytes_field(n)) for n in range(128)]
+
+
+def _peers_field(peers: tuple[PeerInfo, ...]) -> int:
+    total = 0
+    bare = _BARE_PEER_FIELD
+    for peer in peers:
+        if peer.addrs or peer.connection:
+            total += _peer_field(peer)
+        else:
+            total += bare[len(peer.peer_id.raw)]
+    return total
+
+
+@lru_cache(maxsize=1 << 16)
+def _record_field(record: DHTRecord) -> int:
+    """Size of the ``Message.record`` field, tag and length included."""
+    ttl_ms = _check_record(record)
+    signed = (
+        _optional_bytes_field(len(record.value))
+        + _bytes_field(len(record.publisher.raw))
+        + _bytes_field(len(record.signature))  # _check_record made sure it is not empty
+        + _optional_varint_field(ttl_ms)
+        + _optional_varint_field(record.version)
+    )
+    return _bytes_field(_bytes_field(len(record.key)) + _bytes_field(signed))
+
+
+def _key_message_size(message: FindNode | GetValue | GetProviders) -> int:
+    return _TYPE_FIELD[MESSAGE_TYPE[type(message)]] + _optional_bytes_field(len(message.key))
+
+
+def _put_value_response_size(message: PutValueResponse) -> int:
+    if message.record is None:
+        if message.stored:
+            raise CodecError("a PutValueResponse with stored=True must carry the stored record")
+        return 0  # type PUT_VALUE is 0, so nothing at all is written
+    size = _optional_bytes_field(len(message.record.key))
+    return size + _record_field(message.record) if message.stored else size
+
+
+_SIZERS = {
+    FindNode: _key_message_size,
+    GetValue: _key_message_size,
+    GetProviders: _key_message_size,
+    FindNodeResponse: lambda m: _TYPE_FIELD[MessageType.FIND_NODE] + _peers_field(m.closer_peers),
+    GetValueResponse: lambda m: (
+        _TYPE_FIELD[MessageType.GET_VALUE]
+        + (_record_field(m.record) if m.record is not None else 0)
+        + _peers_field(m.closer_peers)
+    ),
+    PutValue: lambda m: _optional_bytes_field(len(m.record.key)) + _record_field(m.record),
+    PutValueResponse: _put_value_response_size,
+    AddProvider: lambda m: (
+        _TYPE_FIELD[MessageType.ADD_PROVIDER] + _optional_bytes_field(len(m.key)) + _peer_field(m.provider)
+    ),
+    GetProvidersResponse: lambda m: (
+        _TYPE_FIELD[MessageType.GET_PROVIDERS] + _peers_field(m.provider_peers) + _peers_field(m.closer_peers)
+    ),
+    Ping: lambda m: _TYPE_FIELD[MessageType.PING],
+    Pong: lambda m: _TYPE_FIELD[MessageType.PING],
+}
+
+
+def encoded_size(message: KadMessage) -> int:
+    """``len(encode(message))``, computed without encoding (and raising what ``encode`` would raise)."""
+    sizer = _SIZERS.get(type(message))
+    if sizer is None:
+        raise TypeError(f"not a Kademlia message: {message!r}")
+    return sizer(message)
+
+
+def framed_size(message: KadMessage) -> int:
+    """``len(write_frame(message))``: the encoded size plus its varint length prefix."""
+    size = encoded_size(message)
+    return _varint_len(size) + size
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Frames: every message on a stream is prefixed with its length as an unsigned varint.
+
+
+def write_frame(message: KadMessage) -> bytes:
+    body = encode(message)
+    return encode_uvarint(len(body)) + body
+
+
+class FrameReader:
+    """Splits a byte stream into frames and decodes them, however the bytes were chunked.
+
+    ``feed`` buffers its bytes at once and returns an iterator over the messages now complete; bytes not
+    consumed stay buffered for the next ``feed``. Any ``CodecError`` (oversized frame, malformed varint,
+    bad message) leaves the reader unusable: the stream must be reset, as the spec prescribes on error.
+    """
+
+    def __init__(self, *, response: bool, max_frame_size: int = MAX_FRAME_SIZE):
+        self.response = response
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not yet make a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> Iterator[KadMessage]:
+        self._buffer += data
+        return self._messages()
+
+    def close(self) -> None:
+        """The stream ended: complain if it ended inside a frame."""
+        if self._buffer:
+            raise CodecError(f"stream ended inside a frame ({len(self._buffer)} bytes buffered)")
+
+    def _messages(self) -> Iterator[KadMessage]:
+        while (frame := self._next_frame()) is not None:
+            yield decode(frame, response=self.response)
+
+    def _next_frame(self) -> bytes | None:
+        header = _read_uvarint(self._buffer, 0)
+        if header is None:
+            return None
+        length, start = header
+        # Checked before the body arrives, so a peer cannot make us buffer more than the limit.
+        if length > self.max_frame_size:
+            raise CodecError(f"frame of {length} bytes exceeds the {self.max_frame_size}-byte limit")
+        end = start + length
+        if len(self._buffer) < end:
+            return None
+        frame = bytes(self._buffer[start:end])
+        del self._buffer[:end]
+        return frame

@@ -1,0 +1,395 @@
+"""The Kademlia node: owns the routing table, the running lookups and the record stores (sans-IO).
+
+Everything it does to the world goes through the ``Runtime`` it is handed; everything the world does to
+it arrives as ``handle_request`` or as the callbacks of its own requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from p2pnode.config import KadConfig
+from p2pnode.identity import Keypair, kad_key
+from p2pnode.interface import Runtime, Timer
+from p2pnode.kad import keyspace
+from p2pnode.kad.events import GetFinished, LookupFinished, ProvidersFound, PutFinished
+from p2pnode.kad.messages import (
+    AddProvider,
+    DHTRecord,
+    FindNode,
+    FindNodeResponse,
+    GetProviders,
+    GetProvidersResponse,
+    GetValue,
+    GetValueResponse,
+    PeerInfo,
+    Ping,
+    Pong,
+    PutValue,
+    PutValueResponse,
+)
+from p2pnode.kad.query import Lookup
+from p2pnode.kad.records import ProviderStore, RecordStore, make_record, record_is_valid
+from p2pnode.kad.routing import RoutingTable
+
+
+class _Query:
+    """One running lookup and what to do with its answers."""
+
+    __slots__ = ("key", "lookup", "request", "on_reply", "on_done", "started", "done")
+
+    def __init__(self, key: bytes, lookup: Lookup, request: Any, on_reply, on_done, started: float):
+        self.key = key
+        self.lookup = lookup
+        self.request = request
+        self.on_reply = on_reply   # (query, peer, response) -> True to finish now
+        self.on_done = on_done     # (query) -> None
+        self.started = started
+        self.done = False
+
+
+class KademliaNode:
+    def __init__(
+        self,
+        keypair: Keypair,
+        runtime: Runtime,
+        config: KadConfig | None = None,
+        addrs: tuple[bytes, ...] = (),
+    ):
+        self.keypair = keypair
+        self.peer_id = keypair.peer_id
+        self.info = PeerInfo(keypair.peer_id, addrs)
+        self.runtime = runtime
+        self.config = config or KadConfig()
+        self.table = RoutingTable(self.peer_id.kad_id, self.config.k)
+        self.records = RecordStore(self.config.max_record_size)
+        self.providers = ProviderStore(self.config.k)
+        self.running = False
+        self.bootstrapped = False
+        self._lamport = 0
+        self._published: dict[bytes, DHTRecord] = {}
+        self._timers: list[Timer] = []
+        self._sweep_timer: Timer | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, bootstrap: Iterable[PeerInfo] = (), on_bootstrapped: Callable[[], None] | None = None) -> None:
+        """Join the network through ``bootstrap`` peers: look up our own ID, then fill the buckets that
+        the lookup left short. ``on_bootstrapped`` runs when that is done."""
+        self.running = True
+        now = self.runtime.now()
+        for peer in bootstrap:
+            if peer.peer_id != self.peer_id:
+                self.table.update(peer, now)
+
+        def refreshed() -> None:
+            self.bootstrapped = True
+            self._every(self.config.refresh_interval, self.refresh)
+            if on_bootstrapped is not None:
+                on_bootstrapped()
+
+        def self_lookup_done(_: LookupFinished) -> None:
+            short = [i for i in self._refreshable_buckets() if len(self.table.buckets.get(i, ())) < self.config.k]
+            self._refresh_buckets(short, refreshed)
+
+        self.find_node(self.peer_id.raw, self_lookup_done)
+
+    def stop(self) -> None:
+        """Stop at once (a crash or a shutdown): timers are cancelled and answers to our requests dropped."""
+        self.running = False
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+
+    def _every(self, interval: float, action: Callable[[], None]) -> None:
+        """Run ``action`` every ``interval`` seconds until the node stops."""
+        slot = len(self._timers)
+
+        def tick() -> None:
+            if self.running:
+                action()
+                self._timers[slot] = self.runtime.call_later(interval, tick)
+
+        self._timers.append(self.runtime.call_later(interval, tick))
+
+    # ---- maintenance -----------------------------------------------------------------------------
+
+    def _refreshable_buckets(self) -> list[int]:
+        """Buckets from the farthest in use down to just beyond our closest neighbour; those closer than
+        common prefix 16 are left to the self lookup (see ``keyspace``)."""
+        buckets = self.table.buckets
+        if not buckets:
+            return []
+        nearest = min(i for i, b in buckets.items() if b.entries) if self.table.peers else 256
+        lowest = max(nearest + 1, 256 - keyspace.MAX_REFRESH_CPL)
+        return list(range(256, lowest - 1, -1))
+
+    def refresh(self) -> None:
+        """Periodic refresh: look up a random key in every bucket no lookup has covered lately."""
+        now = self.runtime.now()
+        interval = self.config.refresh_interval
+        stale = [
+            i for i in self._refreshable_buckets()
+            if i not in self.table.buckets or now - self.table.buckets[i].last_lookup >= interval
+        ]
+        self._refresh_buckets(stale, None)
+
+    def _refresh_buckets(self, indices: list[int], on_done: Callable[[], None] | None) -> None:
+        if not indices:
+            if on_done is not None:
+                on_done()
+            return
+        remaining = len(indices)
+
+        def one_done(_: LookupFinished) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0 and on_done is not None and self.running:
+                on_done()
+
+        rng = self.runtime.rng
+        for index in indices:
+            key = keyspace.refresh_key(self.peer_id.kad_id, 256 - index, rng.getrandbits(256))
+            self.find_node(key, one_done)
+
+    def _seen(self, peer: PeerInfo) -> None:
+        candidate = self.table.update(peer, self.runtime.now())
+        if candidate is not None:
+            self._check_alive(candidate)
+
+    def _check_alive(self, peer: PeerInfo) -> None:
+        def answered(_: Any) -> None:
+            if self.running:
+                self.table.check_done(peer, True, self.runtime.now())
+
+        def failed(_: str) -> None:
+            if self.running:
+                self.table.check_done(peer, False, self.runtime.now())
+
+        self.runtime.request(peer, Ping(), self.config.request_timeout, answered, failed)
+
+    def _note_record(self, record: DHTRecord) -> None:
+        if record.version > self._lamport:
+            self._lamport = record.version
+
+    def _arm_sweep(self) -> None:
+        if self._sweep_timer is None and self.running:
+            self._sweep_timer = self.runtime.call_later(self.config.expiry_sweep_interval, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_timer = None
+        if not self.running:
+            return
+        now = self.runtime.now()
+        self.records.sweep(now)
+        self.providers.sweep(now)
+        if len(self.records) or len(self.providers):
+            self._arm_sweep()
+
+    # ---- inbound ---------------------------------------------------------------------------------
+
+    def handle_request(self, sender: PeerInfo, message: Any) -> Any:
+        """Answer a request from ``sender``; returns the response, or None for one-way messages."""
+        if not self.running:
+            return None
+        self._seen(sender)
+        kind = type(message)
+        if kind is FindNode:
+            return FindNodeResponse(self._closer(message.key, sender))
+        if kind is GetValue:
+            record = self.records.get(message.key, self.runtime.now())
+            return GetValueResponse(record, self._closer(message.key, sender))
+        if kind is PutValue:
+            record = message.record
+            stored = self.records.put(record, self.runtime.now())
+            if stored:
+                self._note_record(record)
+                self._arm_sweep()
+            return PutValueResponse(record, stored)
+        if kind is GetProviders:
+            providers = tuple(self.providers.get(message.key, self.runtime.now()))
+            return GetProvidersResponse(providers, self._closer(message.key, sender))
+        if kind is AddProvider:
+            # Only a peer may announce itself as a provider (as libp2p requires).
+            if message.provider.peer_id == sender.peer_id:
+                self.providers.add(message.key, message.provider, self.runtime.now() + self.config.provider_ttl)
+                self._arm_sweep()
+            return None
+        if kind is Ping:
+            return Pong()
+        raise ValueError(f"not a Kademlia request: {kind.__name__}")
+
+    def _closer(self, key: bytes, sender: PeerInfo) -> tuple[PeerInfo, ...]:
+        peers = self.table.closest(kad_key(key), self.config.k + 1)
+        sender_id = sender.peer_id.kad_id
+        return tuple([p for p in peers if p.peer_id.kad_id != sender_id][: self.config.k])
+
+    # ---- lookups ---------------------------------------------------------------------------------
+
+    def _query(self, key: bytes, request: Any, on_reply, on_done) -> _Query:
+        target = kad_key(key)
+        now = self.runtime.now()
+        config = self.config
+        seeds = self.table.closest(target, config.k)
+        self.table.mark_lookup(target, now)
+        query = _Query(key, Lookup(target, seeds, config.k, config.alpha, config.disjoint_paths, self.peer_id.kad_id),
+                       request, on_reply, on_done, now)
+        self._step(query)
+        return query
+
+    def _step(self, query: _Query) -> None:
+        if query.done or not self.running:
+            return
+        lookup = query.lookup
+        request = self.runtime.request
+        timeout = self.config.request_timeout
+        for peer in lookup.next_peers():
+            request(
+                peer, query.request, timeout,
+                lambda response, peer=peer: self._on_reply(query, peer, response),
+                lambda reason, peer=peer: self._on_failure(query, peer),
+            )
+        if lookup.finished or lookup.in_flight == 0:
+            query.done = True
+            query.on_done(query)
+
+    def _on_reply(self, query: _Query, peer: PeerInfo, response: Any) -> None:
+        if not self.running:
+            return
+        self._seen(peer)
+        if query.done:
+            return
+        query.lookup.on_success(peer, getattr(response, "closer_peers", ()))
+        if query.on_reply is not None and query.on_reply(query, peer, response):
+            query.done = True
+            query.on_done(query)
+            return
+        self._step(query)
+
+    def _on_failure(self, query: _Query, peer: PeerInfo) -> None:
+        if not self.running:
+            return
+        self.table.remove(peer.peer_id.kad_id)
+        if query.done:
+            return
+        query.lookup.on_failure(peer)
+        self._step(query)
+
+    def find_node(self, key: bytes, on_done: Callable[[LookupFinished], None]) -> None:
+        """The k closest peers to ``key`` (its Kademlia key is SHA-256(key))."""
+
+        def done(query: _Query) -> None:
+            lookup = query.lookup
+            on_done(LookupFinished(query.key, tuple(lookup.result()), lookup.result_hops(), lookup.requests,
+                                   query.started, self.runtime.now()))
+
+        self._query(key, FindNode(key), None, done)
+
+    def put_value(self, key: bytes, value: bytes, on_done: Callable[[PutFinished], None] | None = None,
+                  ttl: float | None = None) -> DHTRecord:
+        """Sign a new version of ``key`` and store it on the k closest peers (and here). Republished
+        every ``republish_interval`` while the node runs."""
+        self._lamport += 1
+        record = make_record(self.keypair, key, value, ttl or self.config.record_ttl, self._lamport)
+        self.records.put(record, self.runtime.now())
+        self._arm_sweep()
+        first = key not in self._published
+        self._published[key] = record
+        if first:
+            self._every(self.config.republish_interval, lambda: self._store(self._published[key], None))
+        self._store(record, on_done)
+        return record
+
+    def _store(self, record: DHTRecord, on_done: Callable[[PutFinished], None] | None) -> None:
+        started = self.runtime.now()
+
+        def closest_found(found: LookupFinished) -> None:
+            peers = found.peers
+            requests = found.requests + len(peers)
+            acks = 0
+            pending = len(peers)
+
+            def finish() -> None:
+                if on_done is not None:
+                    on_done(PutFinished(record.key, record.version, acks, requests, started, self.runtime.now()))
+
+            if not peers:
+                finish()
+                return
+
+            def answered(response: PutValueResponse) -> None:
+                nonlocal acks, pending
+                acks += bool(response.stored)
+                pending -= 1
+                if pending == 0:
+                    finish()
+
+            def failed(_: str) -> None:
+                nonlocal pending
+                pending -= 1
+                if pending == 0:
+                    finish()
+
+            message = PutValue(record)
+            for peer in peers:
+                self.runtime.request(peer, message, self.config.request_timeout, answered, failed)
+
+        self.find_node(record.key, closest_found)
+
+    def get_value(self, key: bytes, on_done: Callable[[GetFinished], None], quorum: int = 1) -> None:
+        """The newest valid record for ``key``: the lookup stops once ``quorum`` peers returned one."""
+        local = self.records.get(key, self.runtime.now())
+        best: list[DHTRecord] = [local] if local is not None else []
+        found = 0
+
+        def reply(query: _Query, peer: PeerInfo, response: GetValueResponse) -> bool:
+            nonlocal found
+            record = response.record
+            if record is None or record.key != key or not record_is_valid(record):
+                return False
+            self._note_record(record)
+            found += 1
+            if not best or record.version > best[0].version:
+                best[:] = [record]
+            return found >= quorum
+
+        def done(query: _Query) -> None:
+            lookup = query.lookup
+            on_done(GetFinished(key, best[0] if best else None, lookup.result_hops(), lookup.requests,
+                                query.started, self.runtime.now()))
+
+        self._query(key, GetValue(key), reply, done)
+
+    def provide(self, key: bytes, on_done: Callable[[PutFinished], None] | None = None) -> None:
+        """Announce this node as a provider of ``key`` to the k closest peers (one-way, as in libp2p)."""
+        started = self.runtime.now()
+
+        def closest_found(found: LookupFinished) -> None:
+            message = AddProvider(key, self.info)
+            for peer in found.peers:
+                self.runtime.send(peer, message)
+            if on_done is not None:
+                on_done(PutFinished(key, 0, len(found.peers), found.requests + len(found.peers), started,
+                                    self.runtime.now()))
+
+        self.providers.add(key, self.info, started + self.config.provider_ttl)
+        self._arm_sweep()
+        self.find_node(key, closest_found)
+
+    def find_providers(self, key: bytes, on_done: Callable[[ProvidersFound], None], count: int = 20) -> None:
+        providers: dict[Any, PeerInfo] = {p.peer_id: p for p in self.providers.get(key, self.runtime.now())}
+
+        def reply(query: _Query, peer: PeerInfo, response: GetProvidersResponse) -> bool:
+            for provider in response.provider_peers:
+                providers.setdefault(provider.peer_id, provider)
+            return len(providers) >= count
+
+        def done(query: _Query) -> None:
+            on_done(ProvidersFound(key, tuple(providers.values())[:count], query.lookup.requests, query.started,
+                                   self.runtime.now()))
+
+        self._query(key, GetProviders(key), reply, done)

@@ -1,0 +1,152 @@
+"""The iterative lookup, as a state machine with S/Kademlia disjoint paths.
+
+A ``Lookup`` never sends anything: ``next_peers()`` says whom to contact now, and the caller reports
+back with ``on_success(peer, closer_peers)`` or ``on_failure(peer)``. With ``paths`` = d > 1 the lookup
+runs d independent paths, each seeded with its share of our closest peers, and a peer is used by at most
+one path (S/Kademlia, Baumgart & Mies 2007): an adversary has to sit on every path to hide the target.
+A path is finished when the k closest peers it knows (failures excluded) have all answered. The result
+is the k closest peers that answered, over all paths.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+
+from p2pnode.kad.messages import PeerInfo
+
+NOT_CONTACTED, WAITING, SUCCEEDED, FAILED = 0, 1, 2, 3
+
+
+class _Path:
+    __slots__ = ("order", "state", "parallelism", "in_flight")
+
+    def __init__(self, parallelism: int) -> None:
+        self.order: list[tuple[int, int]] = []  # (distance, kad_id), closest first
+        self.state: dict[int, int] = {}
+        self.parallelism = parallelism
+        self.in_flight = 0
+
+
+class Lookup:
+    def __init__(self, target: int, seeds: list[PeerInfo], k: int, alpha: int, paths: int = 1,
+                 local_id: int | None = None):
+        self.target = target
+        self.k = k
+        count = max(1, min(paths, len(seeds))) if seeds else 1
+        # alpha requests in flight in total, spread over the paths (each keeps at least one).
+        self.paths = [_Path(max(1, alpha // count + (1 if i < alpha % count else 0))) for i in range(count)]
+        self.owner: dict[int, _Path | None] = {}   # which path a peer belongs to: the disjointness rule
+        if local_id is not None:
+            self.owner[local_id] = None  # never contact ourselves, whoever refers us
+        self.peers: dict[int, PeerInfo] = {}
+        self.hops: dict[int, int] = {}
+        self.requests = 0
+        for i, peer in enumerate(seeds):
+            self._add(self.paths[i % count], peer, 1)
+
+    def _add(self, path: _Path, peer: PeerInfo, hops: int) -> None:
+        kad_id = peer.peer_id.kad_id
+        if kad_id in self.owner:
+            return
+        self.owner[kad_id] = path
+        self.peers[kad_id] = peer
+        self.hops[kad_id] = hops
+        path.state[kad_id] = NOT_CONTACTED
+        insort(path.order, (kad_id ^ self.target, kad_id))
+
+    def next_peers(self) -> list[PeerInfo]:
+        """Peers to send a request to now (each is then WAITING until reported on)."""
+        out = []
+        k = self.k
+        for path in self.paths:
+            free = path.parallelism - path.in_flight
+            if free <= 0:
+                continue
+            state = path.state
+            seen = 0
+            for _, kad_id in path.order:
+                s = state[kad_id]
+                if s == FAILED:
+                    continue
+                if s == NOT_CONTACTED:
+                    state[kad_id] = WAITING
+                    path.in_flight += 1
+                    out.append(self.peers[kad_id])
+                    free -= 1
+                    if free == 0:
+                        break
+                seen += 1
+                if seen >= k:
+                    break
+        self.requests += len(out)
+        return out
+
+    def on_success(self, peer: PeerInfo, closer_peers: tuple[PeerInfo, ...] | list[PeerInfo]) -> None:
+        kad_id = peer.peer_id.kad_id
+        path = self.owner.get(kad_id)
+        if path is None or path.state[kad_id] != WAITING:
+            return
+        path.state[kad_id] = SUCCEEDED
+        path.in_flight -= 1
+        hops = self.hops[kad_id] + 1
+        owner = self.owner
+        for closer in closer_peers:  # _add, inlined: this loop runs for every peer of every answer
+            closer_id = closer.peer_id.kad_id
+            if closer_id not in owner:
+                owner[closer_id] = path
+                self.peers[closer_id] = closer
+                self.hops[closer_id] = hops
+                path.state[closer_id] = NOT_CONTACTED
+                insort(path.order, (closer_id ^ self.target, closer_id))
+
+    def on_failure(self, peer: PeerInfo) -> None:
+        kad_id = peer.peer_id.kad_id
+        path = self.owner.get(kad_id)
+        if path is None or path.state[kad_id] != WAITING:
+            return
+        path.state[kad_id] = FAILED
+        path.in_flight -= 1
+
+    def _path_finished(self, path: _Path) -> bool:
+        seen = 0
+        state = path.state
+        for _, kad_id in path.order:
+            s = state[kad_id]
+            if s == FAILED:
+                continue
+            if s != SUCCEEDED:
+                return False
+            seen += 1
+            if seen >= self.k:
+                break
+        return True
+
+    @property
+    def finished(self) -> bool:
+        return all(self._path_finished(p) for p in self.paths)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(p.in_flight for p in self.paths)
+
+    def drop_path_of(self, peer: PeerInfo) -> None:
+        """Stop a path early (used when a value was found on it): its pending peers are ignored."""
+        path = self.owner.get(peer.peer_id.kad_id)
+        if path is None:
+            return
+        for kad_id, s in path.state.items():
+            if s == NOT_CONTACTED:
+                path.state[kad_id] = FAILED
+
+    def result(self) -> list[PeerInfo]:
+        """The k closest peers that answered, closest first."""
+        answered = []
+        for path in self.paths:
+            answered.extend(d_id for d_id in path.order if path.state[d_id[1]] == SUCCEEDED)
+        answered.sort()
+        return [self.peers[kad_id] for _, kad_id in answered[: self.k]]
+
+    def result_hops(self) -> int:
+        """Hops to the closest peer that answered: how many rounds of referrals led to it."""
+        best = self.result()
+        return self.hops[best[0].peer_id.kad_id] if best else 0

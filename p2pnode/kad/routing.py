@@ -1,0 +1,168 @@
+"""The k-bucket routing table: pure data, no I/O, no clock of its own.
+
+Bucket ``i`` (1..256) holds peers whose XOR distance to us has bit length ``i``, so bucket 256 covers half
+the key space and low buckets our close neighbourhood. Inside a bucket, peers are kept least-recently-seen
+first (a dict keeps insertion order; re-inserting moves a peer to the end). A full bucket does not evict:
+the newcomer waits in the bucket's replacement cache while the caller checks that the least-recently-seen
+peer is still alive (Kademlia's preference for long-lived peers); ``remove`` promotes the newest waiting
+replacement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from p2pnode.kad.messages import PeerInfo
+
+KEY_BITS = 256
+
+
+@dataclass(slots=True)
+class Entry:
+    info: PeerInfo
+    last_seen: float
+
+
+class Bucket:
+    __slots__ = ("entries", "replacements", "last_lookup", "checking")
+
+    def __init__(self) -> None:
+        self.entries: dict[int, Entry] = {}        # least recently seen first
+        self.replacements: dict[int, PeerInfo] = {}  # newest last
+        self.last_lookup = 0.0                      # when a lookup last covered this bucket
+        self.checking = False                       # a liveness check of the oldest entry is under way
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class RoutingTable:
+    def __init__(self, local_id: int, k: int = 20, stale_after: float = 30.0):
+        self.local_id = local_id
+        self.k = k
+        # A full bucket's oldest entry is pinged only if it has not been heard from for this long; a peer
+        # seen a moment ago is alive, and pinging it would double the traffic of a busy node.
+        self.stale_after = stale_after
+        self.buckets: dict[int, Bucket] = {}
+        self.peers: dict[int, PeerInfo] = {}  # every entry of every bucket, for closest()
+
+    def __len__(self) -> int:
+        return len(self.peers)
+
+    def __contains__(self, kad_id: int) -> bool:
+        return kad_id in self.peers
+
+    def bucket_index(self, kad_id: int) -> int:
+        return (kad_id ^ self.local_id).bit_length()
+
+    def update(self, info: PeerInfo, now: float) -> PeerInfo | None:
+        """Note that ``info`` was seen alive. Returns a peer whose liveness the caller should check (the
+        full bucket's oldest entry, which ``remove`` evicts if it is gone), or None."""
+        kad_id = info.peer_id.kad_id
+        index = (kad_id ^ self.local_id).bit_length()
+        if index == 0:
+            return None  # ourselves
+        bucket = self.buckets.get(index)
+        if bucket is None:
+            bucket = self.buckets[index] = Bucket()
+        entries = bucket.entries
+        entry = entries.pop(kad_id, None)
+        if entry is not None:
+            entry.last_seen = now
+            entry.info = info
+            entries[kad_id] = entry
+            return None
+        if len(entries) < self.k:
+            entries[kad_id] = Entry(info, now)
+            self.peers[kad_id] = info
+            return None
+        replacements = bucket.replacements
+        replacements.pop(kad_id, None)
+        replacements[kad_id] = info
+        if len(replacements) > self.k:
+            del replacements[next(iter(replacements))]
+        oldest = next(iter(entries.values()))
+        if bucket.checking or now - oldest.last_seen < self.stale_after:
+            return None
+        bucket.checking = True
+        return oldest.info
+
+    def check_done(self, info: PeerInfo, alive: bool, now: float) -> None:
+        """The result of a liveness check that ``update`` asked for."""
+        bucket = self.buckets.get(self.bucket_index(info.peer_id.kad_id))
+        if bucket is not None:
+            bucket.checking = False
+        if alive:
+            self.update(info, now)
+        else:
+            self.remove(info.peer_id.kad_id)
+
+    def remove(self, kad_id: int) -> None:
+        """Drop a peer that failed to answer; the newest replacement, if any, takes its place."""
+        bucket = self.buckets.get((kad_id ^ self.local_id).bit_length())
+        if bucket is None:
+            return
+        bucket.replacements.pop(kad_id, None)
+        if bucket.entries.pop(kad_id, None) is None:
+            return
+        del self.peers[kad_id]
+        if bucket.replacements:
+            new_id, new_info = bucket.replacements.popitem()
+            # Promoted peers were seen when they were cached; they go to the front as the oldest.
+            bucket.entries = {new_id: Entry(new_info, float("-inf")), **bucket.entries}
+            self.peers[new_id] = new_info
+
+    def closest(self, target: int, n: int | None = None) -> list[PeerInfo]:
+        """The ``n`` (default k) known peers closest to ``target`` by XOR distance, closest first.
+
+        Buckets order the work: peers in the target's own bucket b are closer to it than all peers in
+        buckets below b, which are closer than those in b+1, then b+2, ... So only as many buckets are
+        sorted as it takes to find n peers: usually one."""
+        n = n or self.k
+        distance = target.__xor__
+        buckets = self.buckets
+        b = (target ^ self.local_id).bit_length()
+        found: list[int] = []
+        bucket = buckets.get(b)
+        if bucket is not None:
+            found = sorted(bucket.entries, key=distance)
+        if len(found) < n:
+            lower = [i for index, bk in buckets.items() if index < b for i in bk.entries]
+            lower.sort(key=distance)
+            found += lower
+            index = b + 1
+            while len(found) < n and index <= KEY_BITS:
+                bucket = buckets.get(index)
+                if bucket is not None:
+                    found += sorted(bucket.entries, key=distance)
+                index += 1
+        peers = self.peers
+        return [peers[i] for i in found[:n]]
+
+    def mark_lookup(self, target: int, now: float) -> None:
+        """A lookup for ``target`` refreshes the bucket the target falls into."""
+        bucket = self.buckets.get((target ^ self.local_id).bit_length())
+        if bucket is not None:
+            bucket.last_lookup = now
+
+    def stale_buckets(self, now: float, interval: float) -> list[int]:
+        """Indices of buckets not covered by a lookup for ``interval`` seconds, up to the farthest one
+        in use (buckets beyond it are empty because the key space there is empty of peers we know)."""
+        if not self.buckets:
+            return []
+        highest = max(self.buckets)
+        lowest = min(self.buckets)
+        stale = []
+        for index in range(lowest, highest + 1):
+            bucket = self.buckets.get(index)
+            if bucket is None or now - bucket.last_lookup >= interval:
+                stale.append(index)
+        return stale
+
+    def random_id_in_bucket(self, index: int, bits: int) -> int:
+        """A key whose distance to us has bit length ``index``; ``bits`` supplies the random low bits."""
+        low = bits & ((1 << (index - 1)) - 1)
+        return self.local_id ^ ((1 << (index - 1)) | low)
+
+    def entries(self) -> list[tuple[PeerInfo, float]]:
+        return [(e.info, e.last_seen) for b in self.buckets.values() for e in b.entries.values()]

@@ -1,0 +1,140 @@
+"""``simulate SCENARIO [--seed N] [--nodes N] [--out DIR]``: run a scenario in the SimPy runtime."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import p2pnode
+from sim.latency import MatrixError
+from sim.results import EventWriter, new_run_dir, write_json
+from sim.scenario import ScenarioError, load_scenario
+from sim.simulation import Simulation
+
+
+class UsageError(Exception):
+    pass
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "p2pnode": p2pnode.__version__}
+    for package in ("simpy", "cryptography", "protobuf"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "missing"
+    return out
+
+
+def _manifest(scenario: Any, status: str, perf: dict | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "scenario": scenario.to_dict(),
+        "scenario_file": str(scenario.source) if getattr(scenario, "source", None) else None,
+        "seed": scenario.seed,
+        "nodes": scenario.nodes.count,
+        "runtime": "sim",
+        "status": status,
+        "versions": _versions(),
+        "host": {"name": platform.node(), "system": platform.system(), "machine": platform.machine(),
+                 "cpus": os.cpu_count()},
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["simulate", *sys.argv[1:]]),
+        "perf": perf,
+        **extra,
+    }
+
+
+def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") -> dict[str, Any]:
+    """Run one scenario into ``run_dir``; returns its perf figures. Events are on disk as they happen."""
+    manifest = _manifest(scenario, "running")
+    write_json(run_dir / "manifest.json", manifest)
+    events = EventWriter(run_dir / "events.csv")
+    columns = (TextColumn(f"[bold]{label or scenario.name}[/] {scenario.nodes.count} nodes"), BarColumn(),
+               TextColumn("{task.fields[sim]:>7.1f}/{task.total:.0f} s simulated"), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    status = "interrupted"
+    perf = None
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("sim", total=1.0, sim=0.0)
+
+            def update(now: float, stop: float) -> None:
+                progress.update(task, completed=now, total=stop, sim=now)
+
+            sim = Simulation(scenario, events, update)
+            perf = sim.run()
+        status = "completed"
+    finally:
+        events.close()
+        manifest.update(status=status, perf=perf)
+        write_json(run_dir / "manifest.json", manifest)
+    return perf
+
+
+def _report(run_dir: Path, console: Console) -> None:
+    from analysis.cli import print_verdict
+    from analysis.report import write_report
+
+    summary, _ = write_report(run_dir)
+    print_verdict(summary, console)
+    console.print(f"report: {run_dir / 'report.html'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simulate", description="Run a scenario in the SimPy simulator.")
+    parser.add_argument("scenario", type=Path, help="scenario YAML file (see docs/scenarios.md)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
+    parser.add_argument("--nodes", type=int, help="node count (overrides the scenario's)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
+    args = parser.parse_args(argv)
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        if args.nodes is not None and args.nodes < 2:
+            raise UsageError("--nodes must be at least 2")
+        if args.seed is not None and args.seed < 0:
+            raise UsageError("--seed must be >= 0")
+        overrides = {"seed": args.seed} if args.seed is not None else None
+        scenario = load_scenario(args.scenario, overrides=overrides)
+        if args.nodes is not None:
+            scenario = scenario.with_nodes(args.nodes)
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+            run_dir = new_run_dir(args.out, scenario.name)
+        except OSError as exc:
+            raise UsageError(f"cannot create a run directory under {args.out}: {exc.strerror}") from exc
+        console.print(f"run directory: {run_dir}")
+        if scenario.sweep is not None and args.nodes is None:
+            points = []
+            for n in scenario.sweep.nodes:
+                point = scenario.with_nodes(n)
+                point_dir = run_dir / f"n{n}"
+                point_dir.mkdir()
+                perf = run_once(point, point_dir, console, label=f"{scenario.name} [{n}]")
+                _report(point_dir, console)
+                points.append({"nodes": n, "dir": point_dir.name, "perf": perf})
+            write_json(run_dir / "manifest.json", _manifest(scenario, "completed", sweep=points))
+        else:
+            run_once(scenario, run_dir, console)
+        _report(run_dir, console)
+        return 0
+    except (ScenarioError, MatrixError, UsageError) as exc:
+        err.print(f"simulate: {exc}", highlight=False, markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("simulate: interrupted; events written so far are kept", markup=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

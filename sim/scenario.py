@@ -1,0 +1,1022 @@
+"""Scenario files: the loader and validator for the format described in docs/scenarios.md.
+
+A scenario is read with PyYAML's composer so that every value keeps its line, converted to plain
+Python, validated with pydantic and, when anything is wrong, reported as a `ScenarioError` whose
+text has one line per problem::
+
+    scenarios/bad.yaml:12: churn.session.distribution: 'weibul' is not one of exponential, weibull, lognormal
+
+Public API: `load_scenario`, `parse_scenario`, `validate_regions`, `Scenario` (and its section
+models), `ScenarioError`, `Problem`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "ADDRESS_FAMILIES",
+    "CRITERIA",
+    "DEFAULT_TARGETS",
+    "DISTRIBUTIONS",
+    "NAT_TYPES",
+    "TRANSITIONS",
+    "Churn",
+    "Criterion",
+    "Dht",
+    "Exponential",
+    "Latency",
+    "Lognormal",
+    "Measure",
+    "Network",
+    "Nodes",
+    "Problem",
+    "Scenario",
+    "ScenarioError",
+    "Sweep",
+    "Weibull",
+    "Workload",
+    "load_scenario",
+    "parse_scenario",
+    "validate_regions",
+]
+
+SHARE_TOLERANCE = 1e-6
+
+# Reserved fields: every value a later issue will model is named (so a typo is told apart from a
+# value that is merely not modelled yet); only the first group of each is accepted today.
+NAT_TYPES = ("none", "full-cone", "restricted", "port-restricted", "symmetric")
+ADDRESS_FAMILIES = ("dual", "ipv6", "ipv4")
+TRANSITIONS = ("native", "dslite", "teredo", "6to4", "isatap", "6over4", "map-e", "map-t", "464xlat", "6rd")
+_MODELLED = {
+    "nat": (("none",), "NAT traversal lands"),
+    "address_families": (("dual", "ipv6"), "IPv4-only support lands"),
+    "transition": (("native",), "IPv6 transition support lands"),
+}
+
+DISTRIBUTIONS = ("exponential", "weibull", "lognormal")
+LATENCY_MODELS = ("regions", "matrix")
+WIRE_MODES = ("objects", "exact")
+CRITERIA = ("formation_time", "lookup_p99", "lookup_success", "put_get_success", "scaling")
+# Targets used when a criterion is listed without one ({} or null); the same as analysis.criteria.SPECS.
+DEFAULT_TARGETS: dict[str, float] = {
+    "formation_time": 30.0,  # simulated seconds until the network is formed (<)
+    "lookup_p99": 0.5,  # seconds, 99th percentile lookup latency (<)
+    "lookup_success": 0.99,  # share of lookups that find the closest live peer (>=)
+    "put_get_success": 0.99,  # share of gets that return the newest stored version (>=)
+    "scaling": 1.5,  # wall-clock seconds per message, largest sweep point / smallest (<=)
+}
+_SHARE_CRITERIA = ("lookup_success", "put_get_success")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a scenario. `line` is 1-based, None when no line applies."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; str() has one line per problem, sorted by line."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = sorted(
+            problems, key=lambda p: (p.line is None, p.line or 0, p.file, p.path, p.message)
+        )
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
+
+
+class _Problems(ValueError):
+    """Raised by cross-field validators: problems with locations relative to the model validated."""
+
+    def __init__(self, items: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.items = items
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in items))
+
+
+def _raise_if(items: list[tuple[tuple[str | int, ...], str]]) -> None:
+    if items:
+        raise _Problems(items)
+
+
+# --------------------------------------------------------------------------------------------
+# Field types
+
+Float = Annotated[float, Strict()]  # strict: ints are accepted, strings and booleans are not
+PosFloat = Annotated[float, Strict(), Field(gt=0)]
+NonNegFloat = Annotated[float, Strict(), Field(ge=0)]
+
+
+def _choice(allowed: Sequence[str]) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and value in allowed:
+            return value
+        raise PydanticCustomError(
+            "choice", "{got} is not one of {allowed}", {"got": _got(value), "allowed": ", ".join(allowed)}
+        )
+
+    return BeforeValidator(check)
+
+
+def _modelled(field: str) -> AfterValidator:
+    accepted, feature = _MODELLED[field]
+
+    def check(value: str) -> str:
+        if value not in accepted:
+            only = " or ".join(repr(a) for a in accepted)
+            raise PydanticCustomError(
+                "not_modelled",
+                "{value} is not modelled yet (only {only} until {feature})",
+                {"value": repr(value), "only": only, "feature": feature},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _sum_to_one(shares: dict[str, float]) -> dict[str, float]:
+    if not shares:
+        raise PydanticCustomError("shares", "needs at least one entry (shares that sum to 1)")
+    total = math.fsum(shares.values())
+    if abs(total - 1.0) > SHARE_TOLERANCE:
+        raise PydanticCustomError("shares", "shares sum to {total}, not 1", {"total": f"{total:.6g}"})
+    return shares
+
+
+def _check_name(name: str) -> str:
+    if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+        raise PydanticCustomError(
+            "name", "{got} may contain only letters, digits, '-' and '_'", {"got": repr(name)}
+        )
+    return name
+
+
+Share = NonNegFloat
+NatType = Annotated[
+    Literal["none", "full-cone", "restricted", "port-restricted", "symmetric"],
+    _choice(NAT_TYPES),
+    _modelled("nat"),
+]
+AddressFamily = Annotated[
+    Literal["dual", "ipv6", "ipv4"], _choice(ADDRESS_FAMILIES), _modelled("address_families")
+]
+Transition = Annotated[
+    Literal["native", "dslite", "teredo", "6to4", "isatap", "6over4", "map-e", "map-t", "464xlat", "6rd"],
+    _choice(TRANSITIONS),
+    _modelled("transition"),
+]
+RegionName = Annotated[str, Strict()]
+CriterionName = Annotated[
+    Literal["formation_time", "lookup_p99", "lookup_success", "put_get_success", "scaling"], _choice(CRITERIA)
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_section_is_default(cls, data: Any) -> Any:
+        """`dht:` with nothing under it (null) means the section's defaults."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, field in cls.model_fields.items():
+            if (
+                name in out
+                and out[name] is None
+                and not field.is_required()
+                and _is_section(field.annotation)
+            ):
+                del out[name]
+        return out
+
+
+def _is_section(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is dict:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return False  # Optional sections: null means "absent" (None), keep it
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+class Nodes(_Model):
+    count: Annotated[int, Strict(), Field(ge=2)] = 1000
+    bootstrap: Annotated[int, Strict(), Field(ge=1)] = 4
+    join_over: NonNegFloat = 30.0
+    regions: Annotated[dict[RegionName, Share], AfterValidator(_sum_to_one)] | None = None
+    nat: Annotated[dict[NatType, Share], AfterValidator(_sum_to_one)] = Field(
+        default_factory=lambda: {"none": 1.0}
+    )
+    address_families: Annotated[dict[AddressFamily, Share], AfterValidator(_sum_to_one)] = Field(
+        default_factory=lambda: {"dual": 1.0}
+    )
+    transition: Annotated[dict[Transition, Share], AfterValidator(_sum_to_one)] = Field(
+        default_factory=lambda: {"native": 1.0}
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Nodes:
+        if self.bootstrap > self.count:
+            _raise_if([(("bootstrap",), f"{self.bootstrap} bootstrap nodes but only {self.count} nodes")])
+        return self
+
+    def region_shares(self, known: Iterable[str]) -> dict[str, float]:
+        """Share per region: `regions` as given, or spread evenly over the latency model's regions."""
+        if self.regions is not None:
+            return dict(self.regions)
+        names = list(known)
+        return {name: 1.0 / len(names) for name in names}
+
+
+class Latency(_Model):
+    model: Annotated[Literal["regions", "matrix"], _choice(LATENCY_MODELS)] = "regions"
+    matrix: Path | None = None
+    jitter: NonNegFloat = 0.1
+    access: tuple[NonNegFloat, NonNegFloat] = (0.002, 0.02)
+
+    @model_validator(mode="after")
+    def _check(self) -> Latency:
+        items: list[tuple[tuple[str | int, ...], str]] = []
+        if self.model == "matrix" and self.matrix is None:
+            items.append((("matrix",), "required when model is 'matrix' (a CSV file of RTTs in ms)"))
+        if self.model == "regions" and self.matrix is not None:
+            items.append((("matrix",), "only used with model: matrix (model is 'regions')"))
+        lo, hi = self.access
+        if lo > hi:
+            items.append((("access",), f"range [{lo}, {hi}] has its lower bound above its upper bound"))
+        _raise_if(items)
+        return self
+
+
+class Network(_Model):
+    latency: Latency = Field(default_factory=Latency)
+    loss: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
+
+
+class Dht(_Model):
+    k: Annotated[int, Strict(), Field(ge=1)] = 20
+    alpha: Annotated[int, Strict(), Field(ge=1)] = 5
+    disjoint_paths: Annotated[int, Strict(), Field(ge=1)] = 1
+    request_timeout: PosFloat = 2.0
+    record_ttl: PosFloat = 3600.0
+    republish_interval: PosFloat = 1800.0
+    refresh_interval: PosFloat = 600.0
+    wire: Annotated[Literal["objects", "exact"], _choice(WIRE_MODES)] = "objects"
+
+    @model_validator(mode="after")
+    def _check(self) -> Dht:
+        items: list[tuple[tuple[str | int, ...], str]] = []
+        if self.disjoint_paths > self.alpha:
+            items.append((("disjoint_paths",), f"{self.disjoint_paths} exceeds alpha ({self.alpha})"))
+        if self.republish_interval >= self.record_ttl:
+            items.append(
+                (
+                    ("republish_interval",),
+                    f"{self.republish_interval:g} must be shorter than record_ttl ({self.record_ttl:g})",
+                )
+            )
+        _raise_if(items)
+        return self
+
+
+class Exponential(_Model):
+    distribution: Literal["exponential"]
+    mean: PosFloat
+
+    @property
+    def expected(self) -> float:
+        return self.mean
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.expovariate(1.0 / self.mean)
+
+
+class Weibull(_Model):
+    distribution: Literal["weibull"]
+    shape: PosFloat
+    scale: PosFloat
+
+    @property
+    def expected(self) -> float:
+        return self.scale * math.gamma(1.0 + 1.0 / self.shape)
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.weibullvariate(self.scale, self.shape)
+
+
+class Lognormal(_Model):
+    distribution: Literal["lognormal"]
+    mu: Float
+    sigma: PosFloat
+
+    @property
+    def expected(self) -> float:
+        return math.exp(self.mu + self.sigma**2 / 2)
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.lognormvariate(self.mu, self.sigma)
+
+
+Distribution = Annotated[Exponential | Weibull | Lognormal, Field(discriminator="distribution")]
+
+
+class Churn(_Model):
+    session: Distribution = Field(
+        default_factory=lambda: Weibull(distribution="weibull", shape=0.6, scale=1800)
+    )
+    offline: Distribution = Field(default_factory=lambda: Exponential(distribution="exponential", mean=600))
+    graceful: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.0
+
+
+class Workload(_Model):
+    lookup: NonNegFloat = 1.0
+    put: NonNegFloat = 0.1
+    get: NonNegFloat = 0.5
+    value_size: Annotated[int, Strict(), Field(ge=0, le=64 * 1024)] = 256
+
+
+class Measure(_Model):
+    sample_interval: PosFloat = 1.0
+    formation_sample: Annotated[int, Strict(), Field(ge=1)] = 200
+
+
+class Criterion(_Model):
+    """A criterion to judge; `target` is filled in from DEFAULT_TARGETS when not given."""
+
+    target: Float | None = None
+
+
+def _criteria_before(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: ({} if v is None else v) for k, v in data.items()}
+    return data
+
+
+def _criteria_after(criteria: dict[str, Criterion]) -> dict[str, Criterion]:
+    out: dict[str, Criterion] = {}
+    items: list[tuple[tuple[str | int, ...], str]] = []
+    for name, crit in criteria.items():
+        target = DEFAULT_TARGETS[name] if crit.target is None else crit.target
+        if name in _SHARE_CRITERIA and not 0 < target <= 1:
+            items.append(((name, "target"), f"{target:g} is a share and must be in (0, 1]"))
+        elif target <= 0:
+            items.append(((name, "target"), f"{target:g} must be > 0"))
+        out[name] = Criterion(target=target)
+    _raise_if(items)
+    return out
+
+
+class Sweep(_Model):
+    nodes: Annotated[list[Annotated[int, Strict(), Field(ge=2)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check(self) -> Sweep:
+        for i in range(1, len(self.nodes)):
+            if self.nodes[i] <= self.nodes[i - 1]:
+                _raise_if([(("nodes", i), f"{self.nodes[i]} after {self.nodes[i - 1]}: must be ascending")])
+        return self
+
+
+class Scenario(_Model):
+    name: Annotated[str, Strict(), AfterValidator(_check_name)]
+    description: Annotated[str, Strict()] = ""
+    seed: Annotated[int, Strict(), Field(ge=0)] = 0
+    warmup: NonNegFloat = 60.0
+    duration: PosFloat = 600.0
+    nodes: Nodes = Field(default_factory=Nodes)
+    network: Network = Field(default_factory=Network)
+    dht: Dht = Field(default_factory=Dht)
+    churn: Churn | None = None
+    workload: Workload = Field(default_factory=Workload)
+    measure: Measure = Field(default_factory=Measure)
+    # None (section omitted or null): the analysis judges its default set; {}: judge nothing.
+    criteria: (
+        Annotated[
+            dict[CriterionName, Criterion], BeforeValidator(_criteria_before), AfterValidator(_criteria_after)
+        ]
+        | None
+    ) = None
+    sweep: Sweep | None = None
+
+    # Not part of the file: where it came from (relative paths resolve against its directory) and
+    # the line of every value, for errors found after loading (validate_regions).
+    _source: Path | None = PrivateAttr(default=None)
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def matrix_path(self) -> Path | None:
+        """The latency matrix file, resolved against the scenario file's directory."""
+        return _resolve(self.network.latency.matrix, self._source)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> Scenario:
+        items: list[tuple[tuple[str | int, ...], str]] = []
+        if self.nodes.join_over > self.warmup:
+            items.append(
+                (("nodes", "join_over"), f"{self.nodes.join_over:g} exceeds warmup ({self.warmup:g})")
+            )
+        wl = self.workload
+        for name in self.criteria or {}:
+            if name in ("lookup_p99", "lookup_success") and wl.lookup <= 0:
+                items.append((("criteria", name), "needs lookups (workload.lookup > 0)"))
+            elif name == "put_get_success" and (wl.put <= 0 or wl.get <= 0):
+                items.append(
+                    (("criteria", name), "needs puts and gets (workload.put > 0 and workload.get > 0)")
+                )
+            elif name == "scaling" and (self.sweep is None or len(self.sweep.nodes) < 2):
+                items.append(
+                    (("criteria", name), "needs a sweep over at least two node counts (sweep.nodes)")
+                )
+        source = (info.context or {}).get("source")
+        matrix = _resolve(self.network.latency.matrix, source)
+        if matrix is not None and not matrix.is_file():
+            items.append((("network", "latency", "matrix"), f"file not found: {matrix}"))
+        _raise_if(items)
+        return self
+
+    def with_nodes(self, n: int) -> Scenario:
+        """A copy with nodes.count = n (bootstrap clamped to n), as `simulate --nodes N` asks."""
+        data = self.model_dump()
+        data["nodes"]["count"] = n
+        if isinstance(n, int) and not isinstance(n, bool):
+            data["nodes"]["bootstrap"] = min(self.nodes.bootstrap, max(n, 1))
+        return _build(
+            data,
+            source=self._source,
+            label=_label(self._source),
+            lines=self._lines,
+            overridden={("nodes", "count")},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (for the run manifest); fields in declaration order, maps sorted."""
+        return _sorted_maps(self.model_dump(mode="json"))
+
+
+def _sorted_maps(data: dict[str, Any]) -> dict[str, Any]:
+    """Sort the maps whose keys the user chose (their order carries no meaning)."""
+    nodes = data["nodes"]
+    for key in ("regions", "nat", "address_families", "transition"):
+        if nodes[key] is not None:
+            nodes[key] = dict(sorted(nodes[key].items()))
+    if data["criteria"] is not None:
+        data["criteria"] = dict(sorted(data["criteria"].items()))
+    return data
+
+
+def _resolve(path: Path | None, source: Path | str | None) -> Path | None:
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.is_absolute() or source is None:
+        return path
+    return Path(source).parent / path
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with lines
+
+
+class _Lines:
+    """Where each value of the converted document sits: path -> line (1-based)."""
+
+    def __init__(self) -> None:
+        self.key: dict[tuple[str | int, ...], int] = {}
+        self.value: dict[tuple[str | int, ...], int] = {}
+
+    def line(self, path: tuple[str | int, ...]) -> int | None:
+        return self.key.get(path, self.value.get(path))
+
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+_MAX_VALUES = 100_000  # aliases can make a tiny file expand exponentially ("billion laughs")
+
+
+class _TooBig(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+class _Converter:
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.lines = _Lines()
+        self.problems: list[Problem] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+        self._stack: set[int] = set()
+        self._budget = _MAX_VALUES
+
+    def problem(self, line: int | None, path: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(Problem(self.label, line, _dotted(path), message))
+
+    def convert(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        self._budget -= 1
+        if self._budget < 0:
+            raise _TooBig(_line(node))
+        self.lines.value.setdefault(path, _line(node))
+        if id(node) in self._stack:
+            self.problem(_line(node), path, "an alias refers to itself")
+            return None
+        if isinstance(node, yaml.MappingNode):
+            self._stack.add(id(node))
+            try:
+                return self._mapping(node, path)
+            finally:
+                self._stack.discard(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                self.problem(_line(node), path, f"unsupported tag {node.tag}")
+            self._stack.add(id(node))
+            try:
+                return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self._stack.discard(id(node))
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problem(_line(node), path, f"invalid value: {problem}")
+            return None
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple[str | int, ...]) -> dict[str, Any]:
+        if node.tag != _MAP_TAG:
+            self.problem(_line(node), path, f"unsupported tag {node.tag}")
+        out: dict[str, Any] = {}
+        first: dict[str, int] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(_line(key_node), path, "keys must be plain names, not lists or mappings")
+                continue
+            key = key_node.value
+            sub = (*path, key)
+            if key in first:
+                self.problem(_line(key_node), sub, f"duplicate key (first given on line {first[key]})")
+                continue
+            first[key] = _line(key_node)
+            self.lines.key.setdefault(sub, _line(key_node))  # explicit keys come before merged ones
+            out[key] = self.convert(value_node, sub)
+        for merge in merges:
+            sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    self.problem(_line(source), path, "'<<' merges only mappings")
+                    continue
+                if id(source) in self._stack:
+                    self.problem(_line(source), path, "an alias refers to itself")
+                    continue
+                self._stack.add(id(source))
+                try:
+                    merged = self._mapping(source, path)
+                finally:
+                    self._stack.discard(id(source))
+                for key, value in merged.items():
+                    out.setdefault(key, value)
+        return out
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    out = ""
+    for el in path:
+        if isinstance(el, int):
+            out += f"[{el}]"
+        else:
+            out += f".{el}" if out else str(el)
+    return out
+
+
+def _label(source: Path | str | None) -> str:
+    return "<string>" if source is None else str(source)
+
+
+def _yaml_error(exc: yaml.YAMLError, label: str) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if problem:
+        message = f"invalid YAML: {context}, {problem}" if context else f"invalid YAML: {problem}"
+    else:
+        message = f"invalid YAML: {exc}"
+    return Problem(label, None if mark is None else mark.line + 1, "", " ".join(message.split()))
+
+
+# --------------------------------------------------------------------------------------------
+# pydantic errors -> problems
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+_TYPE_MESSAGES = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "path_type": "expected a file path",
+    "finite_number": "expected a finite number",
+}
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
+
+
+def _message(err: Mapping[str, Any], loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str]:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        if loc and isinstance(loc[-1], int):
+            return loc[:-1], f"expected at least {loc[-1] + 1} items"
+        return loc, "required field is missing"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(err["loc"][:-1])
+        return loc, "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+    if kind == "union_tag_invalid":
+        disc = str(ctx.get("discriminator", "distribution")).strip("'")
+        tags = ", ".join(t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(","))
+        return (*loc, disc), f"{ctx.get('tag')!r} is not one of {tags}"
+    if kind == "union_tag_not_found":
+        disc = str(ctx.get("discriminator", "distribution")).strip("'")
+        return (*loc, disc), f"required field is missing (one of {', '.join(DISTRIBUTIONS)})"
+    if kind in _TYPE_MESSAGES:
+        value = err.get("input")
+        message = f"{_TYPE_MESSAGES[kind]}, got {_got(value)}"
+        if kind == "float_type" and isinstance(value, str) and _EXPONENT_AS_TEXT.match(value.strip()):
+            message += " (YAML reads an exponent without '.' and sign as text: write 1.0e+3)"
+        return loc, message
+    if kind in _BOUNDS:
+        key, op = _BOUNDS[kind]
+        bound = ctx.get(key)
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
+        return loc, f"must be {op} {bound}, got {_got(err.get('input'))}"
+    msg = str(err["msg"])
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return loc, msg
+
+
+_EXPONENT_AS_TEXT = re.compile(r"^[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+$")
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        args = typing.get_args(tp)
+        if args and type(None) in args:
+            rest = [a for a in args if a is not type(None)]
+            if len(rest) == 1:
+                tp = rest[0]
+                continue
+        return tp
+
+
+def _fields_at(loc: Sequence[str | int]) -> list[str] | None:
+    """The field names of the model that pydantic's `loc` points into (for 'unknown field')."""
+    tp: Any = Scenario
+    for el in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(el))
+            if field is None:
+                return None
+            tp = field.annotation
+            continue
+        if typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+            continue
+        members = typing.get_args(tp)
+        chosen = None
+        for member in members:
+            if (
+                isinstance(member, type)
+                and issubclass(member, BaseModel)
+                and "distribution" in member.model_fields
+            ):
+                if typing.get_args(member.model_fields["distribution"].annotation) == (el,):
+                    chosen = member
+        if chosen is None:
+            return None
+        tp = chosen
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return None
+
+
+def _locate(loc: tuple[str | int, ...], data: Any) -> tuple[tuple[str | int, ...], tuple[str | int, ...]]:
+    """Split pydantic's loc into (path to show, deepest path present in the data)."""
+    shown: list[str | int] = []
+    present: list[str | int] = []
+    cur = data
+    found = True
+    for el in loc:
+        if el == "[key]":
+            continue
+        if found and isinstance(cur, dict) and el in cur:
+            cur = cur[el]
+            present.append(el)
+        elif found and isinstance(cur, list) and isinstance(el, int) and 0 <= el < len(cur):
+            cur = cur[el]
+            present.append(el)
+        elif found and isinstance(cur, dict) and cur.get("distribution") == el:
+            continue  # the tag pydantic adds for a discriminated union
+        else:
+            found = False
+        shown.append(el)
+    return tuple(shown), tuple(present)
+
+
+def _validation_problems(
+    exc: ValidationError,
+    data: Any,
+    label: str,
+    lines: Mapping[tuple[str | int, ...], int] | _Lines,
+    overridden: set[tuple[str | int, ...]],
+) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, _Problems):
+            raw = [(tuple(err["loc"]) + tuple(rel), msg) for rel, msg in error.items]
+        else:
+            raw = [_message(err, tuple(err["loc"]))]
+        for loc, msg in raw:
+            shown, present = _locate(loc, data)
+            problems.append(_problem(label, lines, overridden, shown, present, msg))
+    return problems
+
+
+def _problem(
+    label: str,
+    lines: Mapping[tuple[str | int, ...], int] | _Lines,
+    overridden: set[tuple[str | int, ...]],
+    shown: tuple[str | int, ...],
+    present: tuple[str | int, ...],
+    message: str,
+) -> Problem:
+    if any(shown[:i] in overridden for i in range(1, len(shown) + 1)):
+        return Problem(f"{label} (override)", None, _dotted(shown), message)
+    line = None
+    for i in range(len(present), -1, -1):
+        line = lines.line(present[:i]) if isinstance(lines, _Lines) else lines.get(present[:i])
+        if line is not None:
+            break
+    return Problem(label, line, _dotted(shown), message)
+
+
+# --------------------------------------------------------------------------------------------
+# Regions
+
+
+def _region_problems(
+    regions: Any, model: Any, known: Iterable[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    if model == "matrix" or not isinstance(regions, dict):
+        return []
+    names = list(known)
+    return [
+        (("nodes", "regions", name), f"{name!r} is not one of {', '.join(names)}")
+        for name in regions
+        if name not in names
+    ]
+
+
+def validate_regions(scenario: Scenario, known: Iterable[str]) -> None:
+    """Check that every region in nodes.regions exists in the latency model (`known` names).
+
+    The simulator calls this with the names of the model it built (the CSV header for a matrix).
+    Raises ScenarioError naming the lines of the unknown regions.
+    """
+    names = list(known)
+    items = _region_problems(scenario.nodes.regions, "regions", names)
+    if items:
+        label = _label(scenario.source)
+        raise ScenarioError(_problem(label, scenario._lines, set(), loc, loc, msg) for loc, msg in items)
+
+
+def _known_regions() -> tuple[str, ...] | None:
+    try:
+        from sim.latency import REGIONS
+    except ModuleNotFoundError as exc:
+        if exc.name in ("sim.latency", "sim"):
+            return None
+        raise
+    return tuple(REGIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> set[tuple[str | int, ...]]:
+    """Apply {"nodes.count": 500} or {"nodes": {"count": 500}} style overrides in place."""
+    touched: set[tuple[str | int, ...]] = set()
+
+    def put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+        for i, key in enumerate(path[:-1]):
+            nxt = target.get(key)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                target[key] = nxt
+                touched.add(path[: i + 1])
+            target = nxt
+        if isinstance(value, Mapping) and isinstance(target.get(path[-1]), dict):
+            for k, v in value.items():
+                put(target[path[-1]], (str(k),), v)
+                touched.add((*path, str(k)))
+            return
+        target[path[-1]] = dict(value) if isinstance(value, Mapping) else value
+        touched.add(path)
+
+    for key, value in overrides.items():
+        put(data, tuple(str(key).split(".")), value)
+    return touched
+
+
+def _build(
+    data: Any,
+    *,
+    source: Path | None,
+    label: str,
+    lines: Mapping[tuple[str | int, ...], int] | _Lines,
+    overridden: set[tuple[str | int, ...]],
+    known_regions: Iterable[str] | None = None,
+    early: list[Problem] | None = None,
+) -> Scenario:
+    problems = list(early or [])
+    try:
+        scenario = Scenario.model_validate(data, context={"source": source})
+    except ValidationError as exc:
+        # a value the YAML reader already refused (an unsupported tag, ...) is not reported twice
+        refused = {p.path for p in problems}
+        problems += [
+            p
+            for p in _validation_problems(exc, data, label, lines, overridden)
+            if not any(p.path == r or p.path.startswith((r + ".", r + "[")) for r in refused)
+        ]
+        scenario = None
+    if known_regions is not None and isinstance(data, dict):
+        nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
+        network = data.get("network") if isinstance(data.get("network"), dict) else {}
+        latency = network.get("latency") if isinstance(network.get("latency"), dict) else {}
+        for loc, msg in _region_problems(
+            nodes.get("regions"), latency.get("model", "regions"), known_regions
+        ):
+            problems.append(_problem(label, lines, overridden, loc, loc, msg))
+    if problems or scenario is None:
+        raise ScenarioError(problems)
+    scenario._source = source
+    flat = lines if not isinstance(lines, _Lines) else {p: lines.line(p) for p in {*lines.key, *lines.value}}
+    scenario._lines = {p: ln for p, ln in flat.items() if ln is not None}
+    return scenario
+
+
+def parse_scenario(
+    text: str,
+    *,
+    source: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Scenario:
+    """Parse and validate scenario text; `source` (the file it came from) labels errors and anchors
+    relative paths. Raises ScenarioError."""
+    source = None if source is None else Path(source)
+    label = _label(source)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([_yaml_error(exc, label)]) from None
+    except RecursionError:
+        raise ScenarioError([Problem(label, None, "", "invalid YAML: nested too deeply")]) from None
+    if root is None:
+        raise ScenarioError(
+            [Problem(label, None, "", "the file is empty; expected a mapping with at least 'name'")]
+        )
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        raise ScenarioError(
+            [
+                Problem(
+                    label,
+                    _line(root),
+                    "",
+                    f"expected a mapping of scenario fields at the top level, got {kind}",
+                )
+            ]
+        )
+    conv = _Converter(label)
+    try:
+        data = conv.convert(root, ())
+    except RecursionError:
+        raise ScenarioError([Problem(label, None, "", "invalid YAML: nested too deeply")]) from None
+    except _TooBig as exc:
+        message = f"more than {_MAX_VALUES} values once aliases are expanded"
+        raise ScenarioError([Problem(label, exc.line, "", message)]) from None
+    overridden = _apply_overrides(data, overrides) if overrides else set()
+    return _build(
+        data,
+        source=source,
+        label=label,
+        lines=conv.lines,
+        overridden=overridden,
+        known_regions=_known_regions(),
+        early=conv.problems,
+    )
+
+
+def load_scenario(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """Read, parse and validate a scenario file. Raises ScenarioError for every user mistake.
+
+    `overrides` replace values before validation: {"nodes.count": 500} or {"nodes": {"count": 500}}.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([Problem(str(path), None, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise ScenarioError([Problem(str(path), None, "", "is a directory, not a scenario file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    return parse_scenario(text, source=path, overrides=overrides)

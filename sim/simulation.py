@@ -1,0 +1,302 @@
+"""One simulated run: build the nodes and the network from a scenario, drive churn and workload, measure.
+
+Measurements come from outside the protocol: the simulation knows every live node, so it can say whether a
+lookup found the truly closest peers (``sim.oracle``) and whether routing tables have formed.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import simpy
+
+from p2pnode.config import KadConfig
+from p2pnode.identity import Keypair, kad_key
+from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
+from p2pnode.kad.node import KademliaNode
+from p2pnode.kad.messages import PeerInfo
+from sim import churn as churn_model
+from sim.latency import REGIONS, LatencyModel, builtin_matrix, load_matrix
+from sim.oracle import LiveSet
+from sim.results import EventWriter
+from sim.runtime import SimNetwork, SimRuntime
+
+DRAIN = 10.0  # simulated seconds after the measured period for running operations to finish
+
+
+def _spread(shares: dict[str, float], count: int, rng: random.Random) -> list[str]:
+    """Assign ``count`` items to names in proportion to ``shares`` (largest remainder), then shuffle."""
+    names = sorted(shares)
+    exact = [shares[n] * count for n in names]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(names)), key=lambda i: (counts[i] - exact[i], names[i]))
+    for i in order[: count - sum(counts)]:
+        counts[i] += 1
+    out = [n for n, c in zip(names, counts) for _ in range(c)]
+    rng.shuffle(out)
+    return out
+
+
+def kad_config(dht: Any) -> KadConfig:
+    return KadConfig(k=dht.k, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
+                     request_timeout=dht.request_timeout, record_ttl=dht.record_ttl,
+                     republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval)
+
+
+class Simulation:
+    def __init__(self, scenario: Any, events: EventWriter, progress: Callable[[float, float], None] | None = None):
+        self.scenario = scenario
+        self.events = events
+        self.progress = progress
+        seed = scenario.seed
+        master = random.Random(seed)
+        # Separate streams, so that changing the workload does not change who churns when.
+        self.rng_net = random.Random(master.getrandbits(64))
+        self.rng_churn = random.Random(master.getrandbits(64))
+        self.rng_work = random.Random(master.getrandbits(64))
+        self.rng_nodes = random.Random(master.getrandbits(64))
+        rng_build = random.Random(master.getrandbits(64))
+
+        self.env = simpy.Environment()
+        self.config = kad_config(scenario.dht)
+        n = scenario.nodes.count
+        self.n = n
+        self.keypairs = [Keypair.from_seed(rng_build.randbytes(32)) for _ in range(n)]
+        names, rtt = self._matrix()
+        regions = scenario.nodes.regions or {name: 1.0 / len(names) for name in names}
+        region_index = {name: i for i, name in enumerate(names)}
+        node_regions = [region_index[r] for r in _spread(dict(regions), n, rng_build)]
+        lo, hi = scenario.network.latency.access
+        access = [rng_build.uniform(lo, hi) for _ in range(n)]
+        latency = LatencyModel(rtt, node_regions, access, scenario.network.latency.jitter, self.rng_net)
+        self.network = SimNetwork(self.env, latency, scenario.network.loss, self.rng_net,
+                                  wire_exact=scenario.dht.wire == "exact")
+        self.infos = [PeerInfo(kp.peer_id) for kp in self.keypairs]
+        for info in self.infos:
+            self.network.add_endpoint(info)
+        self.nodes: list[KademliaNode | None] = [None] * n
+        self.started_once = [False] * n
+        self.live = LiveSet()
+        self.bootstrap_infos = self.infos[: scenario.nodes.bootstrap]
+        self.end = scenario.warmup + scenario.duration
+        self.published: list[tuple[bytes, int]] = []  # (key, version) of puts that reached a replica
+        sample = scenario.measure.formation_sample
+        self.formation_nodes = sorted(rng_build.sample(range(n), min(sample, n)))
+        self.formed = False
+        self._verifying = False
+
+    def _matrix(self) -> tuple[tuple[str, ...], list[list[float]]]:
+        latency = self.scenario.network.latency
+        if latency.model == "matrix":
+            path = Path(latency.matrix)
+            source = getattr(self.scenario, "source", None)
+            if not path.is_absolute() and source is not None:
+                path = Path(source).parent / path
+            return load_matrix(path)
+        return builtin_matrix()
+
+    # ---- node lifecycle --------------------------------------------------------------------------
+
+    def start_node(self, i: int) -> None:
+        runtime = SimRuntime(self.network, i, self.rng_nodes)
+        node = KademliaNode(self.keypairs[i], runtime, self.config)
+        self.nodes[i] = node
+        self.network.handlers[i] = node
+        self.network.refuses[i] = False
+        self.live.add(self.infos[i].peer_id.kad_id)
+        first = not self.started_once[i]
+        self.started_once[i] = True
+        self.events.write(self.env.now, "up", i, value=1 if first else 0)
+        bootstrap = [b for b in self.bootstrap_infos if b is not self.infos[i]]
+        node.start(bootstrap)
+
+    def stop_node(self, i: int, graceful: bool) -> None:
+        node = self.nodes[i]
+        if node is None:
+            return
+        node.stop()
+        self.nodes[i] = None
+        self.network.handlers[i] = None
+        self.network.refuses[i] = graceful
+        self.live.remove(self.infos[i].peer_id.kad_id)
+        self.events.write(self.env.now, "down", i, value=1 if graceful else 0)
+
+    def _schedule_churn(self) -> None:
+        spec = self.scenario.churn
+        if spec is None:
+            return
+        session = churn_model.sampler(spec.session, self.rng_churn)
+        offline = churn_model.sampler(spec.offline, self.rng_churn)
+        graceful_share = spec.graceful
+        rng = self.rng_churn
+        net = self.network
+
+        def leave(i: int) -> None:
+            self.stop_node(i, rng.random() < graceful_share)
+            net.call_later(offline(), rejoin, i)
+
+        def rejoin(i: int) -> None:
+            self.start_node(i)
+            net.call_later(session(), leave, i)
+
+        for i in range(self.scenario.nodes.bootstrap, self.n):
+            # Sessions in progress at the end of the warm-up: each ends after a fresh session draw.
+            net.call_later(self.scenario.warmup + session(), leave, i)
+
+    # ---- workload --------------------------------------------------------------------------------
+
+    def _poisson(self, rate_per_minute: float, action: Callable[[KademliaNode, int], None]) -> None:
+        """Operations at ``rate_per_minute`` per live node: a Poisson process over all nodes, thinned to
+        the live ones (each live node then sees exactly its own Poisson process)."""
+        if rate_per_minute <= 0:
+            return
+        total_rate = rate_per_minute / 60.0 * self.n
+        rng = self.rng_work
+        net = self.network
+
+        def tick() -> None:
+            if self.env.now >= self.end:
+                return
+            i = rng.randrange(self.n)
+            node = self.nodes[i]
+            if node is not None and node.bootstrapped:
+                action(node, i)
+            net.call_later(rng.expovariate(total_rate), tick)
+
+        net.call_later(self.scenario.warmup + rng.expovariate(total_rate), tick)
+
+    def _lookup(self, node: KademliaNode, i: int) -> None:
+        key = self.rng_work.randbytes(32)
+
+        def done(result: LookupFinished) -> None:
+            target = kad_key(key)
+            truth = self.live.closest(target, self.config.k, exclude=node.peer_id.kad_id)
+            found = {p.peer_id.kad_id for p in result.peers}
+            ok = bool(truth) and truth[0] in found
+            share = len(found.intersection(truth)) / len(truth) if truth else 1.0
+            self.events.write(self.env.now, "lookup", i, result.finished - result.started, result.hops, ok,
+                              round(share, 6), result.requests)
+
+        node.find_node(key, done)
+
+    def _put(self, node: KademliaNode, i: int) -> None:
+        key = b"/p2pnode/" + self.rng_work.randbytes(16).hex().encode()
+        value = self.rng_work.randbytes(self.scenario.workload.value_size)
+
+        def done(result: PutFinished) -> None:
+            if result.replicas > 0:
+                self.published.append((key, result.version))
+            self.events.write(self.env.now, "put", i, result.finished - result.started, None,
+                              result.replicas > 0, result.replicas, result.requests)
+
+        node.put_value(key, value, done)
+
+    def _get(self, node: KademliaNode, i: int) -> None:
+        if not self.published:
+            return
+        key, version = self.published[self.rng_work.randrange(len(self.published))]
+
+        def done(result: GetFinished) -> None:
+            ok = result.record is not None and result.record.version >= version
+            self.events.write(self.env.now, "get", i, result.finished - result.started, result.hops, ok,
+                              None, result.requests)
+
+        node.get_value(key, done)
+
+    # ---- measurement -----------------------------------------------------------------------------
+
+    def _sample(self) -> None:
+        now = self.env.now
+        self.events.write(now, "live", value=len(self.live))
+        self.events.write(now, "traffic", value=self.network.bytes, count=self.network.messages)
+        self._check_formation(now)
+        self.events.flush()
+
+    def _check_formation(self, now: float) -> None:
+        k = self.config.k
+        checked = complete = bootstrapped = 0
+        for i in self.formation_nodes:
+            node = self.nodes[i]
+            if node is None:
+                continue
+            checked += 1
+            bootstrapped += node.bootstrapped
+            complete += self.live.table_complete(node.peer_id.kad_id, node.table.buckets, k)
+        if checked == 0:
+            return
+        self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
+        if bootstrapped == checked and not self.formed and not self._verifying:
+            self._verify_formation()
+
+    def _verify_formation(self) -> None:
+        """Every checked node has bootstrapped: do lookups for one random key from all of them return the
+        true k closest live peers? The answer is written when the last lookup returns."""
+        self._verifying = True
+        key = self.rng_work.randbytes(32)
+        target = kad_key(key)
+        origins = [i for i in self.formation_nodes if self.nodes[i] is not None]
+        results: dict[int, set[int]] = {}
+
+        def done(i: int, result: LookupFinished) -> None:
+            results[i] = {p.peer_id.kad_id for p in result.peers}
+            if len(results) < len(origins):
+                return
+            self._verifying = False
+            k = self.config.k
+            agreeing = sum(
+                results[j] == set(self.live.closest(target, k, exclude=self.infos[j].peer_id.kad_id))
+                for j in origins
+            )
+            self.formed = agreeing == len(origins)
+            self.events.write(self.env.now, "formation", ok=self.formed, value=round(agreeing / len(origins), 6),
+                              count=len(origins))
+
+        for i in origins:
+            self.nodes[i].find_node(key, lambda result, i=i: done(i, result))
+
+    # ---- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        scenario = self.scenario
+        net = self.network
+        wall_start = time.perf_counter()
+        for i in range(scenario.nodes.bootstrap):
+            net.call_later(0.0, self.start_node, i)
+        joiners = self.n - scenario.nodes.bootstrap
+        join_rng = random.Random(self.rng_churn.getrandbits(64))
+        for i in range(scenario.nodes.bootstrap, self.n):
+            delay = join_rng.uniform(0.0, scenario.nodes.join_over) if joiners else 0.0
+            net.call_later(delay, self.start_node, i)
+        self._schedule_churn()
+        workload = scenario.workload
+        self._poisson(workload.lookup, self._lookup)
+        self._poisson(workload.put, self._put)
+        self._poisson(workload.get, self._get)
+
+        interval = scenario.measure.sample_interval
+        stop = self.end + DRAIN
+        t = 0.0
+        while t < stop:
+            t = min(t + interval, stop)
+            self.env.run(until=t)
+            self._sample()
+            if self.progress is not None:
+                self.progress(t, stop)
+        wall = time.perf_counter() - wall_start
+        self.events.flush()
+        return {
+            "wall_seconds": round(wall, 3),
+            "simulated_seconds": stop,
+            "messages": net.messages,
+            "bytes": net.bytes,
+            "messages_per_wall_second": round(net.messages / wall, 1) if wall > 0 else None,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+
+
+__all__ = ["Simulation", "REGIONS", "kad_config"]
