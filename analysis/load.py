@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,18 +151,26 @@ def read_events(events_path: Path) -> tuple[pd.DataFrame, bool]:
     if missing:
         raise AnalysisError(f"{events_path}: missing column(s) {', '.join(missing)}")
     numeric = [name for name in COLUMNS if name != "kind"]
-    try:  # fast path: the C parser reads the numbers itself
-        table = pd.read_csv(
-            io.StringIO(text), usecols=list(COLUMNS), keep_default_na=False,
-            dtype={"kind": str, **dict.fromkeys(numeric, "float64")}, na_values=dict.fromkeys(numeric, [""]),
-        )
-        texts = None
-    except pd.errors.ParserError as exc:
-        raise AnalysisError(f"{events_path}: malformed CSV ({' '.join(str(exc).split())})") from None
-    except ValueError:  # a cell that is not a number: read everything as text to say which one
-        table = texts = pd.read_csv(
-            io.StringIO(text), usecols=list(COLUMNS), dtype=str, keep_default_na=False, na_filter=False
-        )
+    try:
+        with warnings.catch_warnings():
+            # a row with more fields than the header is an error, not an index column or a warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:  # fast path: the C parser reads the numbers itself
+                table = pd.read_csv(
+                    io.StringIO(text), keep_default_na=False, index_col=False,
+                    dtype={"kind": str, **dict.fromkeys(numeric, "float64")},
+                    na_values=dict.fromkeys(numeric, [""]),
+                )
+                texts = None
+            except (pd.errors.ParserError, pd.errors.ParserWarning):
+                raise
+            except ValueError:  # a cell that is not a number: read everything as text to say which one
+                table = texts = pd.read_csv(
+                    io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, index_col=False
+                )
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        reason = _field_count_error(text, len(header)) or " ".join(str(exc).split())
+        raise AnalysisError(f"{events_path}: malformed CSV ({reason})") from None
     table = table[list(COLUMNS)]
     keep = table["kind"].str.strip().isin(KINDS)
     table = table[keep]
@@ -175,6 +185,13 @@ def read_events(events_path: Path) -> tuple[pd.DataFrame, bool]:
         raise AnalysisError(f"{events_path}: line {line}: empty time")
     events = events.sort_values("time", kind="mergesort").reset_index(drop=True)
     return events, dropped
+
+
+def _field_count_error(text: str, expected: int) -> str | None:
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if row and len(row) != expected:
+            return f"line {number}: expected {expected} fields, found {len(row)}"
+    return None
 
 
 def _as_numbers(column: pd.Series, name: str, events_path: Path) -> pd.Series:
@@ -196,6 +213,6 @@ def _typed(values: pd.Series, name: str, events_path: Path) -> pd.Series:
     if fractional.any():
         index = fractional[fractional].index[0]
         raise AnalysisError(
-            f"{events_path}: line {int(index) + 2}: column {name}: {values[index]!r} is not an integer"
+            f"{events_path}: line {int(index) + 2}: column {name}: {float(values[index]):g} is not an integer"
         )
     return values.astype("Int64")

@@ -224,9 +224,7 @@ class KademliaNode:
         raise ValueError(f"not a Kademlia request: {kind.__name__}")
 
     def _closer(self, key: bytes, sender: PeerInfo) -> tuple[PeerInfo, ...]:
-        peers = self.table.closest(kad_key(key), self.config.k + 1)
-        sender_id = sender.peer_id.kad_id
-        return tuple([p for p in peers if p.peer_id.kad_id != sender_id][: self.config.k])
+        return tuple(self.table.closest(kad_key(key), self.config.k, exclude=sender.peer_id.kad_id))
 
     # ---- lookups ---------------------------------------------------------------------------------
 

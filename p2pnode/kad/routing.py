@@ -10,6 +10,7 @@ replacement.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from p2pnode.kad.messages import PeerInfo
@@ -112,8 +113,9 @@ class RoutingTable:
             bucket.entries = {new_id: Entry(new_info, float("-inf")), **bucket.entries}
             self.peers[new_id] = new_info
 
-    def closest(self, target: int, n: int | None = None) -> list[PeerInfo]:
-        """The ``n`` (default k) known peers closest to ``target`` by XOR distance, closest first.
+    def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[PeerInfo]:
+        """The ``n`` (default k) known peers closest to ``target`` by XOR distance, closest first,
+        leaving out the peer ``exclude`` (a Kademlia ID: the requester never gets itself back).
 
         Buckets order the work: peers in the target's own bucket b are closer to it than all peers in
         buckets below b, which are closer than those in b+1, then b+2, ... So only as many buckets are
@@ -122,20 +124,23 @@ class RoutingTable:
         distance = target.__xor__
         buckets = self.buckets
         b = (target ^ self.local_id).bit_length()
-        found: list[int] = []
         bucket = buckets.get(b)
-        if bucket is not None:
-            found = sorted(bucket.entries, key=distance)
+        found = sorted(bucket.entries, key=distance) if bucket is not None else []
+        if exclude is not None and exclude in found:
+            found.remove(exclude)
         if len(found) < n:
-            lower = [i for index, bk in buckets.items() if index < b for i in bk.entries]
-            lower.sort(key=distance)
-            found += lower
+            lower = [i for index, bk in buckets.items() if index < b for i in bk.entries if i != exclude]
+            need = n - len(found)
+            found += heapq.nsmallest(need, lower, key=distance) if len(lower) > 2 * need else sorted(lower, key=distance)
             index = b + 1
             while len(found) < n and index <= KEY_BITS:
                 bucket = buckets.get(index)
-                if bucket is not None:
-                    found += sorted(bucket.entries, key=distance)
                 index += 1
+                if bucket is not None:
+                    more = sorted(bucket.entries, key=distance)
+                    if exclude is not None and exclude in bucket.entries:
+                        more.remove(exclude)
+                    found += more
         peers = self.peers
         return [peers[i] for i in found[:n]]
 

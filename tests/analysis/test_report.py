@@ -154,6 +154,13 @@ def test_missing_columns_and_bad_values(tmp_path):
     (path / "events.csv").write_text(HEADER + "1.0,lookup,1,fast,1,1,1,5\n")
     with pytest.raises(AnalysisError, match="line 2: column latency: 'fast' is not a number"):
         load_run(path)
+    (path / "events.csv").write_text(HEADER + "1.0,lookup,1,0.2,1,1,1,5\n2.0,lookup,1,0.2,1,1.5,1,5\n")
+    with pytest.raises(AnalysisError, match="line 3: column ok: 1.5 is not an integer"):
+        load_run(path)
+    # two rows run together (a lost newline) must not be read as one
+    (path / "events.csv").write_text(HEADER + "1.0,lookup,1,0.2,1,1,1,52.0,lookup,1,0.2,1,1,1,5\n")
+    with pytest.raises(AnalysisError, match=r"malformed CSV \(line 2: expected 8 fields, found 15\)"):
+        load_run(path)
 
 
 # --- criteria and statistics -----------------------------------------------------------------------------
@@ -205,6 +212,14 @@ def test_formation_never_reached_fails_with_no_value(tmp_path):
     criteria = by_name(summarise(load_run(write_run(tmp_path / "run", rows))))
     assert criteria["formation_time"]["value"] is None
     assert criteria["formation_time"]["pass"] is False
+
+
+def test_formation_uses_simulated_time_not_file_order(tmp_path):
+    # the lookup check's row is written when the check ends but carries the time it started
+    rows = [*ROWS, "2.500000,formation,,,,1,1.000000,8"]
+    run = load_run(write_run(tmp_path / "run", rows))
+    assert by_name(summarise(run))["formation_time"]["value"] == 2.5
+    assert run.events["time"].is_monotonic_increasing
 
 
 def test_only_listed_criteria_are_judged(tmp_path):
