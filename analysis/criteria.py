@@ -14,9 +14,11 @@ import pandas as pd
 from analysis.load import AnalysisError, Run
 
 FORMATION_DEFINITION = (
-    "Formation is reached at the first `formation` row with `value == 1` and `ok == 1`: every checked live "
-    "node's routing table holds its k closest live peers, and lookups for one random key started from every "
-    "checked node all returned the same, true, k closest live peers."
+    "Formation is reached when every checked live node has finished bootstrapping and lookups for one "
+    "random key, started from all of them at the same moment, all return exactly the true k closest live "
+    "peers; the formation time is when the last of those lookups returned (the first `formation` row with "
+    "`value == 1` and `ok == 1`). Routing-table completeness is shown beside it: the share of checked live "
+    "nodes each of whose buckets holds min(k, live peers in the bucket's range) live peers."
 )
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -36,9 +38,8 @@ SPECS = {
     for spec in (
         Spec(
             "formation_time",
-            "Simulated seconds from t=0 to the first formation sample with value == 1 and ok == 1 "
-            "(every checked live node holds its k closest live peers and lookups from all of them agree "
-            "on the true k closest); fails if never reached.",
+            "Simulated seconds from t=0 until lookups for one random key from every checked live node "
+            "(all bootstrapped) returned exactly the true k closest live peers; fails if never reached.",
             "s",
             30.0,
             "<",

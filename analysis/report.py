@@ -58,8 +58,9 @@ CAPTIONS = {
                    "(grey bars: gets per bin).",
     "live_nodes": "Live nodes over simulated time, with joins and rejoins (up) and departures (down) "
                   "counted per time bin below.",
-    "formation": "Share of checked live nodes whose routing table holds their k closest live peers; "
-                 "dots mark samples where the lookup check agreed, lines the formation time and its target.",
+    "formation": "Routing-table completeness: share of checked live nodes whose every bucket holds "
+                 "min(k, live peers in its range) live peers; dots mark lookup checks that agreed, lines "
+                 "the formation time and its target.",
     "scaling": "Wall-clock time per simulated message at each node count; the dashed line is the scaling "
                "target relative to the smallest point.",
     "sweep_cdf": "Lookup latency CDF of every sweep point on one axes.",

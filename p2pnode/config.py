@@ -16,6 +16,10 @@ class KadConfig:
     republish_interval: float = 1800.0   # originators re-put their records this often
     refresh_interval: float = 600.0      # buckets with no lookup for this long are refreshed
     expiry_sweep_interval: float = 60.0  # how often expired records are dropped
+    # A full bucket's oldest peer is pinged before a newcomer may replace it only if it has been silent
+    # this long (BEP 5's "questionable" node: 15 minutes). Checking fresher peers would double a busy
+    # node's traffic; peers that fail a request are dropped at once anyway.
+    questionable_after: float = 900.0
     max_record_size: int = 64 * 1024
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ from functools import lru_cache
 import base58
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat, NoEncryption
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 KEY_TYPE_ED25519 = 1
 # protobuf PublicKey{Type=1 (varint, tag 0x08), Data=2 (bytes, tag 0x12)} for a 32-byte Ed25519 key
@@ -26,8 +26,10 @@ class IdentityError(ValueError):
     """A peer ID or key that cannot be decoded."""
 
 
+@lru_cache(maxsize=1 << 14)
 def kad_key(data: bytes) -> int:
-    """The 256-bit Kademlia key of a peer ID or record key: SHA-256, read as a big-endian integer."""
+    """The 256-bit Kademlia key of a peer ID or record key: SHA-256, read as a big-endian integer.
+    Memoised: one lookup's key is hashed by every peer it asks."""
     return int.from_bytes(hashlib.sha256(data).digest(), "big")
 
 

@@ -14,6 +14,8 @@ import csv
 import random
 from pathlib import Path
 
+import numpy as np
+
 REGIONS = (
     "na-east", "na-west", "sa-east", "eu-west", "eu-central", "ap-northeast", "ap-southeast", "oceania", "africa",
 )
@@ -92,13 +94,21 @@ class LatencyModel:
         self.node_regions = node_regions
         self.access = access
         self.jitter = jitter
-        self.rng = rng
+        # Jitter factors are drawn in batches by numpy (one Python-level gauss per message was a
+        # noticeable share of the simulator's time), from a generator seeded by the run's stream.
+        self._normal = np.random.default_rng(rng.getrandbits(64))
+        self._factors: list[float] = []
+
+    def _refill(self) -> None:
+        factors = 1.0 + self.jitter * self._normal.standard_normal(8192)
+        self._factors = np.maximum(factors, 0.5).tolist()
 
     def one_way(self, a: int, b: int) -> float:
         base = self.half_rtt[self.node_regions[a]][self.node_regions[b]] + self.access[a] + self.access[b]
         if self.jitter:
-            factor = 1.0 + self.jitter * self.rng.gauss(0.0, 1.0)
-            return base * (factor if factor > 0.5 else 0.5)
+            if not self._factors:
+                self._refill()
+            return base * self._factors.pop()
         return base
 
     def base_rtt(self, a: int, b: int) -> float:

@@ -59,6 +59,9 @@ class SimNetwork:
         self.refuses: list[bool] = []          # down after a graceful exit: dials fail fast, no timeout
         self.messages = 0
         self.bytes = 0
+        self.by_type: dict[type, int] = {}
+        self._last_sized: Any = None
+        self._last_size = 0
 
     def add_endpoint(self, info: PeerInfo) -> int:
         idx = len(self.infos)
@@ -73,7 +76,13 @@ class SimNetwork:
 
     def _charge(self, message: Any) -> Any:
         self.messages += 1
-        self.bytes += codec.framed_size(message)
+        # A lookup sends one request object to several peers in a row: size it once.
+        if message is not self._last_sized:
+            self._last_sized = message
+            self._last_size = codec.framed_size(message)
+        self.bytes += self._last_size
+        kind = type(message)
+        self.by_type[kind] = self.by_type.get(kind, 0) + 1
         if self.wire_exact:
             return codec.decode(codec.encode(message), response=isinstance(message, RESPONSE_TYPES))
         return message

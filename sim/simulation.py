@@ -18,8 +18,8 @@ import simpy
 from p2pnode.config import KadConfig
 from p2pnode.identity import Keypair, kad_key
 from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
-from p2pnode.kad.node import KademliaNode
 from p2pnode.kad.messages import PeerInfo
+from p2pnode.kad.node import KademliaNode
 from sim import churn as churn_model
 from sim.latency import REGIONS, LatencyModel, builtin_matrix, load_matrix
 from sim.oracle import LiveSet
@@ -37,7 +37,7 @@ def _spread(shares: dict[str, float], count: int, rng: random.Random) -> list[st
     order = sorted(range(len(names)), key=lambda i: (counts[i] - exact[i], names[i]))
     for i in order[: count - sum(counts)]:
         counts[i] += 1
-    out = [n for n, c in zip(names, counts) for _ in range(c)]
+    out = [n for n, c in zip(names, counts, strict=True) for _ in range(c)]
     rng.shuffle(out)
     return out
 
@@ -230,7 +230,8 @@ class Simulation:
         if checked == 0:
             return
         self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
-        if bootstrapped == checked and not self.formed and not self._verifying:
+        joined = now >= self.scenario.nodes.join_over  # the whole network exists, not a first few nodes
+        if joined and bootstrapped == checked and not self.formed and not self._verifying:
             self._verify_formation()
 
     def _verify_formation(self) -> None:

@@ -139,7 +139,8 @@ class MemoryNet:
         return timer
 
     def _delay(self, a: KademliaNode, b: KademliaNode) -> float:
-        return max(self.node_latency.get(a.peer_id, self.latency), self.node_latency.get(b.peer_id, self.latency))
+        latency = self.node_latency
+        return max(latency.get(a.peer_id, self.latency), latency.get(b.peer_id, self.latency))
 
     def _lost(self, src: KademliaNode, dst: KademliaNode, message: Any) -> bool:
         return any(rule(src, dst, message) for rule in self.drops)

@@ -392,14 +392,11 @@ _BARE_PEER_FIELD = [_bytes_field(_bytes_field(n)) for n in range(128)]
 
 
 def _peers_field(peers: tuple[PeerInfo, ...]) -> int:
-    total = 0
     bare = _BARE_PEER_FIELD
-    for peer in peers:
-        if peer.addrs or peer.connection:
-            total += _peer_field(peer)
-        else:
-            total += bare[len(peer.peer_id.raw)]
-    return total
+    return sum([
+        _peer_field(p) if p.addrs or p.connection else bare[len(p.peer_id.raw)]
+        for p in peers
+    ])
 
 
 @lru_cache(maxsize=1 << 16)

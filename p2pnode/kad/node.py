@@ -62,7 +62,7 @@ class KademliaNode:
         self.info = PeerInfo(keypair.peer_id, addrs)
         self.runtime = runtime
         self.config = config or KadConfig()
-        self.table = RoutingTable(self.peer_id.kad_id, self.config.k)
+        self.table = RoutingTable(self.peer_id.kad_id, self.config.k, self.config.questionable_after)
         self.records = RecordStore(self.config.max_record_size)
         self.providers = ProviderStore(self.config.k)
         self.running = False
@@ -251,7 +251,7 @@ class KademliaNode:
                 lambda response, peer=peer: self._on_reply(query, peer, response),
                 lambda reason, peer=peer: self._on_failure(query, peer),
             )
-        if lookup.finished or lookup.in_flight == 0:
+        if lookup.finished or lookup.in_flight == 0:  # next_peers() has just settled ``finished``
             query.done = True
             query.on_done(query)
 
@@ -293,8 +293,6 @@ class KademliaNode:
         every ``republish_interval`` while the node runs."""
         self._lamport += 1
         record = make_record(self.keypair, key, value, ttl or self.config.record_ttl, self._lamport)
-        self.records.put(record, self.runtime.now())
-        self._arm_sweep()
         first = key not in self._published
         self._published[key] = record
         if first:
@@ -304,6 +302,8 @@ class KademliaNode:
 
     def _store(self, record: DHTRecord, on_done: Callable[[PutFinished], None] | None) -> None:
         started = self.runtime.now()
+        self.records.put(record, started)  # here too, at every republish: our copy must not lapse first
+        self._arm_sweep()
 
         def closest_found(found: LookupFinished) -> None:
             peers = found.peers

@@ -41,6 +41,8 @@ class Lookup:
         self.peers: dict[int, PeerInfo] = {}
         self.hops: dict[int, int] = {}
         self.requests = 0
+        self.in_flight = 0
+        self.finished = False  # settled by next_peers()
         for i, peer in enumerate(seeds):
             self._add(self.paths[i % count], peer, 1)
 
@@ -55,13 +57,13 @@ class Lookup:
         insort(path.order, (kad_id ^ self.target, kad_id))
 
     def next_peers(self) -> list[PeerInfo]:
-        """Peers to send a request to now (each is then WAITING until reported on)."""
+        """Peers to send a request to now (each is then WAITING until reported on). Also settles
+        ``finished``: every path's k closest non-failed peers have answered."""
         out = []
         k = self.k
+        finished = True
         for path in self.paths:
             free = path.parallelism - path.in_flight
-            if free <= 0:
-                continue
             state = path.state
             seen = 0
             for _, kad_id in path.order:
@@ -69,16 +71,20 @@ class Lookup:
                 if s == FAILED:
                     continue
                 if s == NOT_CONTACTED:
-                    state[kad_id] = WAITING
-                    path.in_flight += 1
-                    out.append(self.peers[kad_id])
-                    free -= 1
-                    if free == 0:
-                        break
+                    if free > 0:
+                        state[kad_id] = WAITING
+                        path.in_flight += 1
+                        out.append(self.peers[kad_id])
+                        free -= 1
+                    finished = False
+                elif s == WAITING:
+                    finished = False
                 seen += 1
-                if seen >= k:
+                if seen >= k or (free <= 0 and not finished):
                     break
         self.requests += len(out)
+        self.in_flight += len(out)
+        self.finished = finished
         return out
 
     def on_success(self, peer: PeerInfo, closer_peers: tuple[PeerInfo, ...] | list[PeerInfo]) -> None:
@@ -88,6 +94,7 @@ class Lookup:
             return
         path.state[kad_id] = SUCCEEDED
         path.in_flight -= 1
+        self.in_flight -= 1
         hops = self.hops[kad_id] + 1
         owner = self.owner
         for closer in closer_peers:  # _add, inlined: this loop runs for every peer of every answer
@@ -106,28 +113,7 @@ class Lookup:
             return
         path.state[kad_id] = FAILED
         path.in_flight -= 1
-
-    def _path_finished(self, path: _Path) -> bool:
-        seen = 0
-        state = path.state
-        for _, kad_id in path.order:
-            s = state[kad_id]
-            if s == FAILED:
-                continue
-            if s != SUCCEEDED:
-                return False
-            seen += 1
-            if seen >= self.k:
-                break
-        return True
-
-    @property
-    def finished(self) -> bool:
-        return all(self._path_finished(p) for p in self.paths)
-
-    @property
-    def in_flight(self) -> int:
-        return sum(p.in_flight for p in self.paths)
+        self.in_flight -= 1
 
     def drop_path_of(self, peer: PeerInfo) -> None:
         """Stop a path early (used when a value was found on it): its pending peers are ignored."""

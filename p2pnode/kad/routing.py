@@ -10,7 +10,6 @@ replacement.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 from p2pnode.kad.messages import PeerInfo
@@ -38,7 +37,7 @@ class Bucket:
 
 
 class RoutingTable:
-    def __init__(self, local_id: int, k: int = 20, stale_after: float = 30.0):
+    def __init__(self, local_id: int, k: int = 20, stale_after: float = 900.0):
         self.local_id = local_id
         self.k = k
         # A full bucket's oldest entry is pinged only if it has not been heard from for this long; a peer
@@ -115,34 +114,29 @@ class RoutingTable:
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[PeerInfo]:
         """The ``n`` (default k) known peers closest to ``target`` by XOR distance, closest first,
-        leaving out the peer ``exclude`` (a Kademlia ID: the requester never gets itself back).
+        leaving out the peer ``exclude`` (a Kademlia ID: a requester never gets itself back).
 
-        Buckets order the work: peers in the target's own bucket b are closer to it than all peers in
-        buckets below b, which are closer than those in b+1, then b+2, ... So only as many buckets are
-        sorted as it takes to find n peers: usually one."""
+        Each bucket covers one contiguous range of distances to the target: for x = target ^ local,
+        bucket i holds distances from ((x >> (i-1)) ^ 1) << (i-1), 2^(i-1) of them. So buckets are
+        taken in the order of their ranges and only as many are sorted as it takes to find n peers."""
         n = n or self.k
         distance = target.__xor__
-        buckets = self.buckets
-        b = (target ^ self.local_id).bit_length()
-        bucket = buckets.get(b)
-        found = sorted(bucket.entries, key=distance) if bucket is not None else []
-        if exclude is not None and exclude in found:
-            found.remove(exclude)
-        if len(found) < n:
-            lower = [i for index, bk in buckets.items() if index < b for i in bk.entries if i != exclude]
-            need = n - len(found)
-            found += heapq.nsmallest(need, lower, key=distance) if len(lower) > 2 * need else sorted(lower, key=distance)
-            index = b + 1
-            while len(found) < n and index <= KEY_BITS:
-                bucket = buckets.get(index)
-                index += 1
-                if bucket is not None:
-                    more = sorted(bucket.entries, key=distance)
-                    if exclude is not None and exclude in bucket.entries:
-                        more.remove(exclude)
-                    found += more
         peers = self.peers
-        return [peers[i] for i in found[:n]]
+        if len(peers) <= 4 * n:  # a small table: one sort is cheaper than ordering buckets
+            found = sorted(peers, key=distance)
+        else:
+            x = target ^ self.local_id
+            found = []
+            buckets = self.buckets
+            for index in sorted(buckets, key=lambda i: ((x >> (i - 1)) ^ 1) << (i - 1)):
+                entries = buckets[index].entries
+                if entries:
+                    found += sorted(entries, key=distance)
+                    if len(found) > n:
+                        break
+        if exclude is not None and exclude in found:  # not ``in peers``: the scan may stop before its bucket
+            found.remove(exclude)
+        return list(map(peers.__getitem__, found[:n]))
 
     def mark_lookup(self, target: int, now: float) -> None:
         """A lookup for ``target`` refreshes the bucket the target falls into."""

@@ -140,6 +140,14 @@ def test_closest_equals_brute_force(local_id, k, count, seed):
         for n in (1, 2, 3, k, k + 1, 7, 20, 40, rng.randint(1, 40)):
             assert ids_of(table.closest(target, n)) == closest_by_brute_force(target, known, n), (target, n)
         assert ids_of(table.closest(target)) == closest_by_brute_force(target, known, k)
+        # leaving out one peer (a requester never gets itself back): a peer near the target, the target
+        # itself, any peer, or someone we do not know
+        near = closest_by_brute_force(target, known, rng.randint(1, 40))
+        for exclude in {target, rng.choice(near) if near else 0, rng.choice(known) if known else 0, local_id}:
+            rest = [i for i in known if i != exclude]
+            n = rng.choice((1, k, len(near) or 1, rng.randint(1, 40)))
+            expected = closest_by_brute_force(target, rest, n)
+            assert ids_of(table.closest(target, n, exclude=exclude)) == expected
 
 
 @settings(max_examples=40, deadline=None)
@@ -155,6 +163,9 @@ def test_closest_after_removals_equals_brute_force(local_id, k, seed):
     for target in targets_for(local_id, known, rng):
         n = rng.randint(1, 40)
         assert ids_of(table.closest(target, n)) == closest_by_brute_force(target, known, n)
+        exclude = rng.choice(known) if known else target
+        rest = [i for i in known if i != exclude]
+        assert ids_of(table.closest(target, n, exclude=exclude)) == closest_by_brute_force(target, rest, n)
 
 
 def test_closest_on_an_empty_table():
@@ -312,8 +323,9 @@ class RoutingTableMachine(RuleBasedStateMachine):
             bucket = self.table.buckets[self.table.bucket_index(check.peer_id.kad_id)]
             assert next(iter(bucket.entries)) == check.peer_id.kad_id  # the oldest entry
             assert self.now - bucket.entries[check.peer_id.kad_id].last_seen >= 5.0
-            assert all(self.table.bucket_index(c.peer_id.kad_id) != self.table.bucket_index(check.peer_id.kad_id)
-                       for c in self.checks)  # one check per bucket at a time
+            index = self.table.bucket_index
+            # one check per bucket at a time
+            assert all(index(c.peer_id.kad_id) != index(check.peer_id.kad_id) for c in self.checks)
             self.checks.append(check)
 
     @rule(i=st.integers(0, 23))

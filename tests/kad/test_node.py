@@ -1,0 +1,344 @@
+"""Kademlia nodes talking over an in-memory network with explicit time (``tests.memnet.MemoryNet``):
+joining, lookups, records (signatures, versions, expiry, republishing), providers, failure handling,
+liveness checks and determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2pnode.config import KadConfig
+from p2pnode.identity import kad_key
+from p2pnode.kad.messages import (
+    AddProvider,
+    DHTRecord,
+    FindNode,
+    GetValue,
+    Ping,
+    PutValue,
+    PutValueResponse,
+)
+from p2pnode.kad.node import KademliaNode
+from p2pnode.kad.records import StoredRecord
+from tests.memnet import MemoryNet
+
+
+def finds_every_other(net: MemoryNet, nodes: list[KademliaNode]) -> list[tuple[int, int]]:
+    """Every node looks up every other node's peer ID; returns the (searcher, target) pairs that failed
+    to come back with the target as the closest peer."""
+    missed = []
+    for a, searcher in enumerate(nodes):
+        for b, target in enumerate(nodes):
+            if a != b:
+                found = net.complete(searcher.find_node, target.peer_id.raw)
+                if not found.peers or found.peers[0].peer_id != target.peer_id:
+                    missed.append((a, b))
+    return missed
+
+
+# ---- joining and lookups -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [KadConfig(), KadConfig(k=6, alpha=3), KadConfig(disjoint_paths=2)],
+                         ids=["k20", "k6", "disjoint2"])
+def test_every_node_finds_every_other(config):
+    net = MemoryNet(seed=1)
+    nodes = net.populate(40, config)
+    assert all(node.bootstrapped for node in nodes)
+    assert all(len(node.table) >= min(config.k, 39) for node in nodes)
+    assert finds_every_other(net, nodes) == []
+
+
+def test_lookup_results_are_closest_first_and_exclude_the_searcher():
+    net = MemoryNet(seed=2)
+    nodes = net.populate(30, KadConfig(k=8))
+    searcher, target = nodes[3], kad_key(b"some key")
+    found = net.complete(searcher.find_node, b"some key")
+    others = sorted((n for n in nodes if n is not searcher), key=lambda n: n.peer_id.kad_id ^ target)
+    assert [p.peer_id for p in found.peers] == [n.peer_id for n in others[:8]]
+    assert found.requests > 0 and found.hops >= 1 and found.finished > found.started
+
+
+# ---- records -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_net() -> tuple[MemoryNet, list[KademliaNode]]:
+    net = MemoryNet(seed=3)
+    return net, net.populate(30, KadConfig(k=6, expiry_sweep_interval=1000.0))
+
+
+def holders(nodes: list[KademliaNode], key: bytes, now: float) -> list[KademliaNode]:
+    return [n for n in nodes if n.records.get(key, now) is not None]
+
+
+def test_put_then_get_from_another_node(small_net):
+    net, nodes = small_net
+    publisher = nodes[0]
+    put = net.complete(publisher.put_value, b"greeting", b"hello")
+    assert put.replicas == 6 and put.version >= 1
+    assert len(holders(nodes, b"greeting", net.time)) >= 6
+    getter = next(n for n in nodes if n not in holders(nodes, b"greeting", net.time))
+    got = net.complete(getter.get_value, b"greeting")
+    assert got.record is not None and got.record.value == b"hello"
+    assert got.record.publisher == publisher.peer_id
+    assert net.complete(getter.get_value, b"no such key").record is None
+
+
+def test_a_newer_version_replaces_the_older(small_net):
+    net, nodes = small_net
+    publisher = nodes[4]
+    first = net.complete(publisher.put_value, b"k", b"one")
+    second = net.complete(publisher.put_value, b"k", b"two")
+    assert second.version == first.version + 1
+    for getter in (nodes[10], nodes[20]):
+        got = net.complete(getter.get_value, b"k")
+        assert (got.record.value, got.record.version) == (b"two", second.version)
+    for holder in holders(nodes, b"k", net.time):
+        assert holder.records.get(b"k", net.time).value == b"two"
+
+
+def test_an_older_version_is_refused(small_net):
+    net, nodes = small_net
+    publisher = nodes[4]
+    v1 = publisher.put_value(b"k", b"one")
+    net.run()
+    net.complete(publisher.put_value, b"k", b"two")
+    holder = holders(nodes[1:], b"k", net.time)[0]
+    response = holder.handle_request(publisher.info, PutValue(v1))
+    assert isinstance(response, PutValueResponse) and not response.stored
+    assert holder.records.get(b"k", net.time).value == b"two"
+
+
+def test_a_record_with_a_bad_signature_is_refused_and_never_returned(small_net):
+    net, nodes = small_net
+    publisher, attacker, getter = nodes[0], nodes[1], nodes[2]
+    good = net.complete(publisher.put_value, b"k", b"genuine")
+    record = publisher.records.get(b"k", net.time)
+    assert good.version == record.version
+    # the value changed under the publisher's signature (and a higher version, to win if accepted)
+    forged = DHTRecord(record.key, b"forged", record.publisher, record.signature, record.ttl,
+                       record.version + 1)
+    for holder in holders(nodes, b"k", net.time):
+        response = holder.handle_request(attacker.info, PutValue(forged))
+        assert response.stored is False
+        assert holder.records.get(b"k", net.time).value == b"genuine"
+    # a forged record for a fresh key, sent over the network to the nodes closest to it
+    fresh = DHTRecord(b"fresh", b"forged", record.publisher, record.signature, record.ttl, 1)
+    answers = []
+    for target in net.complete(attacker.find_node, b"fresh").peers:
+        attacker.runtime.request(target, PutValue(fresh), 2.0, answers.append, answers.append)
+    net.run()
+    assert answers and all(a.stored is False for a in answers)
+    assert holders(nodes, b"fresh", net.time) == []
+    assert net.complete(getter.get_value, b"fresh").record is None
+
+
+def test_get_ignores_a_forged_record_held_by_a_replica(small_net):
+    # a replica that stores (or makes up) a bad record cannot get it past the reader's check
+    net, nodes = small_net
+    publisher, getter = nodes[0], nodes[5]
+    record = publisher.put_value(b"k", b"genuine")
+    forged = DHTRecord(b"k2", b"forged", record.publisher, record.signature, record.ttl, 1)
+    for node in nodes:
+        if node is not getter:
+            node.records._records[b"k2"] = StoredRecord(forged, net.time + 100)
+    net.run()
+    assert net.complete(getter.get_value, b"k2").record is None
+
+
+def test_records_expire_and_reads_drop_them(small_net):
+    net, nodes = small_net
+    publisher = nodes[7]
+    net.complete(publisher.put_value, b"short", b"lived", ttl=5)
+    assert net.complete(nodes[8].get_value, b"short").record is not None
+    replicas = [n for n in nodes if len(n.records)]
+    net.advance(6)
+    assert all(len(n.records) == 1 for n in replicas)  # the sweep interval is long: nothing dropped yet
+    assert net.complete(publisher.get_value, b"short").record is None
+    assert sum(len(n.records) for n in nodes) == 0  # the reads of the lookup dropped every copy
+
+
+def test_the_sweep_drops_expired_records_without_a_read():
+    net = MemoryNet(seed=4)
+    nodes = net.populate(20, KadConfig(k=5, expiry_sweep_interval=1.0))
+    net.complete(nodes[0].put_value, b"short", b"lived", ttl=5)
+    assert sum(len(n.records) for n in nodes) >= 5
+    net.advance(4)
+    assert sum(len(n.records) for n in nodes) >= 5
+    net.advance(2.5)
+    assert sum(len(n.records) for n in nodes) == 0
+
+
+def test_republishing_keeps_a_record_past_its_ttl_until_the_publisher_goes():
+    net = MemoryNet(seed=5)
+    config = KadConfig(k=5, record_ttl=10.0, republish_interval=4.0, expiry_sweep_interval=1.0)
+    nodes = net.populate(20, config)
+    publisher, getter = nodes[0], nodes[11]
+    net.complete(publisher.put_value, b"k", b"v")
+    for _ in range(6):  # 30 s: three times the ttl
+        net.advance(5)
+        got = net.complete(getter.get_value, b"k")
+        assert got.record is not None and got.record.value == b"v"
+    assert publisher.records.get(b"k", net.time) is not None  # the publisher's own copy is kept too
+    net.crash(publisher)
+    net.advance(config.record_ttl + 1)
+    assert net.complete(getter.get_value, b"k").record is None
+    assert sum(len(n.records) for n in nodes if n.running) == 0
+
+
+# ---- providers -----------------------------------------------------------------------------------
+
+
+def test_provide_then_find_providers(small_net):
+    net, nodes = small_net
+    first, second, seeker = nodes[1], nodes[2], nodes[25]
+    announced = net.complete(first.provide, b"content")
+    assert announced.replicas == 6
+    net.complete(second.provide, b"content")
+    net.run()  # the announcements are one-way messages: let them land
+    found = net.complete(seeker.find_providers, b"content")
+    assert {p.peer_id for p in found.providers} == {first.peer_id, second.peer_id}
+    assert net.complete(seeker.find_providers, b"other").providers == ()
+
+
+def test_add_provider_for_someone_else_is_ignored(small_net):
+    net, nodes = small_net
+    liar, victim, node = nodes[1], nodes[2], nodes[3]
+    assert node.handle_request(liar.info, AddProvider(b"content", victim.info)) is None
+    assert node.providers.get(b"content", net.time) == []
+    node.handle_request(liar.info, AddProvider(b"content", liar.info))
+    assert node.providers.get(b"content", net.time) == [liar.info]
+
+
+# ---- failures --------------------------------------------------------------------------------------
+
+
+def test_a_crashed_peer_leaves_the_routing_table_after_a_lookup_times_out():
+    net = MemoryNet(seed=6)
+    nodes = net.populate(30, KadConfig(k=8))
+    victim = nodes[9]
+    searcher = next(n for n in nodes if victim.peer_id.kad_id in n.table and n is not victim)
+    net.crash(victim)
+    started = net.time
+    found = net.complete(searcher.find_node, victim.peer_id.raw)
+    assert victim.peer_id not in {p.peer_id for p in found.peers}
+    assert victim.peer_id.kad_id not in searcher.table
+    assert net.time - started >= searcher.config.request_timeout  # it waited for the timeout
+    # the lookup still came back with k live peers, led by the live peer closest to the crashed one (not
+    # necessarily the exact k closest: every answer spends a slot on the crashed peer)
+    live = sorted((n for n in nodes if n.running and n is not searcher),
+                  key=lambda n: n.peer_id.kad_id ^ victim.peer_id.kad_id)
+    assert len(found.peers) == 8 and found.peers[0].peer_id == live[0].peer_id
+    assert all(net.nodes[p.peer_id].running for p in found.peers)
+
+
+def test_lost_messages_and_slow_peers_count_as_failures():
+    net = MemoryNet(seed=7)
+    nodes = net.populate(25, KadConfig(k=6))
+    searcher = nodes[0]
+    unreachable = next(n for n in nodes[1:] if n.peer_id.kad_id in searcher.table)
+    net.drop(lambda src, dst, message: dst is unreachable)
+    net.complete(searcher.find_node, unreachable.peer_id.raw)
+    assert unreachable.peer_id.kad_id not in searcher.table
+    net.drops.clear()
+    # a round trip longer than the request timeout is a timeout too; a slow but timely peer is fine
+    slow, sluggish = [n for n in nodes[1:] if n is not unreachable and n.peer_id.kad_id in searcher.table][:2]
+    net.set_latency(slow, 1.5)
+    net.set_latency(sluggish, 0.5)
+    net.complete(searcher.find_node, slow.peer_id.raw)
+    assert slow.peer_id.kad_id not in searcher.table
+    found = net.complete(searcher.find_node, sluggish.peer_id.raw)
+    assert found.peers[0].peer_id == sluggish.peer_id
+    assert found.finished - found.started >= 1.0
+
+
+@pytest.fixture
+def full_bucket():
+    """Node A with k = 2, whose farthest bucket holds B1 (seen first) and B2; B3 also falls in it."""
+    net = MemoryNet(seed=8)
+    config = KadConfig(k=2)
+    a = net.add_node(config)
+    others = []
+    while len(others) < 3:
+        node = net.add_node(config)
+        if a.table.bucket_index(node.peer_id.kad_id) == 256:
+            others.append(node)
+    for node in [a, *others]:
+        node.start()
+    net.run()
+    b1, b2, b3 = others
+    a.handle_request(b1.info, Ping())
+    net.advance(1)
+    a.handle_request(b2.info, Ping())
+    assert list(a.table.buckets[256].entries) == [b1.peer_id.kad_id, b2.peer_id.kad_id]
+    return net, a, b1, b2, b3
+
+
+def test_a_crashed_stale_entry_is_replaced_by_the_newcomer(full_bucket):
+    net, a, b1, b2, b3 = full_bucket
+    net.advance(a.table.stale_after + 1)
+    net.crash(b1)
+    before = net.requests
+    a.handle_request(b3.info, FindNode(b"hello"))
+    assert net.requests == before + 1  # A pings its oldest entry
+    net.run()
+    assert b1.peer_id.kad_id not in a.table
+    assert b2.peer_id.kad_id in a.table and b3.peer_id.kad_id in a.table
+
+
+def test_a_live_stale_entry_keeps_its_place(full_bucket):
+    net, a, b1, b2, b3 = full_bucket
+    net.advance(a.table.stale_after + 1)
+    a.handle_request(b3.info, GetValue(b"hello"))
+    net.run()
+    assert list(a.table.buckets[256].entries) == [b2.peer_id.kad_id, b1.peer_id.kad_id]  # b1 moved back
+    assert b3.peer_id.kad_id not in a.table
+    assert b3.peer_id.kad_id in a.table.buckets[256].replacements
+
+
+def test_a_fresh_entry_is_not_checked(full_bucket):
+    net, a, b1, b2, b3 = full_bucket
+    net.crash(b1)  # but A has heard from it a moment ago
+    before = net.requests
+    a.handle_request(b3.info, Ping())
+    net.run()
+    assert net.requests == before
+    assert b1.peer_id.kad_id in a.table and b3.peer_id.kad_id not in a.table
+
+
+# ---- determinism -----------------------------------------------------------------------------------
+
+
+def scenario(seed: int) -> tuple:
+    net = MemoryNet(seed=seed)
+    nodes = net.populate(20, KadConfig(k=5))
+    net.crash(nodes[3])
+    finds = [net.complete(nodes[i].find_node, nodes[j].peer_id.raw) for i, j in ((0, 5), (7, 3), (12, 19))]
+    put = net.complete(nodes[2].put_value, b"key", b"value")
+    got = net.complete(nodes[15].get_value, b"key")
+    trace = [(t, src.raw, dst.raw, type(message).__name__) for t, src, dst, message in net.sent]
+    return ([[p.peer_id.raw for p in f.peers] for f in finds], [f.requests for f in finds],
+            put.replicas, got.record.value, net.requests, net.time, trace)
+
+
+def test_same_seed_same_run():
+    first, second = scenario(11), scenario(11)
+    assert first == second
+    assert scenario(12)[0] != first[0]
+
+
+# ---- the test network itself -------------------------------------------------------------------------
+
+
+def test_memory_net_runs_timers_in_order_and_honours_cancel():
+    net = MemoryNet()
+    node = net.add_node()
+    fired = []
+    node.runtime.call_later(2.0, lambda: fired.append("b"))
+    node.runtime.call_later(1.0, lambda: fired.append("a"))
+    node.runtime.call_later(2.0, lambda: fired.append("c"))  # same time: in the order scheduled
+    node.runtime.call_later(1.5, lambda: fired.append("x")).cancel()
+    net.advance(1.0)
+    assert fired == ["a"] and net.time == 1.0
+    net.advance(5.0)
+    assert fired == ["a", "b", "c"] and net.time == 6.0
