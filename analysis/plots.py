@@ -196,7 +196,7 @@ def plot_formation(run: Run, out_dir: str | Path | None = None) -> Path | None:
     samples = rows[rows["ok"].isna()]
     samples = samples if len(samples) else rows
     ax.plot(samples["time"], samples["value"], color="tab:blue", drawstyle="steps-post",
-            label="share of checked nodes with their k closest")
+            label="routing tables complete (share of checked nodes)")
     checks = rows[rows["ok"].notna()]
     for ok, marker, colour, label in ((1, "o", "tab:green", "lookup check agreed"),
                                       (0, "x", "tab:red", "lookup check disagreed")):
@@ -209,7 +209,7 @@ def plot_formation(run: Run, out_dir: str | Path | None = None) -> Path | None:
     target = _target(run, "formation_time")
     ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {target:g} s")
     ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel("formation value")
+    ax.set_ylabel("share of checked nodes")
     ax.set_ylim(-0.02, 1.05)
     ax.set_title(f"{run.name}: network formation" + ("" if reached is not None else " (never reached)"))
     ax.grid(True, alpha=0.3)

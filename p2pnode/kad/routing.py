@@ -122,10 +122,13 @@ class RoutingTable:
         n = n or self.k
         distance = target.__xor__
         peers = self.peers
-        if len(peers) <= 4 * n:  # a small table: one sort is cheaper than ordering buckets
+        x = target ^ self.local_id
+        own = self.buckets.get(x.bit_length())  # the target's own bucket holds the closest range
+        if own is not None and len(own.entries) >= n + (exclude in own.entries):
+            found = sorted(own.entries, key=distance)
+        elif len(peers) <= 4 * n:  # a small table: one sort is cheaper than ordering buckets
             found = sorted(peers, key=distance)
         else:
-            x = target ^ self.local_id
             found = []
             buckets = self.buckets
             for index in sorted(buckets, key=lambda i: ((x >> (i - 1)) ^ 1) << (i - 1)):

@@ -261,7 +261,7 @@ def test_report_files_and_plots(tmp_path):
     assert page.index("<img") < page.index("Model and definitions")
     assert '<td class="pass">PASS</td>' in page and '<td class="fail">FAIL</td>' in page
     assert 'src="lookup_latency_cdf.png"' in page and "<figcaption>" in page
-    assert "returned the same, true, k closest live peers" in page  # formation definition
+    assert "all return exactly the true k closest live" in page  # formation definition
     for fact in ("Jitter: 0.1", "between 2 and 20 ms", "Loss: 0.01", "weibull (shape 0.6, scale 1800)",
                  "exponential (mean 600)", "k = 20", "alpha = 5", "d = 2"):
         assert fact in page, fact
