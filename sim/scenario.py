@@ -301,6 +301,7 @@ class Dht(_Model):
     alpha: Annotated[int, Strict(), Field(ge=1)] = 5
     disjoint_paths: Annotated[int, Strict(), Field(ge=1)] = 1
     request_timeout: PosFloat = 2.0
+    slow_after: PosFloat = 1.0
     record_ttl: PosFloat = 3600.0
     republish_interval: PosFloat = 1800.0
     refresh_interval: PosFloat = 600.0
@@ -311,6 +312,8 @@ class Dht(_Model):
         items: list[tuple[tuple[str | int, ...], str]] = []
         if self.disjoint_paths > self.alpha:
             items.append((("disjoint_paths",), f"{self.disjoint_paths} exceeds alpha ({self.alpha})"))
+        if self.slow_after > self.request_timeout:
+            items.append((("slow_after",), f"{self.slow_after:g} exceeds request_timeout ({self.request_timeout:g})"))
         if self.republish_interval >= self.record_ttl:
             items.append(
                 (

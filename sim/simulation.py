@@ -44,7 +44,7 @@ def _spread(shares: dict[str, float], count: int, rng: random.Random) -> list[st
 
 def kad_config(dht: Any) -> KadConfig:
     return KadConfig(k=dht.k, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
-                     request_timeout=dht.request_timeout, record_ttl=dht.record_ttl,
+                     request_timeout=dht.request_timeout, slow_after=dht.slow_after, record_ttl=dht.record_ttl,
                      republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval)
 
 

@@ -6,6 +6,7 @@ it arrives as ``handle_request`` or as the callbacks of its own requests.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +30,7 @@ from p2pnode.kad.messages import (
     PutValue,
     PutValueResponse,
 )
-from p2pnode.kad.query import Lookup
+from p2pnode.kad.query import WAITING, Lookup
 from p2pnode.kad.records import ProviderStore, RecordStore, make_record, record_is_valid
 from p2pnode.kad.routing import RoutingTable
 
@@ -37,7 +38,7 @@ from p2pnode.kad.routing import RoutingTable
 class _Query:
     """One running lookup and what to do with its answers."""
 
-    __slots__ = ("key", "lookup", "request", "on_reply", "on_done", "started", "done")
+    __slots__ = ("key", "lookup", "request", "on_reply", "on_done", "started", "done", "sent", "slow_timer")
 
     def __init__(self, key: bytes, lookup: Lookup, request: Any, on_reply, on_done, started: float):
         self.key = key
@@ -47,6 +48,8 @@ class _Query:
         self.on_done = on_done     # (query) -> None
         self.started = started
         self.done = False
+        self.sent: deque[tuple[float, PeerInfo]] = deque()  # requests in the order sent, for mark_slow
+        self.slow_timer = False                              # a slow-request check is scheduled
 
 
 class KademliaNode:
@@ -245,15 +248,46 @@ class KademliaNode:
         lookup = query.lookup
         request = self.runtime.request
         timeout = self.config.request_timeout
-        for peer in lookup.next_peers():
-            request(
-                peer, query.request, timeout,
-                lambda response, peer=peer: self._on_reply(query, peer, response),
-                lambda reason, peer=peer: self._on_failure(query, peer),
-            )
+        peers = lookup.next_peers()
+        if peers:
+            now = self.runtime.now()
+            for peer in peers:
+                query.sent.append((now, peer))
+                request(
+                    peer, query.request, timeout,
+                    lambda response, peer=peer: self._on_reply(query, peer, response),
+                    lambda reason, peer=peer: self._on_failure(query, peer),
+                )
         if lookup.finished or lookup.in_flight == 0:  # next_peers() has just settled ``finished``
             query.done = True
             query.on_done(query)
+        elif not query.slow_timer:
+            self._arm_slow_check(query)
+
+    def _arm_slow_check(self, query: _Query) -> None:
+        """One timer per query, due when its oldest open request turns slow."""
+        sent = query.sent
+        lookup = query.lookup
+        while sent and lookup.state_of(sent[0][1]) != WAITING:
+            sent.popleft()  # answered already
+        if sent:
+            query.slow_timer = True
+            due = sent[0][0] + self.config.slow_after - self.runtime.now()
+            self.runtime.call_later(max(due, 0.0), lambda: self._slow_check(query))
+
+    def _slow_check(self, query: _Query) -> None:
+        query.slow_timer = False
+        if query.done or not self.running:
+            return
+        horizon = self.runtime.now() - self.config.slow_after + 1e-9  # the timer may fire a hair early
+        sent = query.sent
+        changed = False
+        while sent and sent[0][0] <= horizon:
+            changed |= query.lookup.mark_slow(sent.popleft()[1])
+        if changed:
+            self._step(query)
+        elif not query.slow_timer:
+            self._arm_slow_check(query)
 
     def _on_reply(self, query: _Query, peer: PeerInfo, response: Any) -> None:
         if not self.running:

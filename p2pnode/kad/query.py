@@ -5,7 +5,9 @@ back with ``on_success(peer, closer_peers)`` or ``on_failure(peer)``. With ``pat
 runs d independent paths, each seeded with its share of our closest peers, and a peer is used by at most
 one path (S/Kademlia, Baumgart & Mies 2007): an adversary has to sit on every path to hide the target.
 A path is finished when the k closest peers it knows (failures excluded) have all answered. The result
-is the k closest peers that answered, over all paths.
+is the k closest peers that answered, over all paths. A peer the caller reports as slow (``mark_slow``)
+is, as the Kademlia paper puts it, "removed from consideration until and unless it does respond": it no
+longer takes a parallelism slot nor holds up the end of the lookup, but a late answer is still used.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from bisect import insort
 
 from p2pnode.kad.messages import PeerInfo
 
-NOT_CONTACTED, WAITING, SUCCEEDED, FAILED = 0, 1, 2, 3
+NOT_CONTACTED, WAITING, SUCCEEDED, FAILED, SLOW = 0, 1, 2, 3, 4
 
 
 class _Path:
@@ -68,7 +70,7 @@ class Lookup:
             seen = 0
             for _, kad_id in path.order:
                 s = state[kad_id]
-                if s == FAILED:
+                if s >= FAILED:  # failed or slow
                     continue
                 if s == NOT_CONTACTED:
                     if free > 0:
@@ -87,14 +89,25 @@ class Lookup:
         self.finished = finished
         return out
 
+    def _settle(self, kad_id: int, state: int) -> _Path | None:
+        """Move a WAITING or SLOW peer to ``state``; None if the report is not for an open request."""
+        path = self.owner.get(kad_id)
+        if path is None:
+            return None
+        current = path.state[kad_id]
+        if current == WAITING:
+            path.in_flight -= 1
+            self.in_flight -= 1
+        elif current != SLOW:
+            return None  # a late or repeated report
+        path.state[kad_id] = state
+        return path
+
     def on_success(self, peer: PeerInfo, closer_peers: tuple[PeerInfo, ...] | list[PeerInfo]) -> None:
         kad_id = peer.peer_id.kad_id
-        path = self.owner.get(kad_id)
-        if path is None or path.state[kad_id] != WAITING:
+        path = self._settle(kad_id, SUCCEEDED)
+        if path is None:
             return
-        path.state[kad_id] = SUCCEEDED
-        path.in_flight -= 1
-        self.in_flight -= 1
         hops = self.hops[kad_id] + 1
         owner = self.owner
         for closer in closer_peers:  # _add, inlined: this loop runs for every peer of every answer
@@ -107,13 +120,24 @@ class Lookup:
                 insort(path.order, (closer_id ^ self.target, closer_id))
 
     def on_failure(self, peer: PeerInfo) -> None:
+        self._settle(peer.peer_id.kad_id, FAILED)
+
+    def state_of(self, peer: PeerInfo) -> int | None:
+        kad_id = peer.peer_id.kad_id
+        path = self.owner.get(kad_id)
+        return path.state[kad_id] if path is not None else None
+
+    def mark_slow(self, peer: PeerInfo) -> bool:
+        """The request to ``peer`` is taking too long: stop waiting for it (see the module docstring).
+        Returns whether anything changed."""
         kad_id = peer.peer_id.kad_id
         path = self.owner.get(kad_id)
         if path is None or path.state[kad_id] != WAITING:
-            return
-        path.state[kad_id] = FAILED
+            return False
+        path.state[kad_id] = SLOW
         path.in_flight -= 1
         self.in_flight -= 1
+        return True
 
     def drop_path_of(self, peer: PeerInfo) -> None:
         """Stop a path early (used when a value was found on it): its pending peers are ignored."""
