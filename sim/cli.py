@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     err = Console(stderr=True)
+    run_dir: Path | None = None
     try:
         if args.nodes is not None and args.nodes < 2:
             raise UsageError("--nodes must be at least 2")
@@ -132,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"simulate: {exc}", highlight=False, markup=False)
         return 2
     except KeyboardInterrupt:
-        err.print("simulate: interrupted; events written so far are kept", markup=False)
+        err.print(f"simulate: interrupted; events written so far are kept in {run_dir}", markup=False)
+        if run_dir is not None and scenario.sweep is None:
+            try:
+                _report(run_dir, console)  # a report of what was measured before the interruption
+            except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus
+                err.print(f"simulate: no report for the partial run: {exc}", markup=False)
         return 130
 
 

@@ -153,3 +153,32 @@ def test_oracle_closest_is_brute_force(ids, target, k):
     exclude = ids[0]
     expected = sorted((i for i in ids if i != exclude), key=lambda i: i ^ target)[:k]
     assert live.closest(target, k, exclude=exclude) == expected
+
+
+def test_interrupted_run_keeps_events_and_reports(tmp_path):
+    """Ctrl-C halfway: the events measured so far are on disk and a report is written from them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    scenario = write_scenario(tmp_path, nodes=300, churn=True)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from sim.cli import main; sys.exit(main())",
+                             str(scenario), "--out", str(out)],
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the run has measured something
+        runs = [p for p in out.glob("*/events.csv") if p.stat().st_size > 2000] if out.exists() else []
+        if runs:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert len(rows(run_dir)) > 10
+    assert (run_dir / "summary.json").is_file() and (run_dir / "report.html").is_file()
+    assert b"interrupted" in err and b"Traceback" not in err
