@@ -122,8 +122,8 @@ class KademliaNode:
     # ---- maintenance -----------------------------------------------------------------------------
 
     def _refreshable_buckets(self) -> list[int]:
-        """Buckets from the farthest in use down to just beyond our closest neighbour; those closer than
-        common prefix 16 are left to the self lookup (see ``keyspace``)."""
+        """Buckets from the farthest in use down to just beyond our closest neighbour; buckets with a
+        common prefix longer than ``keyspace.MAX_REFRESH_CPL`` are left to the self lookup."""
         buckets = self.table.buckets
         if not buckets:
             return []

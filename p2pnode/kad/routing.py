@@ -146,25 +146,3 @@ class RoutingTable:
         bucket = self.buckets.get((target ^ self.local_id).bit_length())
         if bucket is not None:
             bucket.last_lookup = now
-
-    def stale_buckets(self, now: float, interval: float) -> list[int]:
-        """Indices of buckets not covered by a lookup for ``interval`` seconds, up to the farthest one
-        in use (buckets beyond it are empty because the key space there is empty of peers we know)."""
-        if not self.buckets:
-            return []
-        highest = max(self.buckets)
-        lowest = min(self.buckets)
-        stale = []
-        for index in range(lowest, highest + 1):
-            bucket = self.buckets.get(index)
-            if bucket is None or now - bucket.last_lookup >= interval:
-                stale.append(index)
-        return stale
-
-    def random_id_in_bucket(self, index: int, bits: int) -> int:
-        """A key whose distance to us has bit length ``index``; ``bits`` supplies the random low bits."""
-        low = bits & ((1 << (index - 1)) - 1)
-        return self.local_id ^ ((1 << (index - 1)) | low)
-
-    def entries(self) -> list[tuple[PeerInfo, float]]:
-        return [(e.info, e.last_seen) for b in self.buckets.values() for e in b.entries.values()]

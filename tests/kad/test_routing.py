@@ -101,12 +101,6 @@ def test_ourselves_is_never_added():
     assert len(table) == 0
 
 
-@given(ids, bucket_indices, ids)
-def test_random_id_in_bucket_lands_in_that_bucket(local_id, index, bits):
-    table = RoutingTable(local_id)
-    assert table.bucket_index(table.random_id_in_bucket(index, bits)) == index
-
-
 @settings(max_examples=30, deadline=None)
 @given(ids, st.integers(0, keyspace.MAX_REFRESH_CPL), ids)
 def test_refresh_key_hashes_into_the_bucket_it_refreshes(local_id, cpl, bits):
@@ -289,15 +283,6 @@ def test_replacement_cache_is_bounded_and_keeps_the_newest():
     # seeing a waiting peer again makes it the newest
     table.update(peer_with_id(extra[-K]), 2.0)
     assert list(replacements)[-1] == extra[-K]
-
-
-def test_mark_lookup_and_stale_buckets():
-    table, _ = full_bucket()
-    near = bucket_peers(LOCAL, 250, 1)[0]
-    table.update(peer_with_id(near), 0.0)
-    assert table.stale_buckets(100.0, 60.0) == list(range(250, KEY_BITS + 1))
-    table.mark_lookup(id_in_bucket(LOCAL, KEY_BITS, random.Random(1)), 90.0)
-    assert table.stale_buckets(100.0, 60.0) == list(range(250, KEY_BITS))
 
 
 # ---- a random walk through update / remove / check_done keeps the invariants --------------------
