@@ -158,6 +158,10 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
 
 def _notes(run: Run) -> list[str]:
     notes = []
+    status = run.manifest.get("status")
+    if status not in (None, "completed"):
+        notes.append(f"The run did not complete (status: {status}): the figures cover only the simulated time "
+                     "before it stopped.")
     if run.partial_line_dropped:
         notes.append("events.csv ended with an incomplete line (the run stopped mid-write); it was ignored.")
     if run.missing_points:

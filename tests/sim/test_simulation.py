@@ -181,4 +181,5 @@ def test_interrupted_run_keeps_events_and_reports(tmp_path):
     assert manifest["status"] == "interrupted"
     assert len(rows(run_dir)) > 10
     assert (run_dir / "summary.json").is_file() and (run_dir / "report.html").is_file()
+    assert "did not complete (status: interrupted)" in (run_dir / "report.md").read_text()
     assert b"interrupted" in err and b"Traceback" not in err
