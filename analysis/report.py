@@ -304,7 +304,9 @@ def model_lines(scenario: dict) -> list[str]:
         lines.append("Churn: none (static network).")
     dht_parts = [f"k = {_given(_get(dht, 'k'))}", f"alpha = {_given(_get(dht, 'alpha'))}",
                  f"d = {_given(_get(dht, 'disjoint_paths'))} disjoint paths"]
-    for key, label, unit in (("request_timeout", "request timeout", " s"), ("record_ttl", "record TTL", " s"),
+    for key, label, unit in (("request_timeout", "request timeout", " s"),
+                             ("slow_after", "lookups stop waiting for a peer after", " s"),
+                             ("record_ttl", "record TTL", " s"),
                              ("republish_interval", "republish every", " s"),
                              ("refresh_interval", "refresh every", " s"), ("wire", "wire", "")):
         if _get(dht, key) is not None:
