@@ -15,7 +15,6 @@ import simpy
 from simpy.core import NORMAL
 from simpy.events import Event
 
-from p2pnode.identity import PeerId
 from p2pnode.kad import codec
 from p2pnode.kad.messages import RESPONSE_TYPES, PeerInfo
 from sim.latency import LatencyModel
@@ -55,7 +54,7 @@ class SimNetwork:
         self.wire_exact = wire_exact
         self.handlers: list[Any] = []          # node index -> object with handle_request, or None when down
         self.infos: list[PeerInfo] = []
-        self.index: dict[PeerId, int] = {}
+        self.index: dict[bytes, int] = {}       # peer-ID bytes -> node index (bytes hash in C, cached)
         self.refuses: list[bool] = []          # down after a graceful exit: dials fail fast, no timeout
         self.messages = 0
         self.bytes = 0
@@ -68,7 +67,7 @@ class SimNetwork:
         self.infos.append(info)
         self.handlers.append(None)
         self.refuses.append(False)
-        self.index[info.peer_id] = idx
+        self.index[info.peer_id.raw] = idx
         return idx
 
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> _Call:
@@ -92,7 +91,7 @@ class SimNetwork:
 
     def request(self, src: int, peer: PeerInfo, message: Any, timeout: float,
                 on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
-        dst = self.index[peer.peer_id]
+        dst = self.index[peer.peer_id.raw]
         message = self._charge(message)
         deadline = self.env.now + timeout
         if self.handlers[dst] is None:
@@ -122,7 +121,7 @@ class SimNetwork:
             _Call(env, delay, on_response, (response,))
 
     def send(self, src: int, peer: PeerInfo, message: Any) -> None:
-        dst = self.index[peer.peer_id]
+        dst = self.index[peer.peer_id.raw]
         message = self._charge(message)
         if self.handlers[dst] is not None and not self._lost():
             _Call(self.env, self.latency.one_way(src, dst), self._deliver_oneway, (src, dst, message))
