@@ -10,27 +10,20 @@ replacement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from p2pnode.kad.messages import PeerInfo
 
 KEY_BITS = 256
 
 
-@dataclass(slots=True)
-class Entry:
-    info: PeerInfo
-    last_seen: float
-
-
 class Bucket:
-    __slots__ = ("entries", "replacements", "last_lookup", "checking")
+    __slots__ = ("entries", "seen", "replacements", "last_lookup", "checking")
 
     def __init__(self) -> None:
-        self.entries: dict[int, Entry] = {}        # least recently seen first
+        self.entries: dict[int, PeerInfo] = {}       # least recently seen first
+        self.seen: dict[int, float] = {}             # when each entry was last heard from
         self.replacements: dict[int, PeerInfo] = {}  # newest last
-        self.last_lookup = 0.0                      # when a lookup last covered this bucket
-        self.checking = False                       # a liveness check of the oldest entry is under way
+        self.last_lookup = 0.0                       # when a lookup last covered this bucket
+        self.checking = False                        # a liveness check of the oldest entry is under way
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -66,14 +59,13 @@ class RoutingTable:
         if bucket is None:
             bucket = self.buckets[index] = Bucket()
         entries = bucket.entries
-        entry = entries.pop(kad_id, None)
-        if entry is not None:
-            entry.last_seen = now
-            entry.info = info
-            entries[kad_id] = entry
+        if entries.pop(kad_id, None) is not None:
+            entries[kad_id] = info  # to the back: most recently seen
+            bucket.seen[kad_id] = now
             return None
         if len(entries) < self.k:
-            entries[kad_id] = Entry(info, now)
+            entries[kad_id] = info
+            bucket.seen[kad_id] = now
             self.peers[kad_id] = info
             return None
         replacements = bucket.replacements
@@ -81,11 +73,11 @@ class RoutingTable:
         replacements[kad_id] = info
         if len(replacements) > self.k:
             del replacements[next(iter(replacements))]
-        oldest = next(iter(entries.values()))
-        if bucket.checking or now - oldest.last_seen < self.stale_after:
+        oldest = next(iter(entries))
+        if bucket.checking or now - bucket.seen[oldest] < self.stale_after:
             return None
         bucket.checking = True
-        return oldest.info
+        return entries[oldest]
 
     def check_done(self, info: PeerInfo, alive: bool, now: float) -> None:
         """The result of a liveness check that ``update`` asked for."""
@@ -105,11 +97,13 @@ class RoutingTable:
         bucket.replacements.pop(kad_id, None)
         if bucket.entries.pop(kad_id, None) is None:
             return
+        del bucket.seen[kad_id]
         del self.peers[kad_id]
         if bucket.replacements:
             new_id, new_info = bucket.replacements.popitem()
             # Promoted peers were seen when they were cached; they go to the front as the oldest.
-            bucket.entries = {new_id: Entry(new_info, float("-inf")), **bucket.entries}
+            bucket.entries = {new_id: new_info, **bucket.entries}
+            bucket.seen[new_id] = float("-inf")
             self.peers[new_id] = new_info
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[PeerInfo]:
@@ -123,23 +117,26 @@ class RoutingTable:
         distance = target.__xor__
         peers = self.peers
         x = target ^ self.local_id
+        # Sorting (distance, info) pairs keeps the work in C: distances are distinct, so the infos
+        # are never compared, and no dict lookup (hashing a 256-bit key) is needed afterwards.
         own = self.buckets.get(x.bit_length())  # the target's own bucket holds the closest range
         if own is not None and len(own.entries) >= n + (exclude in own.entries):
-            found = sorted(own.entries, key=distance)
+            found = sorted(zip(map(distance, own.entries), own.entries.values(), strict=True))
         elif len(peers) <= 4 * n:  # a small table: one sort is cheaper than ordering buckets
-            found = sorted(peers, key=distance)
+            found = sorted(zip(map(distance, peers), peers.values(), strict=True))
         else:
             found = []
             buckets = self.buckets
             for index in sorted(buckets, key=lambda i: ((x >> (i - 1)) ^ 1) << (i - 1)):
                 entries = buckets[index].entries
                 if entries:
-                    found += sorted(entries, key=distance)
+                    found += sorted(zip(map(distance, entries), entries.values(), strict=True))
                     if len(found) > n:
                         break
-        if exclude is not None and exclude in found:  # not ``in peers``: the scan may stop before its bucket
-            found.remove(exclude)
-        return list(map(peers.__getitem__, found[:n]))
+        if exclude is not None and exclude in peers:
+            excluded = exclude ^ target
+            found = [pair for pair in found[: n + 1] if pair[0] != excluded]
+        return [info for _, info in found[:n]]
 
     def mark_lookup(self, target: int, now: float) -> None:
         """A lookup for ``target`` refreshes the bucket the target falls into."""

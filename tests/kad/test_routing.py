@@ -198,7 +198,7 @@ def test_bucket_keeps_least_recently_seen_first_and_update_moves_to_back():
     assert list(bucket.entries) == members
     assert table.update(peer_with_id(members[1]), 10.0) is None
     assert list(bucket.entries) == [members[0], members[2], members[3], members[1]]
-    assert bucket.entries[members[1]].last_seen == 10.0
+    assert bucket.seen[members[1]] == 10.0
     assert not bucket.replacements  # a known peer never lands in the replacement cache
 
 
@@ -307,7 +307,7 @@ class RoutingTableMachine(RuleBasedStateMachine):
         if check is not None:
             bucket = self.table.buckets[self.table.bucket_index(check.peer_id.kad_id)]
             assert next(iter(bucket.entries)) == check.peer_id.kad_id  # the oldest entry
-            assert self.now - bucket.entries[check.peer_id.kad_id].last_seen >= 5.0
+            assert self.now - bucket.seen[check.peer_id.kad_id] >= 5.0
             index = self.table.bucket_index
             # one check per bucket at a time
             assert all(index(c.peer_id.kad_id) != index(check.peer_id.kad_id) for c in self.checks)
