@@ -90,6 +90,10 @@ class Simulation:
         self.formation_nodes = sorted(rng_build.sample(range(n), min(sample, n)))
         self.formed = False
         self._verifying = False
+        # The lookup check adds traffic of its own (a lookup from every checked node, again and again
+        # until they agree), so it runs only where formation is judged; elsewhere the routing-table
+        # completeness samples are enough.
+        self.check_formation = "formation_time" in (scenario.criteria or {})
 
     def _matrix(self) -> tuple[tuple[str, ...], list[list[float]]]:
         latency = self.scenario.network.latency
@@ -232,7 +236,7 @@ class Simulation:
             return
         self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
         joined = now >= self.scenario.nodes.join_over  # the whole network exists, not a first few nodes
-        if joined and bootstrapped == checked and not self.formed and not self._verifying:
+        if self.check_formation and joined and bootstrapped == checked and not self.formed and not self._verifying:
             self._verify_formation()
 
     def _verify_formation(self) -> None:
