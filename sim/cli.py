@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
     args = parser.parse_args(argv)
     console = Console()
-    err = Console(stderr=True)
+
+    def complain(message: str) -> None:
+        print(f"simulate: {message}", file=sys.stderr)  # plain print: one line, never re-wrapped
+
     run_dir: Path | None = None
     try:
         if args.nodes is not None and args.nodes < 2:
@@ -130,15 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         _report(run_dir, console)
         return 0
     except (ScenarioError, MatrixError, UsageError) as exc:
-        err.print(f"simulate: {exc}", highlight=False, markup=False)
+        complain(str(exc))
         return 2
     except KeyboardInterrupt:
-        err.print(f"simulate: interrupted; events written so far are kept in {run_dir}", markup=False)
+        complain(f"interrupted; events written so far are kept in {run_dir}")
         if run_dir is not None and scenario.sweep is None:
             try:
                 _report(run_dir, console)  # a report of what was measured before the interruption
             except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus
-                err.print(f"simulate: no report for the partial run: {exc}", markup=False)
+                complain(f"no report for the partial run: {exc}")
         return 130
 
 

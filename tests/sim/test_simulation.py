@@ -183,3 +183,38 @@ def test_interrupted_run_keeps_events_and_reports(tmp_path):
     assert (run_dir / "summary.json").is_file() and (run_dir / "report.html").is_file()
     assert "did not complete (status: interrupted)" in (run_dir / "report.md").read_text()
     assert b"interrupted" in err and b"Traceback" not in err
+
+
+MATRIX_SCENARIO = """
+name: matrix
+seed: 3
+warmup: 10
+duration: 20
+nodes: {count: 20, bootstrap: 2, join_over: 5, regions: {near: 0.5, far: 0.5}}
+network: {latency: {model: matrix, matrix: rtt.csv, jitter: 0.0, access: [0.0, 0.0]}}
+dht: {k: 6, alpha: 3}
+workload: {lookup: 6.0, put: 0, get: 0}
+criteria: {lookup_success: {}}
+"""
+
+
+def test_latency_matrix_file_drives_the_delays(tmp_path):
+    (tmp_path / "rtt.csv").write_text("region,near,far\nnear,10,400\nfar,400,10\n")
+    scenario = tmp_path / "matrix.yaml"
+    scenario.write_text(MATRIX_SCENARIO)
+    run_dir = run(scenario, tmp_path / "out")
+    latencies = [float(r["latency"]) for r in rows(run_dir) if r["kind"] == "lookup"]
+    assert latencies
+    # no jitter, no access latency: every round trip is 10 ms or 400 ms (milliseconds in the file), so a
+    # lookup takes at least one short round trip, and those that cross to the far half at least 400 ms
+    assert min(latencies) >= 0.01 - 1e-9
+    assert 0.4 - 1e-9 <= max(latencies) < 2.0
+
+
+def test_bad_latency_matrix_names_file_and_line(tmp_path, capsys):
+    (tmp_path / "rtt.csv").write_text("region,near,far\nnear,10,400\nfar,300,10\n")
+    scenario = tmp_path / "matrix.yaml"
+    scenario.write_text(MATRIX_SCENARIO)
+    assert simulate([str(scenario), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "rtt.csv:" in err and "not symmetric" in err and len(err.strip().splitlines()) == 1
