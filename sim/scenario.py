@@ -18,7 +18,6 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +35,16 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from sim.yaml_lines import MAX_VALUES as _MAX_VALUES
+from sim.yaml_lines import Converter as _Converter
+from sim.yaml_lines import Lines as _Lines
+from sim.yaml_lines import Problem
+from sim.yaml_lines import TooBig as _TooBig
+from sim.yaml_lines import dotted as _dotted
+from sim.yaml_lines import node_line as _line
+from sim.yaml_lines import source_label as _label
+from sim.yaml_lines import yaml_error as _yaml_error
 
 __all__ = [
     "ADDRESS_FAMILIES",
@@ -94,20 +103,6 @@ _SHARE_CRITERIA = ("lookup_success", "put_get_success")
 
 # --------------------------------------------------------------------------------------------
 # Errors
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a scenario. `line` is 1-based, None when no line applies."""
-
-    file: str
-    line: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
 class ScenarioError(ValueError):
@@ -521,144 +516,6 @@ def _resolve(path: Path | None, source: Path | str | None) -> Path | None:
     if path.is_absolute() or source is None:
         return path
     return Path(source).parent / path
-
-
-# --------------------------------------------------------------------------------------------
-# YAML with lines
-
-
-class _Lines:
-    """Where each value of the converted document sits: path -> line (1-based)."""
-
-    def __init__(self) -> None:
-        self.key: dict[tuple[str | int, ...], int] = {}
-        self.value: dict[tuple[str | int, ...], int] = {}
-
-    def line(self, path: tuple[str | int, ...]) -> int | None:
-        return self.key.get(path, self.value.get(path))
-
-
-_MAP_TAG = "tag:yaml.org,2002:map"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-_MAX_VALUES = 100_000  # aliases can make a tiny file expand exponentially ("billion laughs")
-
-
-class _TooBig(Exception):
-    def __init__(self, line: int) -> None:
-        self.line = line
-
-
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-class _Converter:
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.lines = _Lines()
-        self.problems: list[Problem] = []
-        self._constructor = yaml.constructor.SafeConstructor()
-        self._stack: set[int] = set()
-        self._budget = _MAX_VALUES
-
-    def problem(self, line: int | None, path: tuple[str | int, ...], message: str) -> None:
-        self.problems.append(Problem(self.label, line, _dotted(path), message))
-
-    def convert(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
-        self._budget -= 1
-        if self._budget < 0:
-            raise _TooBig(_line(node))
-        self.lines.value.setdefault(path, _line(node))
-        if id(node) in self._stack:
-            self.problem(_line(node), path, "an alias refers to itself")
-            return None
-        if isinstance(node, yaml.MappingNode):
-            self._stack.add(id(node))
-            try:
-                return self._mapping(node, path)
-            finally:
-                self._stack.discard(id(node))
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ_TAG:
-                self.problem(_line(node), path, f"unsupported tag {node.tag}")
-            self._stack.add(id(node))
-            try:
-                return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-            finally:
-                self._stack.discard(id(node))
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc)
-            self.problem(_line(node), path, f"invalid value: {problem}")
-            return None
-
-    def _mapping(self, node: yaml.MappingNode, path: tuple[str | int, ...]) -> dict[str, Any]:
-        if node.tag != _MAP_TAG:
-            self.problem(_line(node), path, f"unsupported tag {node.tag}")
-        out: dict[str, Any] = {}
-        first: dict[str, int] = {}
-        merges: list[yaml.Node] = []
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE_TAG:
-                merges.append(value_node)
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problem(_line(key_node), path, "keys must be plain names, not lists or mappings")
-                continue
-            key = key_node.value
-            sub = (*path, key)
-            if key in first:
-                self.problem(_line(key_node), sub, f"duplicate key (first given on line {first[key]})")
-                continue
-            first[key] = _line(key_node)
-            self.lines.key.setdefault(sub, _line(key_node))  # explicit keys come before merged ones
-            out[key] = self.convert(value_node, sub)
-        for merge in merges:
-            sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
-            for source in sources:
-                if not isinstance(source, yaml.MappingNode):
-                    self.problem(_line(source), path, "'<<' merges only mappings")
-                    continue
-                if id(source) in self._stack:
-                    self.problem(_line(source), path, "an alias refers to itself")
-                    continue
-                self._stack.add(id(source))
-                try:
-                    merged = self._mapping(source, path)
-                finally:
-                    self._stack.discard(id(source))
-                for key, value in merged.items():
-                    out.setdefault(key, value)
-        return out
-
-
-def _dotted(path: Sequence[str | int]) -> str:
-    out = ""
-    for el in path:
-        if isinstance(el, int):
-            out += f"[{el}]"
-        else:
-            out += f".{el}" if out else str(el)
-    return out
-
-
-def _label(source: Path | str | None) -> str:
-    return "<string>" if source is None else str(source)
-
-
-def _yaml_error(exc: yaml.YAMLError, label: str) -> Problem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None)
-    context = getattr(exc, "context", None)
-    if problem:
-        message = f"invalid YAML: {context}, {problem}" if context else f"invalid YAML: {problem}"
-    else:
-        message = f"invalid YAML: {exc}"
-    return Problem(label, None if mark is None else mark.line + 1, "", " ".join(message.split()))
 
 
 # --------------------------------------------------------------------------------------------
