@@ -218,3 +218,20 @@ def test_bad_latency_matrix_names_file_and_line(tmp_path, capsys):
     assert simulate([str(scenario), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "rtt.csv:" in err and "not symmetric" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_runs_every_point_and_judges_scaling(tmp_path):
+    scenario = tmp_path / "sweep.yaml"
+    scenario.write_text(SMALL.format(nodes=20, churn="", wire="objects", paths=1).replace(
+        "criteria: {formation_time: {}, lookup_p99: {}, lookup_success: {}, put_get_success: {}}",
+        "criteria: {scaling: {}, lookup_success: {}}\nsweep: {nodes: [15, 30]}"))
+    run_dir = run(scenario, tmp_path / "out")
+    for point in ("n15", "n30"):
+        assert (run_dir / point / "summary.json").is_file()
+        assert json.loads((run_dir / point / "manifest.json").read_text())["nodes"] == int(point[1:])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert [p["nodes"] for p in manifest["sweep"]] == [15, 30]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    scaling = {c["name"]: c for c in summary["criteria"]}["scaling"]
+    assert scaling["value"] is not None and scaling["value"] > 0
+    assert (run_dir / "report.html").is_file()
