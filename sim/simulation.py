@@ -11,7 +11,6 @@ import random
 import resource
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import simpy
@@ -22,7 +21,7 @@ from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.kad.node import KademliaNode
 from sim import churn as churn_model
-from sim.latency import REGIONS, LatencyModel, builtin_matrix, load_matrix
+from sim.latency import LatencyModel, builtin_matrix, load_matrix
 from sim.oracle import LiveSet
 from sim.results import EventWriter
 from sim.runtime import SimNetwork, SimRuntime
@@ -96,13 +95,8 @@ class Simulation:
         self.check_formation = "formation_time" in (scenario.criteria or {})
 
     def _matrix(self) -> tuple[tuple[str, ...], list[list[float]]]:
-        latency = self.scenario.network.latency
-        if latency.model == "matrix":
-            path = Path(latency.matrix)
-            source = getattr(self.scenario, "source", None)
-            if not path.is_absolute() and source is not None:
-                path = Path(source).parent / path
-            return load_matrix(path)
+        if self.scenario.network.latency.model == "matrix":
+            return load_matrix(self.scenario.matrix_path)
         return builtin_matrix()
 
     # ---- node lifecycle --------------------------------------------------------------------------
@@ -314,5 +308,3 @@ class Simulation:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
 
-
-__all__ = ["Simulation", "REGIONS", "kad_config"]
