@@ -337,8 +337,11 @@ def _run_info(doc: Doc, run: Run) -> None:
             items.append(f"{key.replace('_', ' ').capitalize()}: {value}")
     perf = manifest.get("perf")
     if isinstance(perf, dict) and perf:
+        by_type = perf.get("messages_by_type")
         items.append("Performance (wall clock, not part of summary.json): "
-                     + ", ".join(f"{key} {value}" for key, value in perf.items()))
+                     + ", ".join(f"{key} {value}" for key, value in perf.items() if key != "messages_by_type"))
+        if isinstance(by_type, dict) and by_type:
+            items.append("Messages by type: " + ", ".join(f"{kind} {count:,}" for kind, count in by_type.items()))
     doc.bullets(items)
 
 

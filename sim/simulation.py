@@ -306,5 +306,7 @@ class Simulation:
             "bytes": net.bytes,
             "messages_per_wall_second": round(net.messages / wall, 1) if wall > 0 else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "messages_by_type": {kind.__name__: count for kind, count in sorted(
+                net.by_type.items(), key=lambda item: item[0].__name__)},
         }
 

@@ -139,15 +139,6 @@ class Lookup:
         self.in_flight -= 1
         return True
 
-    def drop_path_of(self, peer: PeerInfo) -> None:
-        """Stop a path early (used when a value was found on it): its pending peers are ignored."""
-        path = self.owner.get(peer.peer_id.kad_id)
-        if path is None:
-            return
-        for kad_id, s in path.state.items():
-            if s == NOT_CONTACTED:
-                path.state[kad_id] = FAILED
-
     def result(self) -> list[PeerInfo]:
         """The k closest peers that answered, closest first."""
         answered = []

@@ -305,19 +305,3 @@ def test_hops_when_the_closest_peer_is_a_seed():
     lookup = Lookup(oracle.target, [best], 10, 3)
     drive(lookup, oracle.answer, rng)
     assert lookup.result()[0] == best and lookup.result_hops() == 1
-
-
-# ---- stopping a path early -----------------------------------------------------------------------
-
-
-def test_dropped_path_contacts_no_one_else():
-    rng = random.Random(5)
-    oracle = Oracle(rng, 200, 8, rng.getrandbits(KEY_BITS))
-    lookup = make_lookup(oracle, rng, 10, 4, 2)
-    first = lookup.next_peers()
-    dropped = path_of(lookup, first[0].peer_id.kad_id)
-    lookup.on_success(first[0], oracle.answer(first[0]))
-    lookup.drop_path_of(first[0])
-    trace = drive(lookup, oracle.answer, rng, pending=first[1:])
-    assert trace.contacts and all(path != dropped for _, path in trace.contacts)
-    assert lookup.finished
