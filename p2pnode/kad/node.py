@@ -316,7 +316,8 @@ class KademliaNode:
 
         def done(query: _Query) -> None:
             lookup = query.lookup
-            on_done(LookupFinished(query.key, tuple(lookup.result()), lookup.result_hops(), lookup.requests,
+            peers = lookup.result()
+            on_done(LookupFinished(query.key, tuple(peers), lookup.result_hops(peers), lookup.requests,
                                    query.started, self.runtime.now()))
 
         self._query(key, FindNode(key), None, done)

@@ -147,7 +147,8 @@ class Lookup:
         answered.sort()
         return [self.peers[kad_id] for _, kad_id in answered[: self.k]]
 
-    def result_hops(self) -> int:
-        """Hops to the closest peer that answered: how many rounds of referrals led to it."""
-        best = self.result()
+    def result_hops(self, result: list[PeerInfo] | None = None) -> int:
+        """Hops to the closest peer that answered: how many rounds of referrals led to it. Pass the
+        ``result()`` already at hand to save computing it again."""
+        best = self.result() if result is None else result
         return self.hops[best[0].peer_id.kad_id] if best else 0
