@@ -68,9 +68,9 @@ class Simulation:
         self.n = n
         self.keypairs = [Keypair.from_seed(rng_build.randbytes(32)) for _ in range(n)]
         names, rtt = self._matrix()
-        regions = scenario.nodes.regions or {name: 1.0 / len(names) for name in names}
+        regions = scenario.nodes.region_shares(names)
         region_index = {name: i for i, name in enumerate(names)}
-        node_regions = [region_index[r] for r in _spread(dict(regions), n, rng_build)]
+        node_regions = [region_index[r] for r in _spread(regions, n, rng_build)]
         lo, hi = scenario.network.latency.access
         access = [rng_build.uniform(lo, hi) for _ in range(n)]
         latency = LatencyModel(rtt, node_regions, access, scenario.network.latency.jitter, self.rng_net)
