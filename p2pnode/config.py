@@ -35,3 +35,120 @@ class KadConfig:
             raise ValueError("slow_after must be positive and no longer than request_timeout")
         if self.republish_interval >= self.record_ttl:
             raise ValueError("republish_interval must be shorter than record_ttl")
+
+
+@dataclass(frozen=True, slots=True)
+class GossipConfig:
+    """GossipSub v1.0/v1.1 router parameters; defaults are the specs' (gossipsub-v1.0.md, -v1.1.md)."""
+
+    d: int = 6                        # desired mesh degree
+    d_lo: int = 4                     # graft below this
+    d_hi: int = 12                    # prune above this
+    d_lazy: int = 6                   # peers to gossip to per heartbeat (at least)
+    d_score: int = 4                  # peers kept by score when the mesh is pruned
+    d_out: int = 2                    # outbound connections kept in the mesh
+    heartbeat_interval: float = 1.0
+    fanout_ttl: float = 60.0          # fanout state of a topic we publish to but do not join
+    history_length: int = 5           # heartbeats a message stays in the cache (for IWANT)
+    history_gossip: int = 3           # heartbeats of the cache announced in IHAVE
+    seen_ttl: float = 120.0           # how long a message ID is remembered as seen
+    flood_publish: bool = True        # own messages go to every peer above the publish threshold
+    prune_peers: int = 16             # peers offered in a PRUNE (peer exchange)
+    prune_backoff: float = 60.0       # no re-GRAFT to/from a pruned peer for this long
+    unsubscribe_backoff: float = 10.0
+    gossip_factor: float = 0.25       # gossip to max(d_lazy, gossip_factor * eligible peers)
+    opportunistic_graft_ticks: int = 60
+    opportunistic_graft_peers: int = 2
+    gossip_retransmission: int = 3    # IWANTs for one message from one peer served at most this often
+    max_ihave_length: int = 5000      # message IDs in the IHAVEs to one peer per heartbeat
+    max_ihave_messages: int = 10      # IHAVEs accepted from one peer per heartbeat
+    iwant_followup_time: float = 3.0  # an IHAVE'd message we asked for must arrive within this
+    graft_flood_threshold: float = 10.0   # a GRAFT this soon after our PRUNE costs an extra penalty
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.d_lo <= self.d <= self.d_hi:
+            raise ValueError("GossipSub degrees must satisfy 1 <= d_lo <= d <= d_hi")
+        if not 0 <= self.d_out < self.d_lo or self.d_out > self.d // 2:
+            raise ValueError("d_out must be below d_lo and at most d/2")
+        if not 0 <= self.d_score <= self.d:
+            raise ValueError("d_score must be between 0 and d")
+        if not 1 <= self.history_gossip <= self.history_length:
+            raise ValueError("history_gossip must be between 1 and history_length")
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+
+
+_MESH_DELIVERIES_DECAY = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class TopicScoreParams:
+    """Per-topic peer-score parameters (P1-P4 of gossipsub v1.1). The spec gives no defaults: these are
+    ours, sized by ``for_rate`` from the topic's expected message rate as deployments (e.g. Ethereum's
+    consensus clients) do, so that an honest mesh peer scores a little above zero and a mesh peer that
+    forwards nothing falls to -40."""
+
+    topic_weight: float = 1.0
+    time_in_mesh_weight: float = 5.0 / 3600  # P1: +5 after an hour in the mesh
+    time_in_mesh_quantum: float = 1.0
+    time_in_mesh_cap: float = 3600.0
+    first_message_deliveries_weight: float = 0.5  # P2
+    first_message_deliveries_decay: float = 0.9
+    first_message_deliveries_cap: float = 10.0
+    mesh_message_deliveries_weight: float = -40.0 / 2.5**2  # P3 (negative), full deficit -> -40
+    mesh_message_deliveries_decay: float = _MESH_DELIVERIES_DECAY
+    mesh_message_deliveries_threshold: float = 2.5
+    mesh_message_deliveries_cap: float = 40.0
+    mesh_message_deliveries_activation: float = 10.0  # seconds in the mesh before P3 applies
+    mesh_message_deliveries_window: float = 2.0       # a copy this soon after the first still counts
+    mesh_failure_penalty_weight: float = -40.0 / 2.5**2  # P3b
+    mesh_failure_penalty_decay: float = 0.9
+    invalid_message_deliveries_weight: float = -20.0  # P4: two invalid messages -> -80 (graylisted)
+    invalid_message_deliveries_decay: float = 0.99
+
+    @classmethod
+    def for_rate(cls, messages_per_second: float) -> TopicScoreParams:
+        """P3 sized for a topic carrying ``messages_per_second``: an honest mesh peer's decayed delivery
+        count settles near rate / (1 - decay); the threshold is a quarter of that, the cap four times."""
+        steady = max(messages_per_second, 1e-3) / (1.0 - _MESH_DELIVERIES_DECAY)
+        threshold = 0.25 * steady
+        weight = -40.0 / threshold**2
+        return cls(mesh_message_deliveries_threshold=threshold, mesh_message_deliveries_cap=4 * steady,
+                   mesh_message_deliveries_weight=weight, mesh_failure_penalty_weight=weight)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreConfig:
+    """Peer scoring (gossipsub v1.1): global parameters (P5-P7), thresholds, and per-topic parameters
+    (``topics``; a topic not listed uses ``default_topic``)."""
+
+    enabled: bool = True
+    topics: tuple[tuple[str, TopicScoreParams], ...] = ()
+    default_topic: TopicScoreParams = TopicScoreParams()
+    topic_score_cap: float = 0.0          # 0: no cap on the positive topic contribution
+    app_specific_weight: float = 1.0       # P5
+    ip_colocation_factor_weight: float = -10.0   # P6
+    ip_colocation_factor_threshold: float = 3.0
+    behaviour_penalty_weight: float = -10.0      # P7
+    behaviour_penalty_threshold: float = 0.0
+    behaviour_penalty_decay: float = 0.99
+    decay_interval: float = 1.0
+    decay_to_zero: float = 0.01
+    retain_score: float = 600.0            # a disconnected peer's score is kept this long
+    gossip_threshold: float = -10.0        # below: no gossip to or from the peer
+    publish_threshold: float = -50.0       # below: not flood-published to
+    graylist_threshold: float = -80.0      # below: every RPC from the peer is ignored
+    accept_px_threshold: float = 1.0       # PX only from peers scoring above this
+    opportunistic_graft_threshold: float = 1.0  # graft better peers when the mesh median is below this
+
+    def __post_init__(self) -> None:
+        if not self.graylist_threshold < self.publish_threshold <= self.gossip_threshold <= 0:
+            raise ValueError("score thresholds must satisfy graylist < publish <= gossip <= 0")
+        if self.accept_px_threshold < 0 or self.opportunistic_graft_threshold < 0:
+            raise ValueError("accept_px and opportunistic_graft thresholds must not be negative")
+
+    def topic(self, name: str) -> TopicScoreParams:
+        for topic, params in self.topics:
+            if topic == name:
+                return params
+        return self.default_topic
