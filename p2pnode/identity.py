@@ -60,7 +60,9 @@ class PeerId:
             raise IdentityError("peer ID is not an identity or sha2-256 multihash")
         self.raw = bytes(raw)
         self.kad_id = kad_key(self.raw)
-        self._hash = hash(self.raw)
+        # From the SHA-256 key, not hash(raw): bytes hashes change with PYTHONHASHSEED, and sets of peers
+        # must iterate in the same order in every process for a seed to give the same run.
+        self._hash = hash(self.kad_id)
 
     @classmethod
     def from_public_key(cls, public_key: bytes) -> PeerId:

@@ -3,6 +3,10 @@
 Every delivery is one SimPy event whose callback does the work: no process per message. The network knows
 at send time whether a request can be answered in time (target alive, nothing lost, response before the
 timeout); only when it cannot is a timeout event scheduled, so an answered request costs two events.
+
+Connections: a dial completes in one round trip (the listener accepts after one way, the dialer learns
+after the answer's way back). When a node goes down its peers hear of it after one way if it left
+gracefully, or after ``idle_timeout`` if it crashed (the transport's idle timeout notices the silence).
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ import simpy
 from simpy.core import NORMAL
 from simpy.events import Event
 
+from p2pnode import reqresp
 from p2pnode.kad import codec
 from p2pnode.kad.messages import RESPONSE_TYPES, PeerInfo
+from p2pnode.pubsub import codec as pubsub_codec
+from p2pnode.pubsub.messages import RPC
 from sim.latency import LatencyModel
+
+DIAL_TIMEOUT = 5.0  # seconds before a dial to a silent (crashed) peer fails
 
 
 def _fire(event: _Call) -> None:
@@ -46,7 +55,7 @@ class SimNetwork:
     """Hosts the nodes' endpoints: who is up, how long messages take, what they cost."""
 
     def __init__(self, env: simpy.Environment, latency: LatencyModel, loss: float, rng: random.Random,
-                 wire_exact: bool = False):
+                 wire_exact: bool = False, idle_timeout: float = 30.0):
         self.env = env
         self.latency = latency
         self.loss = loss
@@ -56,17 +65,26 @@ class SimNetwork:
         self.infos: list[PeerInfo] = []
         self.index: dict[bytes, int] = {}       # peer-ID bytes -> node index (bytes hash in C, cached)
         self.refuses: list[bool] = []          # down after a graceful exit: dials fail fast, no timeout
+        self.conns: list[dict[int, None]] = []  # open connections per node (ordered, for determinism)
+        self.idle_timeout = idle_timeout
+        # Pub-sub traffic: bytes of published-message copies, the rest of the RPCs, copies, RPCs.
+        self.pubsub_data_bytes = 0
+        self.pubsub_control_bytes = 0
+        self.pubsub_copies = 0
+        self.pubsub_rpcs = 0
         self.messages = 0
         self.bytes = 0
         self.by_type: dict[type, int] = {}
         self._last_sized: Any = None
         self._last_size = 0
+        self._last_split = (0, 0)
 
     def add_endpoint(self, info: PeerInfo) -> int:
         idx = len(self.infos)
         self.infos.append(info)
         self.handlers.append(None)
         self.refuses.append(False)
+        self.conns.append({})
         self.index[info.peer_id.raw] = idx
         return idx
 
@@ -75,14 +93,33 @@ class SimNetwork:
 
     def _charge(self, message: Any) -> Any:
         self.messages += 1
-        # A lookup sends one request object to several peers in a row: size it once.
+        kind = type(message)
+        # A lookup sends one request object to several peers in a row, a router one message to its whole
+        # mesh: size it once.
         if message is not self._last_sized:
             self._last_sized = message
-            self._last_size = codec.framed_size(message)
+            if kind is RPC:
+                data, _ = pubsub_codec.sizes(message)
+                self._last_size = size = pubsub_codec.framed_size(message)
+                self._last_split = (data, size - data)
+            elif kind is reqresp.AppRequest or kind is reqresp.AppResponse:
+                size = reqresp.encoded_size(message)
+                self._last_size = size + codec._varint_len(size)
+            else:
+                self._last_size = codec.framed_size(message)
         self.bytes += self._last_size
-        kind = type(message)
         self.by_type[kind] = self.by_type.get(kind, 0) + 1
-        if self.wire_exact:
+        if kind is RPC:
+            data, control = self._last_split
+            self.pubsub_data_bytes += data
+            self.pubsub_control_bytes += control
+            self.pubsub_copies += len(message.publish)
+            self.pubsub_rpcs += 1
+            if self.wire_exact:
+                return pubsub_codec.decode(pubsub_codec.encode(message))
+        elif self.wire_exact:
+            if kind is reqresp.AppRequest or kind is reqresp.AppResponse:
+                return reqresp.decode(reqresp.encode(message), response=kind is reqresp.AppResponse)
             return codec.decode(codec.encode(message), response=isinstance(message, RESPONSE_TYPES))
         return message
 
@@ -131,6 +168,68 @@ class SimNetwork:
         if handler is not None:
             handler.handle_request(self.infos[src], message)
 
+    # ---- connections -----------------------------------------------------------------------------
+
+    def connect(self, src: int, peer: PeerInfo) -> None:
+        dst = self.index[peer.peer_id.raw]
+        if self.handlers[dst] is None:
+            delay = self.latency.base_rtt(src, dst) if self.refuses[dst] else DIAL_TIMEOUT
+            _Call(self.env, delay, self._dial_failed, (src, dst))
+        elif not self._lost():
+            _Call(self.env, self.latency.one_way(src, dst), self._accept, (src, dst))
+        else:
+            _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
+
+    def _accept(self, src: int, dst: int) -> None:
+        listener = self.handlers[dst]
+        if listener is None or self.handlers[src] is None:
+            _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
+            return
+        if not listener.connection_opened(self.infos[src], False):
+            _Call(self.env, self.latency.one_way(dst, src), self._dial_failed, (src, dst))
+            return
+        self.conns[src][dst] = None
+        self.conns[dst][src] = None
+        _Call(self.env, self.latency.one_way(dst, src), self._opened, (src, dst))
+
+    def _opened(self, src: int, dst: int) -> None:
+        dialer = self.handlers[src]
+        if dialer is None:
+            return
+        if dst in self.conns[src]:
+            dialer.connection_opened(self.infos[dst], True)
+        else:  # the listener went down during the handshake
+            dialer.dial_failed(self.infos[dst])
+
+    def _dial_failed(self, src: int, dst: int) -> None:
+        dialer = self.handlers[src]
+        if dialer is not None:
+            dialer.dial_failed(self.infos[dst])
+
+    def disconnect(self, src: int, peer: PeerInfo) -> None:
+        dst = self.index[peer.peer_id.raw]
+        if dst not in self.conns[src]:
+            return
+        del self.conns[src][dst]
+        self.conns[dst].pop(src, None)
+        _Call(self.env, self.latency.one_way(src, dst), self._closed, (dst, src))
+
+    def node_down(self, i: int, graceful: bool) -> None:
+        """``i`` stopped: its connections end; each peer hears of it after one way, or after the idle
+        timeout if ``i`` crashed."""
+        for j in self.conns[i]:
+            self.conns[j].pop(i, None)
+            delay = self.latency.one_way(i, j) if graceful else self.idle_timeout
+            _Call(self.env, delay, self._closed, (j, i))
+        self.conns[i].clear()
+
+    def _closed(self, j: int, i: int) -> None:
+        if i in self.conns[j]:
+            return  # ``i`` came back and connected again: the new connection replaced the dead one
+        handler = self.handlers[j]
+        if handler is not None:
+            handler.connection_closed(self.infos[i])
+
 
 class SimRuntime:
     """The ``p2pnode.interface.Runtime`` one simulated node sees."""
@@ -154,3 +253,9 @@ class SimRuntime:
 
     def send(self, peer: PeerInfo, message: Any) -> None:
         self.network.send(self.index, peer, message)
+
+    def connect(self, peer: PeerInfo) -> None:
+        self.network.connect(self.index, peer)
+
+    def disconnect(self, peer: PeerInfo) -> None:
+        self.network.disconnect(self.index, peer)

@@ -15,12 +15,15 @@ from typing import Any
 
 import simpy
 
-from p2pnode.config import KadConfig
+from p2pnode.config import GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
+from p2pnode.host import Host
 from p2pnode.identity import Keypair, kad_key
 from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
 from p2pnode.kad.messages import PeerInfo
-from p2pnode.kad.node import KademliaNode
+from p2pnode.pubsub.messages import Message
+from p2pnode.pubsub.router import GossipSub
 from sim import churn as churn_model
+from sim.attacks import DroppingGossipSub
 from sim.latency import LatencyModel, builtin_matrix, load_matrix
 from sim.oracle import LiveSet
 from sim.results import EventWriter
@@ -46,6 +49,30 @@ def kad_config(dht: Any) -> KadConfig:
     return KadConfig(k=dht.k, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
                      request_timeout=dht.request_timeout, slow_after=dht.slow_after, record_ttl=dht.record_ttl,
                      republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval)
+
+
+def gossip_config(pubsub: Any) -> GossipConfig:
+    return GossipConfig(**pubsub.router.model_dump())
+
+
+def score_config(pubsub: Any) -> ScoreConfig:
+    """Thresholds from the scenario; per-topic parameters sized for the rate each topic carries."""
+    topic = TopicScoreParams.for_rate(pubsub.rate / pubsub.topics)
+    return ScoreConfig(enabled=pubsub.scoring, default_topic=topic, **pubsub.score.model_dump())
+
+
+class _Published:
+    """A message being measured: who should get it and who has."""
+
+    __slots__ = ("mid", "number", "time", "topic", "publisher", "delivered")
+
+    def __init__(self, mid: bytes, number: int, time_: float, topic: str, publisher: int):
+        self.mid = mid
+        self.number = number
+        self.time = time_
+        self.topic = topic
+        self.publisher = publisher
+        self.delivered: dict[int, float] = {}
 
 
 class Simulation:
@@ -75,11 +102,13 @@ class Simulation:
         access = [rng_build.uniform(lo, hi) for _ in range(n)]
         latency = LatencyModel(rtt, node_regions, access, scenario.network.latency.jitter, self.rng_net)
         self.network = SimNetwork(self.env, latency, scenario.network.loss, self.rng_net,
-                                  wire_exact=scenario.dht.wire == "exact")
+                                  wire_exact=scenario.dht.wire == "exact",
+                                  idle_timeout=scenario.network.idle_timeout)
         self.infos = [PeerInfo(kp.peer_id) for kp in self.keypairs]
         for info in self.infos:
             self.network.add_endpoint(info)
-        self.nodes: list[KademliaNode | None] = [None] * n
+        self.nodes: list[Host | None] = [None] * n
+        self.up_since = [0.0] * n
         self.started_once = [False] * n
         self.live = LiveSet()
         self.bootstrap_infos = self.infos[: scenario.nodes.bootstrap]
@@ -93,6 +122,39 @@ class Simulation:
         # until they agree), so it runs only where formation is judged; elsewhere the routing-table
         # completeness samples are enough.
         self.check_formation = "formation_time" in (scenario.criteria or {})
+        self._setup_pubsub(rng_build)
+
+    def _setup_pubsub(self, rng: random.Random) -> None:
+        ps = self.scenario.pubsub
+        self.pubsub = ps
+        self.stop_at = self.end + DRAIN
+        if ps is None:
+            return
+        n = self.n
+        self.gossip = gossip_config(ps)
+        self.scores = score_config(ps)
+        self.topic_names = [f"topic-{t}" for t in range(ps.topics)]
+        self.attacker = [False] * n
+        for i in rng.sample(range(n), round(ps.attackers * n)):
+            self.attacker[i] = True
+        self.subscribed: list[list[str]] = [[] for _ in range(n)]
+        self.subscribers: dict[str, list[int]] = {}  # honest subscribers per topic
+        for topic in self.topic_names:
+            members = sorted(rng.sample(range(n), max(1, round(ps.subscribers * n))))
+            for i in members:
+                self.subscribed[i].append(topic)
+            self.subscribers[topic] = [i for i in members if not self.attacker[i]]
+        honest = [i for i in range(n) if not self.attacker[i]]
+        self.publishers = sorted(rng.sample(honest, max(1, round(ps.publishers * len(honest)))))
+        self.live_list: list[int] = []  # for random discovery: live nodes, any order
+        self.live_pos: dict[int, int] = {}
+        self.in_flight: dict[bytes, _Published] = {}  # by message ID (from + seqno)
+        self.message_count = 0
+        self.settle = self.scenario.measure.delivery_settle
+        self.deadline = self.scenario.measure.delivery_deadline
+        self.payload = bytes(ps.message_size)
+        self.retired = [0, 0]  # message copies received / first receptions at nodes since stopped
+        self.stop_at = self.end + max(DRAIN, self.deadline + 1.0)
 
     def _matrix(self) -> tuple[tuple[str, ...], list[list[float]]]:
         if self.scenario.network.latency.model == "matrix":
@@ -101,18 +163,33 @@ class Simulation:
 
     # ---- node lifecycle --------------------------------------------------------------------------
 
-    def start_node(self, i: int) -> None:
+    def _host(self, i: int) -> Host:
         runtime = SimRuntime(self.network, i, self.rng_nodes)
-        node = KademliaNode(self.keypairs[i], runtime, self.config)
+        ps = self.pubsub
+        if ps is None:
+            return Host(self.keypairs[i], runtime, self.config)
+        discover = (lambda: self._sample_live(2 * ps.peers)) if ps.discovery == "random" else None
+        return Host(self.keypairs[i], runtime, self.config, self.gossip, self.scores, peers=ps.peers,
+                    max_peers=ps.max_peers, router=DroppingGossipSub if self.attacker[i] else GossipSub,
+                    discover=discover)
+
+    def start_node(self, i: int) -> None:
+        node = self._host(i)
         self.nodes[i] = node
         self.network.handlers[i] = node
         self.network.refuses[i] = False
         self.live.add(self.infos[i].peer_id.kad_id)
+        self.up_since[i] = self.env.now
         first = not self.started_once[i]
         self.started_once[i] = True
         self.events.write(self.env.now, "up", i, value=1 if first else 0)
         bootstrap = [b for b in self.bootstrap_infos if b is not self.infos[i]]
         node.start(bootstrap)
+        if self.pubsub is not None:
+            self.live_pos[i] = len(self.live_list)
+            self.live_list.append(i)
+            for topic in self.subscribed[i]:
+                node.subscribe(topic, lambda message, i=i: self._delivered(i, message))
 
     def stop_node(self, i: int, graceful: bool) -> None:
         node = self.nodes[i]
@@ -122,8 +199,23 @@ class Simulation:
         self.nodes[i] = None
         self.network.handlers[i] = None
         self.network.refuses[i] = graceful
+        self.network.node_down(i, graceful)
         self.live.remove(self.infos[i].peer_id.kad_id)
         self.events.write(self.env.now, "down", i, value=1 if graceful else 0)
+        if self.pubsub is not None:
+            self.retired[0] += node.pubsub.received
+            self.retired[1] += node.pubsub.first_received
+            pos = self.live_pos.pop(i)
+            last = self.live_list.pop()
+            if last != i:
+                self.live_list[pos] = last
+                self.live_pos[last] = pos
+
+    def _sample_live(self, count: int) -> list[PeerInfo]:
+        """A discovery service's answer: ``count`` random live peers."""
+        live = self.live_list
+        picked = self.rng_nodes.sample(live, min(count, len(live)))
+        return [self.infos[j] for j in picked]
 
     def _schedule_churn(self) -> None:
         spec = self.scenario.churn
@@ -149,7 +241,7 @@ class Simulation:
 
     # ---- workload --------------------------------------------------------------------------------
 
-    def _poisson(self, rate_per_minute: float, action: Callable[[KademliaNode, int], None]) -> None:
+    def _poisson(self, rate_per_minute: float, action: Callable[[Host, int], None]) -> None:
         """Operations at ``rate_per_minute`` per live node: a Poisson process over all nodes, thinned to
         the live ones (each live node then sees exactly its own Poisson process)."""
         if rate_per_minute <= 0:
@@ -169,7 +261,7 @@ class Simulation:
 
         net.call_later(self.scenario.warmup + rng.expovariate(total_rate), tick)
 
-    def _lookup(self, node: KademliaNode, i: int) -> None:
+    def _lookup(self, node: Host, i: int) -> None:
         key = self.rng_work.randbytes(32)
 
         def done(result: LookupFinished) -> None:
@@ -181,9 +273,9 @@ class Simulation:
             self.events.write(self.env.now, "lookup", i, result.finished - result.started, result.hops, ok,
                               round(share, 6), result.requests)
 
-        node.find_node(key, done)
+        node.dht.find_node(key, done)
 
-    def _put(self, node: KademliaNode, i: int) -> None:
+    def _put(self, node: Host, i: int) -> None:
         key = b"/p2pnode/" + self.rng_work.randbytes(16).hex().encode()
         value = self.rng_work.randbytes(self.scenario.workload.value_size)
 
@@ -193,9 +285,9 @@ class Simulation:
             self.events.write(self.env.now, "put", i, result.finished - result.started, None,
                               result.replicas > 0, result.replicas, result.requests)
 
-        node.put_value(key, value, done)
+        node.dht.put_value(key, value, done)
 
-    def _get(self, node: KademliaNode, i: int) -> None:
+    def _get(self, node: Host, i: int) -> None:
         if not self.published:
             return
         key, version = self.published[self.rng_work.randrange(len(self.published))]
@@ -205,7 +297,71 @@ class Simulation:
             self.events.write(self.env.now, "get", i, result.finished - result.started, result.hops, ok,
                               None, result.requests)
 
-        node.get_value(key, done)
+        node.dht.get_value(key, done)
+
+    # ---- pub-sub workload and delivery ----------------------------------------------------------
+
+    def _schedule_publishing(self) -> None:
+        ps = self.pubsub
+        if ps is None:
+            return
+        rng = self.rng_work
+        net = self.network
+
+        def gap() -> float:
+            return 1.0 / ps.rate if ps.arrivals == "periodic" else rng.expovariate(ps.rate)
+
+        def tick() -> None:
+            if self.env.now >= self.end:
+                return
+            self._publish()
+            net.call_later(gap(), tick)
+
+        net.call_later(self.scenario.warmup + gap(), tick)
+
+    def _publish(self) -> None:
+        """One message from a live publisher (a random one; the others are tried in random order when it
+        is down), on a random topic."""
+        rng = self.rng_work
+        topic = self.topic_names[rng.randrange(len(self.topic_names))]
+        start = rng.randrange(len(self.publishers))
+        for k in range(len(self.publishers)):
+            i = self.publishers[(start + k) % len(self.publishers)]
+            node = self.nodes[i]
+            if node is not None:
+                break
+        else:
+            return
+        number = self.message_count
+        self.message_count += 1
+        now = self.env.now
+        mid = node.publish(topic, self.payload)  # the publisher's own delivery is not measured
+        record = _Published(mid, number, now, topic, i)
+        self.in_flight[mid] = record
+        self.events.write(now, "publish", i, value=number, count=len(self.payload))
+        self.network.call_later(self.deadline, self._judge, record)
+
+    def _delivered(self, i: int, message: Message) -> None:
+        record = self.in_flight.get(message.source + message.seqno)
+        if record is None or i == record.publisher or self.attacker[i] or i in record.delivered:
+            return
+        now = self.env.now
+        record.delivered[i] = now
+        eligible = self.up_since[i] <= record.time - self.settle
+        self.events.write(now, "deliver", i, now - record.time, ok=eligible, value=record.number)
+
+    def _judge(self, record: _Published) -> None:
+        """The deadline has passed: count the subscribers that were up throughout, and which got it."""
+        del self.in_flight[record.mid]
+        since = record.time - self.settle
+        eligible = delivered = 0
+        for j in self.subscribers[record.topic]:
+            if j == record.publisher or self.nodes[j] is None or self.up_since[j] > since:
+                continue
+            eligible += 1
+            delivered += j in record.delivered
+        self.events.write(record.time, "delivery", record.publisher, ok=delivered == eligible, value=delivered,
+                          count=eligible)
 
     # ---- measurement -----------------------------------------------------------------------------
 
@@ -214,7 +370,30 @@ class Simulation:
         self.events.write(now, "live", value=len(self.live))
         self.events.write(now, "traffic", value=self.network.bytes, count=self.network.messages)
         self._check_formation(now)
+        if self.pubsub is not None:
+            self._sample_pubsub(now)
         self.events.flush()
+
+    def _sample_pubsub(self, now: float) -> None:
+        net = self.network
+        self.events.write(now, "ps_data", value=net.pubsub_data_bytes, count=net.pubsub_copies)
+        self.events.write(now, "ps_control", value=net.pubsub_control_bytes, count=net.pubsub_rpcs)
+        received, first = self.retired
+        degrees = 0
+        meshes = 0
+        under = 0
+        d_lo = self.gossip.d_lo
+        for i in self.live_list:
+            router = self.nodes[i].pubsub
+            received += router.received
+            first += router.first_received
+            if self.subscribed[i]:
+                sizes = [len(router.mesh.get(t, ())) for t in self.subscribed[i]]
+                degrees += sum(sizes)
+                meshes += len(sizes)
+                under += min(sizes) < d_lo
+        self.events.write(now, "ps_recv", value=first, count=received)
+        self.events.write(now, "mesh", value=round(degrees / meshes, 6) if meshes else None, count=under)
 
     def _check_formation(self, now: float) -> None:
         k = self.config.k
@@ -225,7 +404,7 @@ class Simulation:
                 continue
             checked += 1
             bootstrapped += node.bootstrapped
-            complete += self.live.table_complete(node.peer_id.kad_id, node.table.buckets, k)
+            complete += self.live.table_complete(node.peer_id.kad_id, node.dht.table.buckets, k)
         if checked == 0:
             return
         self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
@@ -257,7 +436,7 @@ class Simulation:
                               count=len(origins))
 
         for i in origins:
-            self.nodes[i].find_node(key, lambda result, i=i: done(i, result))
+            self.nodes[i].dht.find_node(key, lambda result, i=i: done(i, result))
 
     # ---- the run ---------------------------------------------------------------------------------
 
@@ -277,9 +456,10 @@ class Simulation:
         self._poisson(workload.lookup, self._lookup)
         self._poisson(workload.put, self._put)
         self._poisson(workload.get, self._get)
+        self._schedule_publishing()
 
         interval = scenario.measure.sample_interval
-        stop = self.end + DRAIN
+        stop = self.stop_at
         t = 0.0
         # The cyclic garbage collector's full passes walk every object, so with the default thresholds
         # their cost per message grows with the network: keep the long-lived setup out of its sight

@@ -1,0 +1,182 @@
+"""The host: one node's protocols over one runtime (sans-IO), as a libp2p host composes them.
+
+- ``dht``: the Kademlia node; ``pubsub``: the GossipSub router (when configured);
+- request/response for applications (``set_handler`` / ``request``): a protocol name and opaque bytes,
+  answered synchronously by the remote handler, over the runtime's request primitive that the DHT uses;
+- a connection manager that keeps ``peers`` connections open for pub-sub, dialing candidates from the DHT
+  routing table (or from ``discover``, a discovery service the embedding supplies) and refusing inbound
+  connections beyond ``max_peers``.
+
+Incoming messages arrive at ``handle_request`` and go to the protocol their type belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from p2pnode.config import GossipConfig, KadConfig, ScoreConfig
+from p2pnode.identity import Keypair
+from p2pnode.interface import Runtime, Timer
+from p2pnode.kad.messages import PeerInfo
+from p2pnode.kad.node import KademliaNode
+from p2pnode.pubsub.messages import RPC, Message
+from p2pnode.pubsub.router import GossipSub
+from p2pnode.reqresp import AppRequest, AppResponse
+
+CONNECTION_CHECK_INTERVAL = 1.0  # seconds between checks that enough pub-sub connections are open
+
+
+class Host:
+    def __init__(
+        self,
+        keypair: Keypair,
+        runtime: Runtime,
+        kad: KadConfig | None = None,
+        gossip: GossipConfig | None = None,
+        score: ScoreConfig | None = None,
+        peers: int = 20,
+        max_peers: int = 40,
+        router: type[GossipSub] = GossipSub,
+        discover: Callable[[], Iterable[PeerInfo]] | None = None,
+    ):
+        if not 0 < peers <= max_peers:
+            raise ValueError("need 0 < peers <= max_peers")
+        self.keypair = keypair
+        self.peer_id = keypair.peer_id
+        self.runtime = runtime
+        self.dht = KademliaNode(keypair, runtime, kad)
+        self.info = self.dht.info
+        self.pubsub = router(keypair, runtime, gossip, score, connect=self.dial) if gossip is not None else None
+        self.target_peers = peers
+        self.max_peers = max_peers
+        self.discover = discover
+        self.connections: dict[PeerInfo, bool] = {}  # peer -> outbound
+        self.dialing: set[PeerInfo] = set()
+        self.handlers: dict[str, Callable[[PeerInfo, bytes], bytes]] = {}
+        self.running = False
+        self._timer: Timer | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, bootstrap: Iterable[PeerInfo] = ()) -> None:
+        self.running = True
+        self.dht.start(bootstrap)
+        if self.pubsub is not None:
+            self.pubsub.start()
+            self._timer = self.runtime.call_later(0.0, self._check_connections)
+
+    def stop(self) -> None:
+        self.running = False
+        self.dht.stop()
+        if self.pubsub is not None:
+            self.pubsub.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.connections.clear()
+        self.dialing.clear()
+
+    @property
+    def bootstrapped(self) -> bool:
+        return self.dht.bootstrapped
+
+    # ---- connections (runtime callbacks) ---------------------------------------------------------
+
+    def dial(self, peer: PeerInfo) -> None:
+        if peer in self.connections or peer in self.dialing or peer.peer_id == self.peer_id or not self.running:
+            return
+        self.dialing.add(peer)
+        self.runtime.connect(peer)
+
+    def connection_opened(self, peer: PeerInfo, outbound: bool) -> bool:
+        self.dialing.discard(peer)
+        if not self.running:
+            return False
+        if peer in self.connections:
+            # A new connection from a peer whose old one we had not yet noticed dying (it restarted):
+            # its protocol state starts afresh.
+            if self.pubsub is not None:
+                self.pubsub.remove_peer(peer)
+        elif not outbound and len(self.connections) >= self.max_peers:
+            return False
+        self.connections[peer] = outbound
+        if self.pubsub is not None:
+            self.pubsub.add_peer(peer, outbound)
+        return True
+
+    def connection_closed(self, peer: PeerInfo) -> None:
+        if self.connections.pop(peer, None) is not None and self.pubsub is not None:
+            self.pubsub.remove_peer(peer)
+
+    def dial_failed(self, peer: PeerInfo) -> None:
+        self.dialing.discard(peer)
+
+    def _check_connections(self) -> None:
+        if not self.running:
+            return
+        self._timer = self.runtime.call_later(CONNECTION_CHECK_INTERVAL, self._check_connections)
+        wanted = self.target_peers - len(self.connections) - len(self.dialing)
+        if wanted <= 0:
+            return
+        pool = [p for p in self._candidates() if p not in self.connections and p not in self.dialing]
+        if len(pool) > wanted:
+            pool = self.runtime.rng.sample(pool, wanted)
+        for peer in pool:
+            self.dial(peer)
+
+    def _candidates(self) -> list[PeerInfo]:
+        found = dict.fromkeys(self.dht.table.peers.values())
+        if self.discover is not None:
+            found.update(dict.fromkeys(self.discover()))
+        found.pop(self.info, None)
+        return list(found)
+
+    # ---- incoming --------------------------------------------------------------------------------
+
+    def handle_request(self, sender: PeerInfo, message: Any) -> Any:
+        kind = type(message)
+        if kind is RPC:
+            if self.pubsub is not None:
+                self.pubsub.handle_rpc(sender, message)
+            return None
+        if kind is AppRequest:
+            handler = self.handlers.get(message.protocol)
+            if handler is None:
+                return AppResponse(error="unsupported")
+            return AppResponse(handler(sender, message.data))
+        return self.dht.handle_request(sender, message)
+
+    # ---- pub-sub ---------------------------------------------------------------------------------
+
+    def _router(self) -> GossipSub:
+        if self.pubsub is None:
+            raise RuntimeError("this host has no pub-sub router (no GossipConfig given)")
+        return self.pubsub
+
+    def subscribe(self, topic: str, handler: Callable[[Message], None]) -> None:
+        self._router().subscribe(topic, handler)
+
+    def unsubscribe(self, topic: str) -> None:
+        self._router().unsubscribe(topic)
+
+    def publish(self, topic: str, data: bytes) -> bytes:
+        return self._router().publish(topic, data)
+
+    # ---- request/response ------------------------------------------------------------------------
+
+    def set_handler(self, protocol: str, handler: Callable[[PeerInfo, bytes], bytes]) -> None:
+        """Answer requests for ``protocol``: ``handler(sender, data)`` returns the response bytes."""
+        self.handlers[protocol] = handler
+
+    def request(self, peer: PeerInfo, protocol: str, data: bytes, on_response: Callable[[bytes], None],
+                on_failure: Callable[[str], None], timeout: float = 10.0) -> None:
+        def answered(response: Any) -> None:
+            if type(response) is not AppResponse:
+                on_failure("bad response")
+            elif response.error:
+                on_failure(response.error)
+            else:
+                on_response(response.data)
+
+        self.runtime.request(peer, AppRequest(protocol, data), timeout, answered, on_failure)
