@@ -10,7 +10,17 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.load import AnalysisError
-from analysis.report import compare_runs, fmt, fmt_micro, run_labels, target_text, verdict_text, write_report
+from analysis.report import (
+    PUBSUB_STATS,
+    compare_runs,
+    fmt,
+    fmt_micro,
+    node_counts,
+    run_labels,
+    target_text,
+    verdict_text,
+    write_report,
+)
 
 PROG = "report"
 
@@ -39,9 +49,7 @@ def _result(passed: bool) -> str:
 
 def print_verdict(summary: dict, console: Console) -> None:
     """Print the criteria of a summary (and a sweep's points) as a rich table with the overall verdict."""
-    nodes = summary.get("nodes")
-    nodes = ", ".join(str(n) for n in nodes) if isinstance(nodes, list) else nodes
-    table = Table(title=f"{summary.get('scenario')} (seed {summary.get('seed')}, {nodes} nodes)",
+    table = Table(title=f"{summary.get('scenario')} (seed {summary.get('seed')}, {node_counts(summary)} nodes)",
                   title_justify="left")
     table.add_column("criterion")
     table.add_column("value", justify="right")
@@ -54,12 +62,18 @@ def print_verdict(summary: dict, console: Console) -> None:
     points = summary.get("points")
     if points:
         sweep = Table(title="sweep points", title_justify="left")
-        for column in ("nodes", "wall", "messages", "µs/message", "lookup p99", "lookup success"):
+        sweep.add_column("point")
+        pubsub = any("pubsub" in p for p in points)
+        columns = ("nodes", "wall", "messages", "µs/message", "lookup p99", "lookup success")
+        for column in columns + (("delivery rate", "delivery p99") if pubsub else ()):
             sweep.add_column(column, justify="right")
         for p in points:
             per_message = "—" if p["us_per_message"] is None else fmt_micro(p["us_per_message"])
-            sweep.add_row(fmt(p["nodes"], "count"), fmt(p["wall_seconds"], "s"), fmt(p["messages"], "count"),
-                          per_message, fmt(p["lookup_p99"], "s"), fmt(p["lookup_success"], "share"))
+            delivery = p.get("pubsub", {})
+            cells = [fmt(delivery.get("delivery_rate"), "share"), fmt(delivery.get("delivery_latency_p99"), "s")]
+            sweep.add_row(p["label"], fmt(p["nodes"], "count"), fmt(p["wall_seconds"], "s"),
+                          fmt(p["messages"], "count"), per_message, fmt(p["lookup_p99"], "s"),
+                          fmt(p["lookup_success"], "share"), *(cells if pubsub else []))
         console.print(sweep)
     passed, text = verdict_text(summary)
     style = {True: "bold green", False: "bold red"}.get(passed, "bold")
@@ -86,6 +100,14 @@ def print_comparison(summaries: list[dict], labels: list[str], console: Console)
                 cells.append(f"{fmt(c['value'], c['unit'])} {_result(c['pass'])}")
         table.add_row(name, target, *cells)
     console.print(table)
+    if any("pubsub" in summary for summary in summaries):
+        delivery = Table(title="pub-sub delivery", title_justify="left")
+        delivery.add_column("statistic")
+        for label in labels:
+            delivery.add_column(label, justify="right")
+        for key, (name, unit) in PUBSUB_STATS.items():
+            delivery.add_row(name, *(fmt(summary.get("pubsub", {}).get(key), unit) for summary in summaries))
+        console.print(delivery)
     for label, summary in zip(labels, summaries, strict=True):
         passed, text = verdict_text(summary)
         console.print(f"{label}: {text}", style={True: "green", False: "red"}.get(passed, ""))

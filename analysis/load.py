@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ("time", "kind", "node", "latency", "hops", "ok", "value", "count")
-KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation")
+KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation",
+         "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh")
+PUBSUB_KINDS = KINDS[KINDS.index("publish"):]
 FLOAT_COLUMNS = ("time", "latency", "value")
 INT_COLUMNS = ("node", "hops", "ok", "count")
 
@@ -29,7 +31,7 @@ class Run:
     path: Path
     manifest: dict
     events: pd.DataFrame
-    points: list[Run] = field(default_factory=list)        # sweeps only, by increasing node count
+    points: list[Run] = field(default_factory=list)        # sweeps only, by (node count, scoring)
     missing_points: list[str] = field(default_factory=list)  # sweep point dirs listed but not found
     partial_line_dropped: bool = False
 
@@ -103,13 +105,22 @@ def _load_points(run: Run) -> None:
             run.missing_points.append(entry["dir"])
             continue
         point = load_run(point_path)
-        if "nodes" in entry and "nodes" not in point.manifest:
-            point.manifest["nodes"] = entry["nodes"]
+        for key in ("nodes", "scoring", "label"):
+            if key in entry and key not in point.manifest:
+                point.manifest[key] = entry[key]
         if not isinstance(point.manifest.get("perf"), dict) and isinstance(entry.get("perf"), dict):
             point.manifest["perf"] = entry["perf"]
         points.append(point)
-    points.sort(key=lambda p: (_as_int(p.manifest.get("nodes")), p.path.name))
+    points.sort(key=lambda p: (_as_int(p.manifest.get("nodes")), _scoring_rank(p.manifest.get("scoring")),
+                               p.path.name))
     run.points = points
+
+
+def _scoring_rank(scoring: object) -> int:
+    """Sweep points without a scoring setting first, then scoring off, then on."""
+    if scoring is None:
+        return 0
+    return 1 + int(scoring) if isinstance(scoring, bool) else 3
 
 
 def _as_int(value: object) -> int:

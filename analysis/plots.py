@@ -6,6 +6,8 @@ the run has no data for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from analysis.criteria import SPECS, formation_time, judged, point_perf
+from analysis.criteria import (
+    SPECS,
+    eligible_deliveries,
+    formation_time,
+    judged,
+    judges_scaling,
+    point_label,
+    point_perf,
+    setting,
+)
 from analysis.load import Run
 
 NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -30,7 +41,25 @@ GET_SUCCESS = "get_success.png"
 SCALING = "scaling.png"
 SWEEP_CDF = "sweep_lookup_cdf.png"
 COMPARE_CDF = "compare_lookup_cdf.png"
+DELIVERY_CDF = "delivery_latency_cdf.png"
+DELIVERY_RATE = "delivery_rate.png"
+MESH_DEGREE = "mesh_degree.png"
+SWEEP_DELIVERY_CDF = "sweep_delivery_cdf.png"
+COMPARE_DELIVERY_CDF = "compare_delivery_cdf.png"
 
+
+@dataclass(frozen=True)
+class Latencies:
+    """A latency sample drawn as a CDF: the rows holding it and the criterion whose target is marked."""
+
+    noun: str
+    plural: str
+    criterion: str
+    rows: Callable[[Run], pd.DataFrame]
+
+
+LOOKUPS = Latencies("lookup", "lookups", "lookup_p99", lambda run: run.of_kind("lookup"))
+DELIVERIES = Latencies("delivery", "deliveries", "delivery_p99", eligible_deliveries)
 
 
 def _log_seconds(ax) -> None:
@@ -39,6 +68,7 @@ def _log_seconds(ax) -> None:
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
+
 
 def _figure(height: float = 3.6) -> tuple[Figure, object]:
     figure = Figure(figsize=(7.5, height), dpi=100, layout="constrained")
@@ -58,7 +88,7 @@ def _skip(path: Path) -> None:
 
 
 def _target(run: Run, name: str) -> float:
-    for judged_name, target in judged(run.scenario, sweep=False):
+    for judged_name, target in judged(run.scenario, scaling=False):
         if judged_name == name:
             return target
     return SPECS[name].target
@@ -73,10 +103,10 @@ def bin_width(span: float) -> float:
 
 
 def binned(times: pd.Series, values: pd.Series, width: float) -> pd.DataFrame:
-    """Per bin [start, start+width): count and mean of values, bins with no rows left out."""
+    """Per bin [start, start+width): count, mean and sum of values, bins with no rows left out."""
     frame = pd.DataFrame({"bin": np.floor(times.to_numpy(dtype=float) / width) * width,
                           "value": values.to_numpy(dtype=float)})
-    grouped = frame.groupby("bin", sort=True)["value"].agg(["count", "mean"])
+    grouped = frame.groupby("bin", sort=True)["value"].agg(["count", "mean", "sum"])
     return grouped.reset_index()
 
 
@@ -102,28 +132,51 @@ def _log_friendly(values: np.ndarray) -> bool:
     return len(positive) == len(values) and len(values) > 0 and positive.max() / positive.min() > 20
 
 
-def plot_lookup_cdf(run: Run, out_dir: str | Path | None = None) -> Path | None:
-    path = Path(out_dir or run.path) / LOOKUP_CDF
-    latencies = run.of_kind("lookup")["latency"]
-    values, shares, sample = _cdf(latencies)
+def _latency_cdf(run: Run, sample: Latencies, path: Path) -> Path | None:
+    values, shares, summary = _cdf(sample.rows(run)["latency"])
     if not len(values):
         return _skip(path)
     figure, ax = _figure()
-    ax.step(values, shares, where="post", color="tab:blue", label=f"lookups (n={sample['n']})")
-    p50, p99 = sample["p50"], sample["p99"]
+    ax.step(values, shares, where="post", color="tab:blue", label=f"{sample.plural} (n={summary['n']})")
+    p50, p99 = summary["p50"], summary["p99"]
     ax.axvline(p50, color="tab:green", linestyle=":", label=f"p50 = {_seconds(p50)}")
     ax.axvline(p99, color="tab:orange", linestyle="--", label=f"p99 = {_seconds(p99)}")
-    target = _target(run, "lookup_p99")
+    target = _target(run, sample.criterion)
     ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {_seconds(target)}")
     if _log_friendly(values):
         _log_seconds(ax)
-    ax.set_xlabel("lookup latency (s)")
-    ax.set_ylabel("share of lookups")
+    ax.set_xlabel(f"{sample.noun} latency (s)")
+    ax.set_ylabel(f"share of {sample.plural}")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{run.name}: lookup latency CDF")
+    ax.set_title(f"{run.name}: {sample.noun} latency CDF")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
     return _save(figure, path)
+
+
+def plot_lookup_cdf(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    return _latency_cdf(run, LOOKUPS, Path(out_dir or run.path) / LOOKUP_CDF)
+
+
+def plot_delivery_cdf(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    """Publish-to-first-reception latency at subscribers up since delivery_settle before the publish."""
+    return _latency_cdf(run, DELIVERIES, Path(out_dir or run.path) / DELIVERY_CDF)
+
+
+def _twin(ax, label: str):
+    """A second y axis (grey, integer ticks) on the right, drawn behind the first."""
+    twin = ax.twinx()
+    twin.set_ylabel(label, color="grey")
+    twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_zorder(twin.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    return twin
+
+
+def _share_limits(ax, target: float, lowest: float) -> None:
+    """A share axis from a little below the lower of the target and the lowest value up to just above 1."""
+    low = max(-0.02, min(target - 0.05, lowest - 0.02))
+    ax.set_ylim(low, 1 + (1 - low) * 0.04)
 
 
 def _success_over_time(run: Run, kind: str, criterion: str, path: Path, title: str) -> Path | None:
@@ -139,17 +192,12 @@ def _success_over_time(run: Run, kind: str, criterion: str, path: Path, title: s
     ax.axhline(target, color="tab:red", linewidth=1, linestyle="--", label=f"target {target:g}")
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("share ok")
-    low = max(-0.02, min(target - 0.05, float(bins["mean"].min()) - 0.02))
-    ax.set_ylim(low, 1 + (1 - low) * 0.04)
+    _share_limits(ax, target, float(bins["mean"].min()))
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize="small")
-    counts = ax.twinx()
+    counts = _twin(ax, f"{kind}s per bin")
     counts.bar(bins["bin"], bins["count"], width=width, align="edge", color="grey", alpha=0.15)
-    counts.set_ylabel(f"{kind}s per bin", color="grey")
-    counts.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_zorder(counts.get_zorder() + 1)
-    ax.patch.set_visible(False)
     return _save(figure, path)
 
 
@@ -161,6 +209,62 @@ def plot_lookup_success(run: Run, out_dir: str | Path | None = None) -> Path | N
 def plot_get_success(run: Run, out_dir: str | Path | None = None) -> Path | None:
     path = Path(out_dir or run.path) / GET_SUCCESS
     return _success_over_time(run, "get", "put_get_success", path, f"{run.name}: get success over time")
+
+
+def plot_delivery_rate(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    """Delivery rate of the messages published in each time bin, with the live nodes on a second axis."""
+    path = Path(out_dir or run.path) / DELIVERY_RATE
+    rows = run.of_kind("delivery")
+    if rows.empty:
+        return _skip(path)
+    width = bin_width(float(run.events["time"].max()) or 1.0)
+    reached = binned(rows["time"], rows["value"].astype("float64"), width)
+    eligible = binned(rows["time"], rows["count"].astype("float64"), width)
+    rate = (reached["sum"] / eligible["sum"].where(eligible["sum"] > 0)).to_numpy()
+    figure, ax = _figure()
+    ax.plot(reached["bin"] + width / 2, rate, "o-", color="tab:blue", markersize=3,
+            label=f"delivery rate of the messages published per {width:g} s bin")
+    target = _target(run, "delivery_rate")
+    ax.axhline(target, color="tab:red", linewidth=1, linestyle="--", label=f"target {target:g}")
+    ax.set_xlabel("publish time, simulated (s)")
+    ax.set_ylabel("delivery rate")
+    _share_limits(ax, target, float(np.nanmin(rate)) if np.isfinite(rate).any() else target)
+    ax.set_title(f"{run.name}: delivery rate over time")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
+    live = run.of_kind("live")
+    if len(live):
+        _twin(ax, "live nodes").plot(live["time"], live["value"], color="grey", alpha=0.6, drawstyle="steps-post")
+    return _save(figure, path)
+
+
+def plot_mesh_degree(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    """Mean mesh degree of the live subscribed nodes, and how many have a mesh below d_lo, over time."""
+    path = Path(out_dir or run.path) / MESH_DEGREE
+    rows = run.of_kind("mesh")
+    if rows.empty:
+        return _skip(path)
+    figure, ax = _figure()
+    ax.plot(rows["time"], rows["value"], color="tab:blue", drawstyle="steps-post",
+            label="mean mesh degree of live subscribed nodes")
+    router = setting(run.scenario.get("pubsub"), "router")
+    for key, style in (("d", "--"), ("d_lo", ":"), ("d_hi", ":")):
+        value = setting(router, key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            ax.axhline(value, color="tab:red", linewidth=1, linestyle=style, label=f"{key} = {value:g}")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("mesh degree")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{run.name}: mesh degree")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    below = rows[rows["count"].notna()]
+    if len(below):
+        counts = _twin(ax, "nodes with a mesh below d_lo")
+        counts.plot(below["time"], below["count"].astype("float64"), color="grey", alpha=0.6,
+                    drawstyle="steps-post")
+        counts.set_ylim(bottom=0)
+    return _save(figure, path)
 
 
 def plot_live_nodes(run: Run, out_dir: str | Path | None = None) -> Path | None:
@@ -226,25 +330,32 @@ def plot_formation(run: Run, out_dir: str | Path | None = None) -> Path | None:
 
 
 def plot_scaling(sweep: Run, out_dir: str | Path | None = None) -> Path | None:
+    """Wall time per message against node count, one line per scoring setting (sweeps over node counts)."""
     path = Path(out_dir or sweep.path) / SCALING
-    nodes, per_message = [], []
+    lines: dict[object, tuple[list, list]] = {}
     for point in sweep.points:
         value = point_perf(point)["us_per_message"]
         if value is not None and point.manifest.get("nodes") is not None:
+            nodes, per_message = lines.setdefault(point.manifest.get("scoring"), ([], []))
             nodes.append(point.manifest["nodes"])
             per_message.append(value)
-    if not nodes:
+    if not lines or not judges_scaling(sweep):
         return _skip(path)
     figure, ax = _figure()
-    ax.plot(nodes, per_message, "o-", color="tab:blue", label="wall time per simulated message")
+    for scoring, (nodes, per_message) in lines.items():
+        suffix = f", scoring {'on' if scoring else 'off'}" if isinstance(scoring, bool) else ""
+        ax.plot(nodes, per_message, "o-", label=f"wall time per simulated message{suffix}")
+    nodes = sorted({n for line_nodes, _ in lines.values() for n in line_nodes})
+    first = next(iter(lines.values()))[1][0]
+    per_message = [value for _, values in lines.values() for value in values]
     target = _scaling_target(sweep)
-    ax.axhline(per_message[0] * target, color="tab:red", linestyle="--",
+    ax.axhline(first * target, color="tab:red", linestyle="--",
                label=f"target: {target:g} x the smallest point")
     if len(nodes) > 1 and max(nodes) / max(min(nodes), 1) >= 8:
         ax.set_xscale("log")
     ax.set_xlabel("nodes")
     ax.set_ylabel("µs of wall time per message")
-    ax.set_ylim(0, max(*per_message, per_message[0] * target) * 1.1)
+    ax.set_ylim(0, max(*per_message, first * target) * 1.1)
     ax.set_xticks(nodes, [str(n) for n in nodes])
     ax.set_title(f"{sweep.name}: simulator scaling")
     ax.grid(True, alpha=0.3)
@@ -253,31 +364,31 @@ def plot_scaling(sweep: Run, out_dir: str | Path | None = None) -> Path | None:
 
 
 def _scaling_target(sweep: Run) -> float:
-    targets = dict(judged(sweep.scenario, sweep=True))
+    targets = dict(judged(sweep.scenario, scaling=True))
     return targets.get("scaling", SPECS["scaling"].target)
 
 
 def plot_cdf_overlay(runs: list[Run], labels: list[str], path: str | Path,
-                     title: str = "lookup latency CDF") -> Path | None:
-    """Lookup latency CDFs of several runs on one axes, one labelled curve per run."""
+                     title: str = "lookup latency CDF", sample: Latencies = LOOKUPS) -> Path | None:
+    """Latency CDFs (lookups unless told otherwise) of several runs on one axes, one labelled curve per run."""
     path = Path(path)
     pairs = zip(runs, labels, strict=True)
-    curves = [(_cdf(run.of_kind("lookup")["latency"]), label) for run, label in pairs]
+    curves = [(_cdf(sample.rows(run)["latency"]), label) for run, label in pairs]
     curves = [(curve, label) for curve, label in curves if len(curve[0])]
     if not curves:
         return _skip(path)
     figure, ax = _figure(4.0)
     all_values = np.concatenate([values for (values, _, _), _ in curves])
-    for (values, shares, sample), label in curves:
+    for (values, shares, summary), label in curves:
         ax.step(values, shares, where="post",
-                label=f"{label} (n={sample['n']}, p99 {_seconds(sample['p99'])})")
-    target = _target(runs[0], "lookup_p99")
+                label=f"{label} (n={summary['n']}, p99 {_seconds(summary['p99'])})")
+    target = _target(runs[0], sample.criterion)
     ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {_seconds(target)}")
     ax.axhline(0.99, color="grey", linewidth=0.8, linestyle=":")
     if _log_friendly(all_values):
         _log_seconds(ax)
-    ax.set_xlabel("lookup latency (s)")
-    ax.set_ylabel("share of lookups")
+    ax.set_xlabel(f"{sample.noun} latency (s)")
+    ax.set_ylabel(f"share of {sample.plural}")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
@@ -293,6 +404,9 @@ def run_plots(run: Run, out_dir: str | Path | None = None) -> dict[str, Path]:
         ("get_success", plot_get_success),
         ("live_nodes", plot_live_nodes),
         ("formation", plot_formation),
+        ("delivery_cdf", plot_delivery_cdf),
+        ("delivery_rate", plot_delivery_rate),
+        ("mesh_degree", plot_mesh_degree),
     )
     paths = {}
     for name, maker in makers:
@@ -307,9 +421,14 @@ def sweep_plots(sweep: Run, out_dir: str | Path | None = None) -> dict[str, Path
     scaling = plot_scaling(sweep, out_dir)
     if scaling is not None:
         paths["scaling"] = scaling
-    labels = [f"{point.manifest.get('nodes')} nodes" for point in sweep.points]
-    overlay = plot_cdf_overlay(sweep.points, labels, Path(out_dir or sweep.path) / SWEEP_CDF,
-                               f"{sweep.name}: lookup latency CDF per node count") if sweep.points else None
-    if overlay is not None:
-        paths["sweep_cdf"] = overlay
+    if not sweep.points:
+        return paths
+    labels = [point_label(point) for point in sweep.points]
+    out = Path(out_dir or sweep.path)
+    for name, file, sample in (("sweep_cdf", SWEEP_CDF, LOOKUPS),
+                               ("sweep_delivery_cdf", SWEEP_DELIVERY_CDF, DELIVERIES)):
+        overlay = plot_cdf_overlay(sweep.points, labels, out / file,
+                                   f"{sweep.name}: {sample.noun} latency CDF per sweep point", sample)
+        if overlay is not None:
+            paths[name] = overlay
     return paths

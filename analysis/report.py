@@ -7,10 +7,15 @@ from pathlib import Path
 
 from analysis import plots
 from analysis.criteria import (
+    DELIVERY_CRITERIA,
+    DELIVERY_DEFINITION,
     FORMATION_DEFINITION,
     RUN_CRITERIA,
     SPECS,
     judged,
+    judges_scaling,
+    run_has_pubsub,
+    setting,
     summarise,
     verdict,
     write_summary,
@@ -49,6 +54,34 @@ STATS = {
     "formation_time": ("formation reached at", "s"),
 }
 
+# summary["pubsub"] key -> (label, format)
+PUBSUB_STATS = {
+    "messages_published": ("messages published", "count"),
+    "messages_judged": ("messages judged (deadline passed)", "count"),
+    "delivery_rate": ("delivery rate (eligible subscribers reached within the deadline)", "share"),
+    "messages_fully_delivered": ("messages that reached every eligible subscriber", "share"),
+    "delivery_latency_p50": ("delivery latency p50", "s"),
+    "delivery_latency_p99": ("delivery latency p99", "s"),
+    "delivery_latency_max": ("delivery latency max", "s"),
+    "duplicates_per_delivery": ("duplicate copies per delivered message", "number"),
+    "data_bytes": ("message data sent", "bytes"),
+    "control_bytes": ("control sent (subscriptions, IHAVE, IWANT, GRAFT, PRUNE)", "bytes"),
+    "control_share": ("control share of pub-sub bytes", "share"),
+    "control_bytes_per_delivery": ("control bytes per delivered message", "bytes"),
+    "mesh_degree_end": ("mean mesh degree at the end", "number"),
+    "mesh_below_d_lo_end": ("nodes with a mesh below d_lo at the end", "count"),
+    "scoring": ("peer scoring", "flag"),
+    "attacker_share": ("attacker share of the nodes", "share"),
+}
+PUBSUB_PLOTS = ("delivery_cdf", "delivery_rate", "mesh_degree")
+PUBSUB_NOTE = (
+    "Duplicates per delivered message are (copies received − first receptions) / first receptions; the control "
+    "share is control bytes / (message data bytes + control bytes); control bytes per delivered message "
+    "divide by first receptions. All three come from the last `ps_recv`, `ps_data` and `ps_control` samples "
+    "(cumulative over the whole run, warm-up included, at every node); the mesh figures are the last `mesh` "
+    "sample."
+)
+
 CAPTIONS = {
     "lookup_cdf": "Share of lookups finished within a given latency, with the median, the 99th percentile "
                   "and the target marked.",
@@ -65,6 +98,15 @@ CAPTIONS = {
                "target relative to the smallest point.",
     "sweep_cdf": "Lookup latency CDF of every sweep point on one axes.",
     "compare_cdf": "Lookup latency CDFs of both runs on one axes.",
+    "delivery_cdf": "Share of deliveries (first receptions at subscribers up since `delivery_settle` before "
+                    "the publish) within a given latency of the publish, with the median, the 99th "
+                    "percentile and the target marked.",
+    "delivery_rate": "Delivery rate of the messages published in each time bin (eligible subscribers reached "
+                     "within the deadline over eligible subscribers), against the target; grey: live nodes.",
+    "mesh_degree": "Mean mesh degree of the live subscribed nodes over all their topics, with the router's "
+                   "d, d_lo and d_hi; grey: nodes whose mesh for some topic is below d_lo.",
+    "sweep_delivery_cdf": "Delivery latency CDF of every sweep point on one axes.",
+    "compare_delivery_cdf": "Delivery latency CDFs of both runs on one axes.",
 }
 
 
@@ -72,6 +114,8 @@ def fmt(value: object, unit: str) -> str:
     if value is None:
         return MISSING
     if isinstance(value, bool):
+        if unit == "flag":
+            return "on" if value else "off"
         return "PASS" if value else "FAIL"
     if not isinstance(value, int | float):
         return str(value)
@@ -117,9 +161,14 @@ def _write(doc: Doc, out_dir: Path) -> list[Path]:
     return [md, page]
 
 
-def _title(summary: dict) -> str:
+def node_counts(summary: dict) -> object:
+    """The node count of a run, or the distinct node counts of a sweep's points ("1000, 2000")."""
     nodes = summary.get("nodes")
-    nodes = ", ".join(str(n) for n in nodes) if isinstance(nodes, list) else nodes
+    return ", ".join(str(n) for n in dict.fromkeys(nodes)) if isinstance(nodes, list) else nodes
+
+
+def _title(summary: dict) -> str:
+    nodes = node_counts(summary)
     return f"{summary['scenario']}: seed {summary.get('seed')}, {nodes} nodes, {summary.get('runtime')}"
 
 
@@ -150,10 +199,29 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
     doc.para(f"Simulated time covered by events: {fmt(simulated, 's')}.")
     doc.table(["statistic", "value"],
               [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in summary["stats"].items()])
-    _plots_section(doc, pngs, run.path)
+    if "pubsub" in summary:
+        _pubsub_section(doc, run, summary["pubsub"], {n: p for n, p in pngs.items() if n in PUBSUB_PLOTS})
+    _plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path)
     _definitions(doc, run, sweep=False)
     _run_info(doc, run)
     return summary, [summary_path, *_write(doc, run.path), *pngs.values()]
+
+
+def _delivery_window(scenario: dict) -> str:
+    measure = scenario.get("measure")
+    return (f"In this scenario `delivery_settle` is {_given(setting(measure, 'delivery_settle'), ' s')} and "
+            f"`delivery_deadline` is {_given(setting(measure, 'delivery_deadline'), ' s')}.")
+
+
+def _pubsub_section(doc: Doc, run: Run, stats: dict, pngs: dict[str, Path]) -> None:
+    doc.heading("Pub-sub delivery")
+    doc.quote(DELIVERY_DEFINITION)
+    doc.para(_delivery_window(run.scenario))
+    doc.table(["statistic", "value"],
+              [[PUBSUB_STATS[key][0], fmt(value, PUBSUB_STATS[key][1])] for key, value in stats.items()])
+    doc.para(PUBSUB_NOTE)
+    for name, path in pngs.items():
+        doc.image(_rel(path, run.path), name.replace("_", " "), CAPTIONS[name])
 
 
 def _notes(run: Run) -> list[str]:
@@ -199,21 +267,51 @@ def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
     rows = []
     for p in summary["points"]:
         rows.append([
-            fmt(p["nodes"], "count"), fmt(p["wall_seconds"], "s"), fmt(p["messages"], "count"),
+            p["label"], fmt(p["nodes"], "count"), fmt(p["wall_seconds"], "s"), fmt(p["messages"], "count"),
             fmt(p["messages_per_wall_second"], "count"),
             MISSING if p["us_per_message"] is None else f"{fmt_micro(p['us_per_message'])} µs",
             MISSING if p["peak_rss_mb"] is None else f"{p['peak_rss_mb']:.0f} MB",
             fmt(p["lookup_p99"], "s"), fmt(p["lookup_success"], "share"),
-            MISSING if p["pass"] is None else ("PASS" if p["pass"] else "FAIL"),
+            _pass(p["pass"]),
         ])
-    doc.table(["nodes", "wall", "messages", "msg/s", "per message", "peak RSS", "lookup p99",
+    doc.table(["point", "nodes", "wall", "messages", "msg/s", "per message", "peak RSS", "lookup p99",
                "lookup success", "point criteria"], rows)
-    doc.links([(f"{p['nodes']} nodes: {p['dir']}/report.html", f"{p['dir']}/report.html")
+    _delivery_points(doc, sweep, summary["points"])
+    doc.links([(f"{p['label']}: {p['dir']}/report.html", f"{p['dir']}/report.html")
                for p in summary["points"]])
     _plots_section(doc, pngs, sweep.path)
     _definitions(doc, sweep, sweep=True)
     _run_info(doc, sweep)
     return summary, [summary_path, *_write(doc, sweep.path), *pngs.values()]
+
+
+def _pass(passed: bool | None) -> str:
+    return MISSING if passed is None else ("PASS" if passed else "FAIL")
+
+
+def _delivery_points(doc: Doc, sweep: Run, points: list[dict]) -> None:
+    """Delivery criteria and statistics of every pub-sub sweep point side by side (e.g. scoring off / on)."""
+    points = [p for p in points if "pubsub" in p]
+    if not points:
+        return
+    doc.heading("Pub-sub delivery per point")
+    rows = []
+    for p in points:
+        stats, criteria = p["pubsub"], {c["name"]: c for c in p["criteria"]}
+        row = [p["label"], fmt(p["nodes"], "count"), fmt(stats["scoring"], "flag"),
+               fmt(stats["attacker_share"], "share"), fmt(stats["messages_published"], "count")]
+        for name, key in zip(DELIVERY_CRITERIA, ("delivery_rate", "delivery_latency_p99"), strict=True):
+            row += [fmt(stats[key], SPECS[name].unit), _pass(criteria[name]["pass"] if name in criteria else None)]
+        row += [fmt(stats["delivery_latency_p50"], "s"), fmt(stats["duplicates_per_delivery"], "number"),
+                fmt(stats["control_share"], "share"), fmt(stats["control_bytes_per_delivery"], "bytes"),
+                fmt(stats["mesh_degree_end"], "number")]
+        rows.append(row)
+    doc.table(["point", "nodes", "scoring", "attackers", "published", "delivery rate", "", "delivery p99", "",
+               "delivery p50", "duplicates per delivery", "control share", "control per delivery",
+               "mesh degree at end"], rows)
+    doc.quote(DELIVERY_DEFINITION)
+    doc.para(_delivery_window(sweep.scenario))
+    doc.para(PUBSUB_NOTE)
 
 
 # --- Model and definitions -------------------------------------------------------------------------------
@@ -222,13 +320,18 @@ def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
 def _definitions(doc: Doc, run: Run, sweep: bool) -> None:
     doc.heading("Model and definitions")
     doc.heading("Criteria", 3)
-    judged_names = dict(judged(run.scenario, sweep))
-    names = ("scaling", *RUN_CRITERIA) if sweep else RUN_CRITERIA
+    scaling = sweep and judges_scaling(run)
+    judged_names = dict(judged(run.scenario, scaling))
+    pubsub = run_has_pubsub(run) or any(run_has_pubsub(point) for point in run.points)
+    names = [name for name in RUN_CRITERIA if pubsub or name in judged_names or name not in DELIVERY_CRITERIA]
+    names = ["scaling", *names] if sweep else names
     items = []
     for name in names:
         spec = SPECS[name]
         target = judged_names.get(name, spec.target)
         state = "judged" if name in judged_names else "not judged in this scenario"
+        if name == "scaling" and not scaling:
+            state = "not judged: the sweep has fewer than two node counts"
         worst = "Worst over the sweep points. " if sweep and name != "scaling" else ""
         items.append(f"`{name}` ({spec.op} {fmt(target, spec.unit)}, {state}): {worst}{spec.description}")
     doc.bullets(items)
@@ -239,10 +342,6 @@ def _definitions(doc: Doc, run: Run, sweep: bool) -> None:
                  "`ok == 1` among all rows of that kind. Messages and bytes are the last `traffic` sample.")
     doc.heading("Network model", 3)
     doc.bullets(model_lines(run.scenario))
-
-
-def _get(section: object, key: str) -> object:
-    return section.get(key) if isinstance(section, dict) else None
 
 
 def _given(value: object, suffix: str = "") -> str:
@@ -270,29 +369,29 @@ def _shares(spec: object) -> str:
 def model_lines(scenario: dict) -> list[str]:
     """Human-readable network model assumptions from a resolved scenario."""
     nodes, network, dht = scenario.get("nodes"), scenario.get("network"), scenario.get("dht")
-    latency, churn, workload = _get(network, "latency"), scenario.get("churn"), scenario.get("workload")
-    model = _get(latency, "model")
+    latency, churn, workload = setting(network, "latency"), scenario.get("churn"), scenario.get("workload")
+    model = setting(latency, "model")
     latency_text = _given(model)
     if model == "matrix":
-        latency_text += f" (RTT matrix {_given(_get(latency, 'matrix'))})"
+        latency_text += f" (RTT matrix {_given(setting(latency, 'matrix'))})"
     elif model == "regions":
-        latency_text += f" (built-in RTT table; regions: {_shares(_get(nodes, 'regions'))})"
-    access = _get(latency, "access")
+        latency_text += f" (built-in RTT table; regions: {_shares(setting(nodes, 'regions'))})"
+    access = setting(latency, "access")
     if isinstance(access, list | tuple) and len(access) == 2:
         access_text = (f"uniform between {access[0] * 1000:g} and {access[1] * 1000:g} ms one-way, "
                        "drawn once per node")
     else:
         access_text = _given(access)
     lines = [
-        f"Nodes: {_given(_get(nodes, 'count'))} ({_given(_get(nodes, 'bootstrap'))} bootstrap, joining "
-        f"uniformly over the first {_given(_get(nodes, 'join_over'), ' s')}); warm-up "
+        f"Nodes: {_given(setting(nodes, 'count'))} ({_given(setting(nodes, 'bootstrap'))} bootstrap, joining "
+        f"uniformly over the first {_given(setting(nodes, 'join_over'), ' s')}); warm-up "
         f"{_given(scenario.get('warmup'), ' s')}, measured duration "
         f"{_given(scenario.get('duration'), ' s')}.",
         f"Latency model: {latency_text}.",
-        f"Jitter: {_given(_get(latency, 'jitter'))} (relative standard deviation of each message's one-way "
+        f"Jitter: {_given(setting(latency, 'jitter'))} (relative standard deviation of each message's one-way "
         "latency).",
         f"Access latency: {access_text}.",
-        f"Loss: {_given(_get(network, 'loss'))} (probability that a message is lost).",
+        f"Loss: {_given(setting(network, 'loss'))} (probability that a message is lost).",
     ]
     if isinstance(churn, dict) and churn:
         lines.append(
@@ -302,15 +401,15 @@ def model_lines(scenario: dict) -> list[str]:
         )
     else:
         lines.append("Churn: none (static network).")
-    dht_parts = [f"k = {_given(_get(dht, 'k'))}", f"alpha = {_given(_get(dht, 'alpha'))}",
-                 f"d = {_given(_get(dht, 'disjoint_paths'))} disjoint paths"]
+    dht_parts = [f"k = {_given(setting(dht, 'k'))}", f"alpha = {_given(setting(dht, 'alpha'))}",
+                 f"d = {_given(setting(dht, 'disjoint_paths'))} disjoint paths"]
     for key, label, unit in (("request_timeout", "request timeout", " s"),
                              ("slow_after", "lookups stop waiting for a peer after", " s"),
                              ("record_ttl", "record TTL", " s"),
                              ("republish_interval", "republish every", " s"),
                              ("refresh_interval", "refresh every", " s"), ("wire", "wire", "")):
-        if _get(dht, key) is not None:
-            dht_parts.append(f"{label} {_get(dht, key)}{unit}")
+        if setting(dht, key) is not None:
+            dht_parts.append(f"{label} {setting(dht, key)}{unit}")
     lines.append("DHT: " + ", ".join(dht_parts) + ".")
     if isinstance(workload, dict):
         lines.append(
@@ -318,11 +417,26 @@ def model_lines(scenario: dict) -> list[str]:
             f"{_given(workload.get('put'))} puts, {_given(workload.get('get'))} gets; values of "
             f"{_given(workload.get('value_size'), ' bytes')}."
         )
-    nat = [f"{key} {_shares(_get(nodes, key))}" for key in ("nat", "address_families", "transition")
-           if _get(nodes, key)]
+    pubsub = scenario.get("pubsub")
+    if isinstance(pubsub, dict):
+        lines.append(_pubsub_line(pubsub))
+    nat = [f"{key} {_shares(setting(nodes, key))}" for key in ("nat", "address_families", "transition")
+           if setting(nodes, key)]
     if nat:
         lines.append("Addressing: " + "; ".join(nat) + ".")
     return lines
+
+
+def _pubsub_line(pubsub: dict) -> str:
+    router = setting(pubsub, "router")
+    router_text = ", ".join(f"{key} {_given(setting(router, key))}" for key in ("d", "d_lo", "d_hi", "d_lazy",
+                                                                              "heartbeat_interval"))
+    scoring, attackers = pubsub.get("scoring"), pubsub.get("attackers")
+    other = ", ".join(f"{key} {_given(value)}" for key, value in pubsub.items()
+                      if key not in ("scoring", "attackers", "router", "score") and not isinstance(value, dict))
+    return (f"Pub-sub (GossipSub): {other}; router {router_text}; peer scoring "
+            f"{fmt(scoring, 'flag') if isinstance(scoring, bool) else _given(scoring)}; attackers "
+            f"{fmt(attackers, 'share') if isinstance(attackers, int | float) else _given(attackers)} of the nodes.")
 
 
 def _run_info(doc: Doc, run: Run) -> None:
@@ -376,6 +490,12 @@ def _delta(a: object, b: object, unit: str) -> str:
     return sign + fmt(abs(diff), unit)
 
 
+def _compared(a: dict, b: dict, labels: dict[str, tuple[str, str]]) -> list[list[str]]:
+    """Rows of statistic, value in a, value in b, difference."""
+    return [[label, fmt(a.get(key), unit), fmt(b.get(key), unit), _delta(a.get(key), b.get(key), unit)]
+            for key, (label, unit) in labels.items()]
+
+
 def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tuple[list[dict], list[Path]]:
     """Write a side-by-side comparison of two runs into out_dir (report.md, report.html, overlaid CDF).
 
@@ -410,13 +530,20 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
     if rows:
         doc.table(["criterion", "target", la, "", lb, ""], rows)
     doc.heading("Statistics")
-    doc.table(["statistic", la, lb, f"{lb} − {la}"],
-              [[label, fmt(a["stats"].get(key), unit), fmt(b["stats"].get(key), unit),
-                _delta(a["stats"].get(key), b["stats"].get(key), unit)]
-               for key, (label, unit) in STATS.items()])
-    overlay = plots.plot_cdf_overlay([first, second], [la, lb], out / plots.COMPARE_CDF,
-                                     f"lookup latency CDF: {la} vs {lb}")
-    _plots_section(doc, {"compare_cdf": overlay} if overlay else {}, out)
+    doc.table(["statistic", la, lb, f"{lb} − {la}"], _compared(a["stats"], b["stats"], STATS))
+    if "pubsub" in a or "pubsub" in b:
+        doc.heading("Pub-sub delivery")
+        doc.table(["statistic", la, lb, f"{lb} − {la}"], _compared(a.get("pubsub", {}), b.get("pubsub", {}),
+                                                                 PUBSUB_STATS))
+        doc.para(PUBSUB_NOTE)
+    overlays = {}
+    for name, file, sample in (("compare_cdf", plots.COMPARE_CDF, plots.LOOKUPS),
+                               ("compare_delivery_cdf", plots.COMPARE_DELIVERY_CDF, plots.DELIVERIES)):
+        overlay = plots.plot_cdf_overlay([first, second], [la, lb], out / file,
+                                         f"{sample.noun} latency CDF: {la} vs {lb}", sample)
+        if overlay is not None:
+            overlays[name] = overlay
+    _plots_section(doc, overlays, out)
     doc.heading("Differences in scenario and versions")
     flat = [_flatten({"seed": s.manifest.get("seed"), "nodes": s.manifest.get("nodes"),
                       "runtime": s.manifest.get("runtime"), "scenario": s.scenario,
@@ -435,4 +562,4 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
     doc.heading(f"Network model of {la}", 3)
     doc.bullets(model_lines(first.scenario))
     paths = _write(doc, out)
-    return [a, b], [*paths, *([overlay] if overlay else [])]
+    return [a, b], [*paths, *overlays.values()]

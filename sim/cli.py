@@ -120,13 +120,19 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"run directory: {run_dir}")
         if scenario.sweep is not None and args.nodes is None:
             points = []
-            for n in scenario.sweep.nodes:
-                point = scenario.with_nodes(n)
-                point_dir = run_dir / f"n{n}"
+            for name, point in scenario.sweep_points():
+                n = point.nodes.count
+                scoring = point.pubsub.scoring if point.pubsub is not None else None
+                if scenario.sweep.scoring is None:
+                    label = f"{scenario.name} [{n}]"
+                else:
+                    label = f"{scenario.name} [{n}, scoring {'on' if scoring else 'off'}]"
+                point_dir = run_dir / name
                 point_dir.mkdir()
-                perf = run_once(point, point_dir, console, label=f"{scenario.name} [{n}]")
+                perf = run_once(point, point_dir, console, label=label)
                 _report(point_dir, console)
-                points.append({"nodes": n, "dir": point_dir.name, "perf": perf})
+                points.append({"nodes": n, "scoring": scoring, "label": label, "dir": point_dir.name,
+                               "perf": perf})
             write_json(run_dir / "manifest.json", _manifest(scenario, "completed", sweep=points))
         else:
             run_once(scenario, run_dir, console)

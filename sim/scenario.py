@@ -63,8 +63,11 @@ __all__ = [
     "Network",
     "Nodes",
     "Problem",
+    "Pubsub",
+    "Router",
     "Scenario",
     "ScenarioError",
+    "Score",
     "Sweep",
     "Weibull",
     "Workload",
@@ -89,16 +92,29 @@ _MODELLED = {
 DISTRIBUTIONS = ("exponential", "weibull", "lognormal")
 LATENCY_MODELS = ("regions", "matrix")
 WIRE_MODES = ("objects", "exact")
-CRITERIA = ("formation_time", "lookup_p99", "lookup_success", "put_get_success", "scaling")
+ARRIVALS = ("poisson", "periodic")
+DISCOVERY = ("dht", "random")
+CRITERIA = (
+    "formation_time",
+    "lookup_p99",
+    "lookup_success",
+    "put_get_success",
+    "delivery_rate",
+    "delivery_p99",
+    "scaling",
+)
 # Targets used when a criterion is listed without one ({} or null); the same as analysis.criteria.SPECS.
 DEFAULT_TARGETS: dict[str, float] = {
     "formation_time": 30.0,  # simulated seconds until the network is formed (<)
     "lookup_p99": 0.5,  # seconds, 99th percentile lookup latency (<)
     "lookup_success": 0.99,  # share of lookups that find the closest live peer (>=)
     "put_get_success": 0.99,  # share of gets that return the newest stored version (>=)
+    "delivery_rate": 0.999,  # share of (message, live subscriber) pairs delivered within the deadline (>=)
+    "delivery_p99": 1.0,  # seconds, 99th percentile publish-to-delivery latency (<)
     "scaling": 1.5,  # wall-clock seconds per message, largest sweep point / smallest (<=)
 }
-_SHARE_CRITERIA = ("lookup_success", "put_get_success")
+_SHARE_CRITERIA = ("lookup_success", "put_get_success", "delivery_rate")
+_PUBSUB_CRITERIA = ("delivery_rate", "delivery_p99")
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,6 +153,9 @@ def _raise_if(items: list[tuple[tuple[str | int, ...], str]]) -> None:
 Float = Annotated[float, Strict()]  # strict: ints are accepted, strings and booleans are not
 PosFloat = Annotated[float, Strict(), Field(gt=0)]
 NonNegFloat = Annotated[float, Strict(), Field(ge=0)]
+Count = Annotated[int, Strict(), Field(ge=0)]
+PosCount = Annotated[int, Strict(), Field(ge=1)]
+Flag = Annotated[bool, Strict()]
 
 
 def _choice(allowed: Sequence[str]) -> BeforeValidator:
@@ -199,7 +218,16 @@ Transition = Annotated[
 ]
 RegionName = Annotated[str, Strict()]
 CriterionName = Annotated[
-    Literal["formation_time", "lookup_p99", "lookup_success", "put_get_success", "scaling"], _choice(CRITERIA)
+    Literal[
+        "formation_time",
+        "lookup_p99",
+        "lookup_success",
+        "put_get_success",
+        "delivery_rate",
+        "delivery_p99",
+        "scaling",
+    ],
+    _choice(CRITERIA),
 ]
 
 
@@ -289,6 +317,7 @@ class Latency(_Model):
 class Network(_Model):
     latency: Latency = Field(default_factory=Latency)
     loss: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
+    idle_timeout: PosFloat = 30.0  # seconds until a crashed peer's connections are noticed as dead
 
 
 class Dht(_Model):
@@ -376,9 +405,120 @@ class Workload(_Model):
     value_size: Annotated[int, Strict(), Field(ge=0, le=64 * 1024)] = 256
 
 
+class Router(_Model):
+    """GossipSub router parameters: the fields (names and defaults) of p2pnode.config.GossipConfig."""
+
+    d: PosCount = 6
+    d_lo: PosCount = 4
+    d_hi: PosCount = 12
+    d_lazy: Count = 6
+    d_score: Count = 4
+    d_out: Count = 2
+    heartbeat_interval: PosFloat = 1.0
+    fanout_ttl: PosFloat = 60.0
+    history_length: PosCount = 5
+    history_gossip: PosCount = 3
+    seen_ttl: PosFloat = 120.0
+    flood_publish: Flag = True
+    prune_peers: Count = 16
+    prune_backoff: NonNegFloat = 60.0
+    unsubscribe_backoff: NonNegFloat = 10.0
+    gossip_factor: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.25
+    opportunistic_graft_ticks: PosCount = 60
+    opportunistic_graft_peers: Count = 2
+    gossip_retransmission: PosCount = 3
+    max_ihave_length: PosCount = 5000
+    max_ihave_messages: PosCount = 10
+    iwant_followup_time: PosFloat = 3.0
+    graft_flood_threshold: NonNegFloat = 10.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Router:
+        items: list[tuple[tuple[str | int, ...], str]] = []
+        if self.d_lo > self.d:
+            items.append((("d_lo",), f"{self.d_lo} exceeds d ({self.d})"))
+        if self.d > self.d_hi:
+            items.append((("d_hi",), f"{self.d_hi} is below d ({self.d})"))
+        if self.d_out >= self.d_lo:
+            items.append((("d_out",), f"{self.d_out} must be below d_lo ({self.d_lo})"))
+        elif self.d_out > self.d // 2:
+            items.append((("d_out",), f"{self.d_out} exceeds half of d ({self.d} // 2 = {self.d // 2})"))
+        if self.d_score > self.d:
+            items.append((("d_score",), f"{self.d_score} exceeds d ({self.d})"))
+        if self.history_gossip > self.history_length:
+            items.append(
+                (("history_gossip",), f"{self.history_gossip} exceeds history_length ({self.history_length})")
+            )
+        _raise_if(items)
+        return self
+
+
+class Score(_Model):
+    """Peer-score thresholds: the same-named fields (and defaults) of p2pnode.config.ScoreConfig."""
+
+    gossip_threshold: Annotated[float, Strict(), Field(le=0)] = -10.0
+    publish_threshold: Float = -50.0
+    graylist_threshold: Float = -80.0
+    accept_px_threshold: NonNegFloat = 1.0
+    opportunistic_graft_threshold: NonNegFloat = 1.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Score:
+        items: list[tuple[tuple[str | int, ...], str]] = []
+        if self.publish_threshold > self.gossip_threshold:
+            items.append(
+                (
+                    ("publish_threshold",),
+                    f"{self.publish_threshold:g} exceeds gossip_threshold ({self.gossip_threshold:g})",
+                )
+            )
+        if self.graylist_threshold >= self.publish_threshold:
+            items.append(
+                (
+                    ("graylist_threshold",),
+                    f"{self.graylist_threshold:g} must be below publish_threshold ({self.publish_threshold:g})",
+                )
+            )
+        _raise_if(items)
+        return self
+
+
+class Pubsub(_Model):
+    topics: PosCount = 1
+    subscribers: Annotated[float, Strict(), Field(gt=0, le=1)] = 1.0
+    publishers: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.05
+    rate: PosFloat = 1.0
+    arrivals: Annotated[Literal["poisson", "periodic"], _choice(ARRIVALS)] = "poisson"
+    message_size: Annotated[int, Strict(), Field(ge=1, le=1024 * 1024)] = 1024
+    discovery: Annotated[Literal["dht", "random"], _choice(DISCOVERY)] = "dht"
+    peers: PosCount = 20
+    max_peers: PosCount = 40
+    scoring: Flag = True
+    attackers: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
+    router: Router = Field(default_factory=Router)
+    score: Score = Field(default_factory=Score)
+
+    @model_validator(mode="after")
+    def _check(self) -> Pubsub:
+        items: list[tuple[tuple[str | int, ...], str]] = []
+        if self.peers < self.router.d:
+            items.append((("peers",), f"{self.peers} is below router.d ({self.router.d})"))
+        if self.max_peers < self.peers:
+            items.append((("max_peers",), f"{self.max_peers} is below peers ({self.peers})"))
+        _raise_if(items)
+        return self
+
+    def topic_names(self) -> list[str]:
+        return [f"topic-{i}" for i in range(self.topics)]
+
+
 class Measure(_Model):
     sample_interval: PosFloat = 1.0
     formation_sample: Annotated[int, Strict(), Field(ge=1)] = 200
+    # A subscriber counts for a message if it was up from delivery_settle s before the publish until
+    # delivery_deadline s after it; it is delivered if it received the message within the deadline.
+    delivery_settle: NonNegFloat = 10.0
+    delivery_deadline: PosFloat = 30.0
 
 
 class Criterion(_Model):
@@ -408,13 +548,23 @@ def _criteria_after(criteria: dict[str, Criterion]) -> dict[str, Criterion]:
 
 
 class Sweep(_Model):
-    nodes: Annotated[list[Annotated[int, Strict(), Field(ge=2)]], Field(min_length=1)]
+    """The points are every node count (or the scenario's) with every scoring setting (or the scenario's)."""
+
+    nodes: Annotated[list[Annotated[int, Strict(), Field(ge=2)]], Field(min_length=1)] | None = None
+    scoring: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Sweep:
-        for i in range(1, len(self.nodes)):
-            if self.nodes[i] <= self.nodes[i - 1]:
-                _raise_if([(("nodes", i), f"{self.nodes[i]} after {self.nodes[i - 1]}: must be ascending")])
+        if self.nodes is None and self.scoring is None:
+            _raise_if([((), "needs nodes, scoring or both (the values to run the scenario with)")])
+        nodes = self.nodes or []
+        for i in range(1, len(nodes)):
+            if nodes[i] <= nodes[i - 1]:
+                _raise_if([(("nodes", i), f"{nodes[i]} after {nodes[i - 1]}: must be ascending")])
+        scoring = self.scoring or []
+        for i in range(1, len(scoring)):
+            if scoring[i] in scoring[:i]:
+                _raise_if([(("scoring", i), f"{_got(scoring[i])} is given twice")])
         return self
 
 
@@ -429,6 +579,7 @@ class Scenario(_Model):
     dht: Dht = Field(default_factory=Dht)
     churn: Churn | None = None
     workload: Workload = Field(default_factory=Workload)
+    pubsub: Pubsub | None = None  # None (section omitted or null): no pub-sub in the run
     measure: Measure = Field(default_factory=Measure)
     # None (section omitted or null): the analysis judges its default set; {}: judge nothing.
     criteria: (
@@ -468,10 +619,14 @@ class Scenario(_Model):
                 items.append(
                     (("criteria", name), "needs puts and gets (workload.put > 0 and workload.get > 0)")
                 )
-            elif name == "scaling" and (self.sweep is None or len(self.sweep.nodes) < 2):
+            elif name in _PUBSUB_CRITERIA and self.pubsub is None:
+                items.append((("criteria", name), "needs a pubsub section"))
+            elif name == "scaling" and (self.sweep is None or len(self.sweep.nodes or []) < 2):
                 items.append(
                     (("criteria", name), "needs a sweep over at least two node counts (sweep.nodes)")
                 )
+        if self.sweep is not None and self.sweep.scoring is not None and self.pubsub is None:
+            items.append((("sweep", "scoring"), "needs a pubsub section"))
         source = (info.context or {}).get("source")
         matrix = _resolve(self.network.latency.matrix, source)
         if matrix is not None and not matrix.is_file():
@@ -492,6 +647,36 @@ class Scenario(_Model):
             lines=self._lines,
             overridden={("nodes", "count")},
         )
+
+    def with_scoring(self, flag: bool) -> Scenario:
+        """A copy with pubsub.scoring = flag (the scenario must have a pubsub section)."""
+        if self.pubsub is None:
+            raise ValueError("with_scoring needs a scenario with a pubsub section")
+        data = self.model_dump()
+        data["pubsub"]["scoring"] = flag
+        return _build(
+            data,
+            source=self._source,
+            label=_label(self._source),
+            lines=self._lines,
+            overridden={("pubsub", "scoring")},
+        )
+
+    def sweep_points(self) -> list[tuple[str, Scenario]]:
+        """(directory name, scenario) per sweep point, node counts outermost; [] without a sweep.
+
+        The directory is n{N}, or n{N}-scoring-on / n{N}-scoring-off when scoring is swept."""
+        if self.sweep is None:
+            return []
+        points = []
+        for n in self.sweep.nodes or [self.nodes.count]:
+            at_n = self.with_nodes(n) if self.sweep.nodes is not None else self
+            if self.sweep.scoring is None:
+                points.append((f"n{n}", at_n))
+                continue
+            for flag in self.sweep.scoring:
+                points.append((f"n{n}-scoring-{'on' if flag else 'off'}", at_n.with_scoring(flag)))
+        return points
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for the run manifest); fields in declaration order, maps sorted."""
@@ -581,6 +766,11 @@ def _message(err: Mapping[str, Any], loc: tuple[str | int, ...]) -> tuple[tuple[
         if kind == "float_type" and isinstance(value, str) and _EXPONENT_AS_TEXT.match(value.strip()):
             message += " (YAML reads an exponent without '.' and sign as text: write 1.0e+3)"
         return loc, message
+    if kind in ("too_short", "too_long"):
+        most = "least" if kind == "too_short" else "most"
+        limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+        items = "item" if limit == 1 else "items"
+        return loc, f"expected at {most} {limit} {items}, got {ctx.get('actual_length')}"
     if kind in _BOUNDS:
         key, op = _BOUNDS[kind]
         bound = ctx.get(key)

@@ -122,6 +122,11 @@ class Simulation:
         # until they agree), so it runs only where formation is judged; elsewhere the routing-table
         # completeness samples are enough.
         self.check_formation = "formation_time" in (scenario.criteria or {})
+        # With random discovery and no DHT workload nothing needs the DHT: nodes do not join it (its
+        # bootstrap would otherwise be most of the traffic of a pub-sub study).
+        wl = scenario.workload
+        self.join_dht = not (scenario.pubsub is not None and scenario.pubsub.discovery == "random"
+                             and wl.lookup == wl.put == wl.get == 0 and not self.check_formation)
         self._setup_pubsub(rng_build)
 
     def _setup_pubsub(self, rng: random.Random) -> None:
@@ -183,7 +188,7 @@ class Simulation:
         first = not self.started_once[i]
         self.started_once[i] = True
         self.events.write(self.env.now, "up", i, value=1 if first else 0)
-        bootstrap = [b for b in self.bootstrap_infos if b is not self.infos[i]]
+        bootstrap = [b for b in self.bootstrap_infos if b is not self.infos[i]] if self.join_dht else []
         node.start(bootstrap)
         if self.pubsub is not None:
             self.live_pos[i] = len(self.live_list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import textwrap
@@ -11,12 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p2pnode.config import GossipConfig, ScoreConfig
 from sim.scenario import (
     DEFAULT_TARGETS,
     Exponential,
     Lognormal,
+    Router,
     Scenario,
     ScenarioError,
+    Score,
     Weibull,
     load_scenario,
     parse_scenario,
@@ -136,6 +140,9 @@ def test_defaults():
     w = s.workload
     assert (w.lookup, w.put, w.get, w.value_size) == (1.0, 0.1, 0.5, 256)
     assert (s.measure.sample_interval, s.measure.formation_sample) == (1.0, 200)
+    assert (s.measure.delivery_settle, s.measure.delivery_deadline) == (10.0, 30.0)
+    assert s.network.idle_timeout == 30.0
+    assert s.pubsub is None
     assert s.source == Path("s.yaml")
 
 
@@ -273,20 +280,11 @@ def test_shares_must_sum_to_one():
 
 def test_missing_required_field_uses_the_parent_line():
     assert only_error("seed: 1\nwarmup: 10\n") == "s.yaml:1: name: required field is missing"
-    lines = errors("""\
+    assert only_error("""\
         name: x
         sweep:
           node: [10, 20]
-    """)
-    assert lines == [
-        "s.yaml:2: sweep.nodes: required field is missing",
-        "s.yaml:3: sweep.node: unknown field; expected one of: nodes",
-    ]
-    lines = errors("""\
-        name: x
-        sweep: {}
-    """)
-    assert lines == ["s.yaml:2: sweep.nodes: required field is missing"]
+    """) == "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring"
 
 
 def test_duplicate_key():
@@ -435,7 +433,98 @@ def test_sweep():
     assert only_error("name: x\nsweep:\n  nodes:\n    - 10\n    - 1\n") == (
         "s.yaml:5: sweep.nodes[1]: must be >= 2, got 1"
     )
-    assert only_error("name: x\nsweep:\n  nodes: []\n").startswith("s.yaml:3: sweep.nodes: ")
+    assert only_error("name: x\nsweep:\n  nodes: []\n") == (
+        "s.yaml:3: sweep.nodes: expected at least 1 item, got 0"
+    )
+    assert only_error("name: x\nsweep: {}\n") == (
+        "s.yaml:2: sweep: needs nodes, scoring or both (the values to run the scenario with)"
+    )
+    assert only_error("name: x\nsweep:\n  nodes:\n  scoring:\n") == (
+        "s.yaml:2: sweep: needs nodes, scoring or both (the values to run the scenario with)"
+    )
+    assert parse("name: x\nsweep:\n").sweep is None
+
+
+def test_sweep_scoring():
+    s = parse("name: x\npubsub: {}\nsweep:\n  scoring: [false, true]\n")
+    assert (s.sweep.nodes, s.sweep.scoring) == (None, [False, True])
+    assert only_error("name: x\npubsub: {}\nsweep:\n  scoring:\n    - true\n    - true\n") == (
+        "s.yaml:6: sweep.scoring[1]: true is given twice"
+    )
+    assert only_error("name: x\npubsub: {}\nsweep:\n  scoring: [true, false, true]\n") == (
+        "s.yaml:4: sweep.scoring: expected at most 2 items, got 3"
+    )
+    assert only_error("name: x\npubsub: {}\nsweep:\n  scoring: []\n") == (
+        "s.yaml:4: sweep.scoring: expected at least 1 item, got 0"
+    )
+    assert only_error("name: x\npubsub: {}\nsweep:\n  scoring: ['off']\n") == (
+        "s.yaml:4: sweep.scoring[0]: expected true or false, got 'off'"
+    )
+    assert only_error("name: x\nsweep:\n  scoring: [true]\n") == (
+        "s.yaml:3: sweep.scoring: needs a pubsub section"
+    )
+    # the scaling criterion still needs two node counts
+    assert only_error("name: x\npubsub: {}\ncriteria: {scaling: }\nsweep: {scoring: [true, false]}\n") == (
+        "s.yaml:3: criteria.scaling: needs a sweep over at least two node counts (sweep.nodes)"
+    )
+    parse("name: x\npubsub: {}\ncriteria: {scaling: }\nsweep: {nodes: [10, 20], scoring: [true, false]}\n")
+
+
+def test_sweep_points_over_nodes():
+    s = parse("name: x\nnodes: {count: 50, bootstrap: 8}\nsweep:\n  nodes: [5, 100]\n")
+    points = s.sweep_points()
+    assert [(name, p.nodes.count, p.nodes.bootstrap) for name, p in points] == [("n5", 5, 5), ("n100", 100, 8)]
+    assert all(p.pubsub is None and p.source == s.source for _, p in points)
+    assert parse("name: x\n").sweep_points() == []
+
+
+def test_sweep_points_over_scoring():
+    s = parse("name: x\nnodes: {count: 50}\npubsub: {scoring: false}\nsweep: {scoring: [true, false]}\n")
+    points = s.sweep_points()
+    assert [(name, p.nodes.count, p.pubsub.scoring) for name, p in points] == [
+        ("n50-scoring-on", 50, True),
+        ("n50-scoring-off", 50, False),
+    ]
+    assert s.pubsub.scoring is False  # the original is unchanged
+
+
+def test_sweep_points_are_the_product():
+    s = parse("""\
+        name: x
+        nodes:
+          regions: {na-east: 1.0}
+        pubsub:
+          topics: 3
+        sweep:
+          nodes: [10, 20]
+          scoring: [false, true]
+    """)
+    points = s.sweep_points()
+    assert [name for name, _ in points] == [
+        "n10-scoring-off",
+        "n10-scoring-on",
+        "n20-scoring-off",
+        "n20-scoring-on",
+    ]
+    assert [(p.nodes.count, p.pubsub.scoring) for _, p in points] == [
+        (10, False),
+        (10, True),
+        (20, False),
+        (20, True),
+    ]
+    assert all(p.pubsub.topics == 3 and p.sweep == s.sweep for _, p in points)
+    with pytest.raises(ScenarioError, match=r"^s\.yaml:3: nodes\.regions\.na-east: "):
+        validate_regions(points[-1][1], ["eu-west"])  # the points keep the lines
+
+
+def test_with_scoring():
+    s = parse("name: x\npubsub:\n  peers: 10\n")
+    t = s.with_scoring(False)
+    assert t.pubsub.scoring is False and s.pubsub.scoring is True
+    assert t.pubsub.peers == 10 and t.source == s.source
+    assert t.with_scoring(True) == s
+    with pytest.raises(ValueError, match="pubsub section"):
+        parse("name: x\n").with_scoring(True)
 
 
 def test_several_problems_sorted_by_line():
@@ -479,6 +568,235 @@ def test_file_level_problems(tmp_path):
 def test_parse_without_source_labels_string():
     with pytest.raises(ScenarioError, match=r"^<string>:1: seed: "):
         parse_scenario("seed: x\nname: y\n")
+
+
+# ---- pubsub --------------------------------------------------------------------------------------
+
+
+def test_pubsub_defaults():
+    p = parse("name: x\npubsub: {}\n").pubsub
+    assert (p.topics, p.subscribers, p.publishers, p.rate, p.arrivals, p.message_size) == (
+        1,
+        1.0,
+        0.05,
+        1.0,
+        "poisson",
+        1024,
+    )
+    assert (p.discovery, p.peers, p.max_peers, p.scoring, p.attackers) == ("dht", 20, 40, True, 0.0)
+    assert p.topic_names() == ["topic-0"]
+    r = p.router
+    assert (r.d, r.d_lo, r.d_hi, r.d_lazy, r.d_score, r.d_out) == (6, 4, 12, 6, 4, 2)
+    assert (r.heartbeat_interval, r.history_length, r.history_gossip, r.gossip_factor) == (1.0, 5, 3, 0.25)
+    sc = p.score
+    assert (sc.gossip_threshold, sc.publish_threshold, sc.graylist_threshold) == (-10.0, -50.0, -80.0)
+    assert (sc.accept_px_threshold, sc.opportunistic_graft_threshold) == (1.0, 1.0)
+    # a null section means no pub-sub; null sub-sections mean their defaults
+    assert parse("name: x\npubsub:\n").pubsub is None
+    assert parse("name: x\npubsub:\n  router:\n  score:\n").pubsub == p
+    assert parse("name: x\npubsub: {topics: 3}\n").pubsub.topic_names() == ["topic-0", "topic-1", "topic-2"]
+
+
+def test_router_fields_are_gossip_config_fields():
+    config = [(f.name, f.default) for f in dataclasses.fields(GossipConfig)]
+    assert [(name, field.default) for name, field in Router.model_fields.items()] == config
+    router = parse("name: x\npubsub:\n  router: {d: 8, d_hi: 16, flood_publish: false}\n").pubsub.router
+    assert GossipConfig(**router.model_dump()) == GossipConfig(d=8, d_hi=16, flood_publish=False)
+
+
+def test_score_fields_are_score_config_fields():
+    config = {f.name: f.default for f in dataclasses.fields(ScoreConfig)}
+    for name, field in Score.model_fields.items():
+        assert name in config and field.default == config[name], name
+    score = parse("name: x\npubsub:\n  score: {gossip_threshold: -5}\n").pubsub.score
+    assert ScoreConfig(**score.model_dump()).gossip_threshold == -5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("router:\n    d: 5\n    d_lo: 6", "s.yaml:5: pubsub.router.d_lo: 6 exceeds d (5)"),
+        ("router:\n    d_hi: 5\n    d: 6", "s.yaml:4: pubsub.router.d_hi: 5 is below d (6)"),
+        ("router:\n    d_lo: 2\n    d_out: 2", "s.yaml:5: pubsub.router.d_out: 2 must be below d_lo (2)"),
+        (
+            "router:\n    d: 5\n    d_out: 3",
+            "s.yaml:5: pubsub.router.d_out: 3 exceeds half of d (5 // 2 = 2)",
+        ),
+        ("router:\n    d_score: 7", "s.yaml:4: pubsub.router.d_score: 7 exceeds d (6)"),
+        (
+            "router:\n    history_gossip: 6",
+            "s.yaml:4: pubsub.router.history_gossip: 6 exceeds history_length (5)",
+        ),
+        ("router:\n    d_lo: 0", "s.yaml:4: pubsub.router.d_lo: must be >= 1, got 0"),
+        ("router:\n    gossip_factor: 1.5", "s.yaml:4: pubsub.router.gossip_factor: must be <= 1, got 1.5"),
+        (
+            "score:\n    publish_threshold: -5",
+            "s.yaml:4: pubsub.score.publish_threshold: -5 exceeds gossip_threshold (-10)",
+        ),
+        (
+            "score:\n    graylist_threshold: -50",
+            "s.yaml:4: pubsub.score.graylist_threshold: -50 must be below publish_threshold (-50)",
+        ),
+        ("score:\n    gossip_threshold: 1", "s.yaml:4: pubsub.score.gossip_threshold: must be <= 0, got 1"),
+        (
+            "score:\n    accept_px_threshold: -1",
+            "s.yaml:4: pubsub.score.accept_px_threshold: must be >= 0, got -1",
+        ),
+        (
+            "score:\n    opportunistic_graft_threshold: -0.5",
+            "s.yaml:4: pubsub.score.opportunistic_graft_threshold: must be >= 0, got -0.5",
+        ),
+        ("peers: 5", "s.yaml:3: pubsub.peers: 5 is below router.d (6)"),
+        ("router: {d: 8, d_hi: 12}\n  peers: 7", "s.yaml:4: pubsub.peers: 7 is below router.d (8)"),
+        ("peers: 30\n  max_peers: 29", "s.yaml:4: pubsub.max_peers: 29 is below peers (30)"),
+        ("subscribers: 0", "s.yaml:3: pubsub.subscribers: must be > 0, got 0"),
+        ("publishers: 1.5", "s.yaml:3: pubsub.publishers: must be <= 1, got 1.5"),
+        ("attackers: 1", "s.yaml:3: pubsub.attackers: must be < 1, got 1"),
+        ("rate: 0", "s.yaml:3: pubsub.rate: must be > 0, got 0"),
+        ("topics: 0", "s.yaml:3: pubsub.topics: must be >= 1, got 0"),
+        ("message_size: 1048577", "s.yaml:3: pubsub.message_size: must be <= 1048576, got 1048577"),
+        ("arrivals: burst", "s.yaml:3: pubsub.arrivals: 'burst' is not one of poisson, periodic"),
+        ("discovery: mdns", "s.yaml:3: pubsub.discovery: 'mdns' is not one of dht, random"),
+        ("scoring: 1", "s.yaml:3: pubsub.scoring: expected true or false, got 1"),
+    ],
+)
+def test_pubsub_errors_name_the_field_and_line(text, expected):
+    assert only_error(f"name: x\npubsub:\n  {text}\n") == expected
+
+
+def test_pubsub_cross_field_errors_together():
+    lines = errors("""\
+        name: x
+        pubsub:
+          peers: 2
+          max_peers: 1
+          router:
+            d: 3
+            d_lo: 4
+            d_hi: 2
+            d_score: 5
+            history_gossip: 6
+            d_out: 1
+    """)
+    # peers and max_peers are judged only once the router section is valid on its own
+    assert lines == [
+        "s.yaml:7: pubsub.router.d_lo: 4 exceeds d (3)",
+        "s.yaml:8: pubsub.router.d_hi: 2 is below d (3)",
+        "s.yaml:9: pubsub.router.d_score: 5 exceeds d (3)",
+        "s.yaml:10: pubsub.router.history_gossip: 6 exceeds history_length (5)",
+    ]
+    assert errors("name: x\npubsub:\n  peers: 5\n  max_peers: 4\n") == [
+        "s.yaml:3: pubsub.peers: 5 is below router.d (6)",
+        "s.yaml:4: pubsub.max_peers: 4 is below peers (5)",
+    ]
+
+
+def test_pubsub_unknown_keys():
+    lines = errors("""\
+        name: x
+        pubsub:
+          topic: 3
+          router:
+            degree: 6
+          score:
+            gossip: -1
+    """)
+    assert lines[0].startswith("s.yaml:3: pubsub.topic: unknown field; expected one of: topics, subscribers,")
+    assert lines[1].startswith("s.yaml:5: pubsub.router.degree: unknown field; expected one of: d, d_lo, d_hi,")
+    assert lines[2] == (
+        "s.yaml:7: pubsub.score.gossip: unknown field; expected one of: gossip_threshold, publish_threshold, "
+        "graylist_threshold, accept_px_threshold, opportunistic_graft_threshold"
+    )
+    assert len(lines) == 3
+
+
+def test_network_and_measure_delivery_fields():
+    s = parse("name: x\nnetwork: {idle_timeout: 5}\nmeasure: {delivery_settle: 0, delivery_deadline: 60}\n")
+    assert (s.network.idle_timeout, s.measure.delivery_settle, s.measure.delivery_deadline) == (5, 0, 60)
+    assert errors("name: x\nnetwork: {idle_timeout: 0}\nmeasure: {delivery_settle: -1, delivery_deadline: 0}\n") == [
+        "s.yaml:2: network.idle_timeout: must be > 0, got 0",
+        "s.yaml:3: measure.delivery_deadline: must be > 0, got 0",
+        "s.yaml:3: measure.delivery_settle: must be >= 0, got -1",
+    ]
+
+
+def test_delivery_criteria():
+    s = parse("name: x\npubsub: {}\ncriteria:\n  delivery_rate:\n  delivery_p99: {target: 2}\n")
+    assert {k: c.target for k, c in s.criteria.items()} == {"delivery_rate": 0.999, "delivery_p99": 2}
+    assert DEFAULT_TARGETS["delivery_rate"] == 0.999 and DEFAULT_TARGETS["delivery_p99"] == 1.0
+    assert errors("name: x\ncriteria:\n  delivery_rate:\n  delivery_p99: {}\n") == [
+        "s.yaml:3: criteria.delivery_rate: needs a pubsub section",
+        "s.yaml:4: criteria.delivery_p99: needs a pubsub section",
+    ]
+    assert only_error("name: x\npubsub: {}\ncriteria:\n  delivery_rate: {target: 1.5}\n") == (
+        "s.yaml:4: criteria.delivery_rate.target: 1.5 is a share and must be in (0, 1]"
+    )
+    assert only_error("name: x\npubsub: {}\ncriteria:\n  delivery_p99: {target: 0}\n") == (
+        "s.yaml:4: criteria.delivery_p99.target: 0 must be > 0"
+    )
+
+
+def test_pubsub_to_dict_round_trips():
+    s = parse("name: x\npubsub: {topics: 2, router: {d: 8}, score: {gossip_threshold: -1}}\n")
+    d = s.to_dict()
+    assert d["pubsub"]["router"]["d"] == 8 and d["pubsub"]["score"]["gossip_threshold"] == -1
+    assert Scenario.model_validate(json.loads(json.dumps(d))).to_dict() == d
+    assert parse("name: x\n").to_dict()["pubsub"] is None
+
+
+def _fake_runs(monkeypatch):
+    """Make sim.cli's sweep loop record its points instead of simulating them."""
+    from sim import cli
+
+    ran = []
+
+    def run_once(scenario, run_dir, console, label=""):
+        ran.append((run_dir.name, scenario.nodes.count, scenario.pubsub and scenario.pubsub.scoring, label))
+        return {"wall_seconds": 1.0}
+
+    monkeypatch.setattr(cli, "run_once", run_once)
+    monkeypatch.setattr(cli, "_report", lambda run_dir, console: None)
+    return cli, ran
+
+
+def test_cli_sweep_manifest_over_nodes_and_scoring(tmp_path, monkeypatch):
+    cli, ran = _fake_runs(monkeypatch)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: ps\npubsub: {}\nsweep: {nodes: [10, 20], scoring: [true, false]}\n")
+    assert cli.main([str(path), "--out", str(tmp_path / "out")]) == 0
+    assert ran == [
+        ("n10-scoring-on", 10, True, "ps [10, scoring on]"),
+        ("n10-scoring-off", 10, False, "ps [10, scoring off]"),
+        ("n20-scoring-on", 20, True, "ps [20, scoring on]"),
+        ("n20-scoring-off", 20, False, "ps [20, scoring off]"),
+    ]
+    (run_dir,) = (tmp_path / "out").iterdir()
+    sweep = json.loads((run_dir / "manifest.json").read_text())["sweep"]
+    assert sweep[1] == {
+        "nodes": 10,
+        "scoring": False,
+        "label": "ps [10, scoring off]",
+        "dir": "n10-scoring-off",
+        "perf": {"wall_seconds": 1.0},
+    }
+    assert [p["dir"] for p in sweep] == [name for name, *_ in ran]
+
+
+def test_cli_sweep_manifest_over_nodes_only(tmp_path, monkeypatch):
+    cli, ran = _fake_runs(monkeypatch)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: plain\nsweep: {nodes: [10, 20]}\n")
+    assert cli.main([str(path), "--out", str(tmp_path / "out")]) == 0
+    (run_dir,) = (tmp_path / "out").iterdir()
+    sweep = json.loads((run_dir / "manifest.json").read_text())["sweep"]
+    assert [(p["nodes"], p["scoring"], p["label"], p["dir"]) for p in sweep] == [
+        (10, None, "plain [10]", "n10"),
+        (20, None, "plain [20]", "n20"),
+    ]
+    # --nodes on a sweep scenario is a single run
+    ran.clear()
+    assert cli.main([str(path), "--nodes", "15", "--out", str(tmp_path / "single")]) == 0
+    assert [(n, label) for _, n, _, label in ran] == [(15, "")]
 
 
 # ---- overrides, with_nodes, to_dict ------------------------------------------------------------
@@ -525,6 +843,7 @@ def test_to_dict_is_json_and_stable(name):
         "dht",
         "churn",
         "workload",
+        "pubsub",
         "measure",
         "criteria",
         "sweep",
