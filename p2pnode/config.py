@@ -106,6 +106,14 @@ class TopicScoreParams:
     invalid_message_deliveries_weight: float = -20.0  # P4: two invalid messages -> -80 (graylisted)
     invalid_message_deliveries_decay: float = 0.99
 
+    def __post_init__(self) -> None:
+        # The signs the spec prescribes; the router's shortcut for peers with no penalties relies on them.
+        if min(self.time_in_mesh_weight, self.first_message_deliveries_weight, self.topic_weight) < 0:
+            raise ValueError("topic_weight and the P1 and P2 weights must not be negative")
+        if max(self.mesh_message_deliveries_weight, self.mesh_failure_penalty_weight,
+               self.invalid_message_deliveries_weight) > 0:
+            raise ValueError("the P3, P3b and P4 weights must not be positive")
+
     @classmethod
     def for_rate(cls, messages_per_second: float) -> TopicScoreParams:
         """P3 sized for a topic carrying ``messages_per_second``: an honest mesh peer's decayed delivery
@@ -146,6 +154,8 @@ class ScoreConfig:
             raise ValueError("score thresholds must satisfy graylist < publish <= gossip <= 0")
         if self.accept_px_threshold < 0 or self.opportunistic_graft_threshold < 0:
             raise ValueError("accept_px and opportunistic_graft thresholds must not be negative")
+        if self.ip_colocation_factor_weight > 0 or self.behaviour_penalty_weight > 0:
+            raise ValueError("the P6 and P7 weights must not be positive")
 
     def topic(self, name: str) -> TopicScoreParams:
         for topic, params in self.topics:

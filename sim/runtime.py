@@ -66,6 +66,7 @@ class SimNetwork:
         self.index: dict[bytes, int] = {}       # peer-ID bytes -> node index (bytes hash in C, cached)
         self.refuses: list[bool] = []          # down after a graceful exit: dials fail fast, no timeout
         self.conns: list[dict[int, None]] = []  # open connections per node (ordered, for determinism)
+        self.handshakes: dict[tuple[int, int], _Call] = {}  # (dialer, listener) -> the dialer's "opened"
         self.idle_timeout = idle_timeout
         # Pub-sub traffic: bytes of published-message copies, the rest of the RPCs, copies, RPCs.
         self.pubsub_data_bytes = 0
@@ -99,8 +100,8 @@ class SimNetwork:
         if message is not self._last_sized:
             self._last_sized = message
             if kind is RPC:
-                data, _ = pubsub_codec.sizes(message)
-                self._last_size = size = pubsub_codec.framed_size(message)
+                data, rest = pubsub_codec.sizes(message)
+                self._last_size = size = data + rest + codec._varint_len(data + rest)
                 self._last_split = (data, size - data)
             elif kind is reqresp.AppRequest or kind is reqresp.AppResponse:
                 size = reqresp.encoded_size(message)
@@ -166,6 +167,11 @@ class SimNetwork:
     def _deliver_oneway(self, src: int, dst: int, message: Any) -> None:
         handler = self.handlers[dst]
         if handler is not None:
+            if self.handshakes and (dst, src) in self.handshakes:
+                # The listener's first message overtook the end of the dialer's handshake (jitter); a
+                # transport hands nothing over before the connection is up, so the dialer learns of it now.
+                self.handshakes.pop((dst, src)).cancel()
+                self._opened(dst, src)
             handler.handle_request(self.infos[src], message)
 
     # ---- connections -----------------------------------------------------------------------------
@@ -190,9 +196,10 @@ class SimNetwork:
             return
         self.conns[src][dst] = None
         self.conns[dst][src] = None
-        _Call(self.env, self.latency.one_way(dst, src), self._opened, (src, dst))
+        self.handshakes[src, dst] = _Call(self.env, self.latency.one_way(dst, src), self._opened, (src, dst))
 
     def _opened(self, src: int, dst: int) -> None:
+        self.handshakes.pop((src, dst), None)
         dialer = self.handlers[src]
         if dialer is None:
             return

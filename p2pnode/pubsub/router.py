@@ -90,6 +90,7 @@ class GossipSub:
         self.peer_have: dict[PeerInfo, int] = {}         # IHAVEs received this heartbeat
         self.iasked: dict[PeerInfo, int] = {}            # message IDs asked for this heartbeat
         self._scores: dict[PeerInfo, float] = {}         # this heartbeat's scores
+        self._clean: set[PeerInfo] = set()               # this heartbeat's peers with no penalty
         self._seqno = 0
         self._timer: Timer | None = None
         self.ticks = 0
@@ -136,6 +137,7 @@ class GossipSub:
         self.peer_have.pop(peer, None)
         self.iasked.pop(peer, None)
         self._scores.pop(peer, None)
+        self._clean.discard(peer)
         if self.score is not None:
             self.score.remove_peer(peer)
 
@@ -176,7 +178,7 @@ class GossipSub:
         members = self.topics.get(topic, ())
         if self.config.flood_publish:
             threshold = self.score_config.publish_threshold
-            targets = [p for p in members if self._score(p) >= threshold]
+            targets = [p for p in members if self._passes(p, threshold)]
         else:
             targets = list(self._mesh_or_fanout(topic))
         rpc = RPC(publish=(message,))
@@ -191,7 +193,7 @@ class GossipSub:
     def handle_rpc(self, src: PeerInfo, rpc: RPC) -> None:
         if src not in self.peers:
             return  # not (or no longer) connected
-        if self.score is not None and self._score(src) < self.score_config.graylist_threshold:
+        if self.score is not None and not self._passes(src, self.score_config.graylist_threshold):
             return
         for sub in rpc.subscriptions:
             self._on_subscription(src, sub)
@@ -217,6 +219,8 @@ class GossipSub:
             fanout.discard(src)
 
     def _on_message(self, src: PeerInfo, message: Message) -> None:
+        if message.topic not in self.subscriptions:
+            return  # not our topic: neither delivered nor relayed (as go-libp2p does)
         self.received += 1
         mid = self.message_id(message)
         if mid in self.seen:
@@ -254,10 +258,12 @@ class GossipSub:
         """Send a newly received message on to the topic's mesh (or fanout), except back to its sender
         or its publisher."""
         source = message.source
+        sender = src.peer_id.raw
         rpc = RPC(publish=(message,))
         send = self.runtime.send
         for peer in self._mesh_or_fanout(message.topic):
-            if peer is not src and peer.peer_id.raw != source:
+            raw = peer.peer_id.raw
+            if raw != sender and raw != source:
                 send(peer, rpc)
 
     def _on_control(self, src: PeerInfo, control: Control) -> None:
@@ -272,7 +278,7 @@ class GossipSub:
 
     def _on_ihave(self, src: PeerInfo, ihaves: tuple[IHave, ...]) -> tuple[IWant, ...]:
         config = self.config
-        if self._score(src) < self.score_config.gossip_threshold:
+        if not self._passes(src, self.score_config.gossip_threshold):
             return ()
         have = self.peer_have.get(src, 0) + 1
         self.peer_have[src] = have
@@ -301,7 +307,7 @@ class GossipSub:
         return (IWant(tuple(wanted)),)
 
     def _on_iwant(self, src: PeerInfo, iwants: tuple[IWant, ...]) -> tuple[Message, ...]:
-        if self._score(src) < self.score_config.gossip_threshold:
+        if not self._passes(src, self.score_config.gossip_threshold):
             return ()
         out: dict[bytes, Message] = {}
         limit = self.config.gossip_retransmission
@@ -320,8 +326,8 @@ class GossipSub:
             topic = graft.topic
             mesh = self.mesh.get(topic)
             if mesh is None:
-                # Not our topic: refuse, without peer exchange (that would leak our peers to a prober).
-                prunes.append(self._prune(src, topic, config.prune_backoff, px=False))
+                # Not our topic: ignored, as the v1.1 spam protection asks (answering would let a prober
+                # learn which topics we are in).
                 continue
             if src in mesh:
                 continue
@@ -335,7 +341,7 @@ class GossipSub:
                 self._add_backoff(topic, src, config.prune_backoff)
                 prunes.append(self._prune(src, topic, config.prune_backoff, px=False))
                 continue
-            if self._score(src) < 0:
+            if not self._passes(src, 0.0):
                 self._add_backoff(topic, src, config.prune_backoff)
                 prunes.append(self._prune(src, topic, config.prune_backoff, px=False))
                 continue
@@ -358,7 +364,7 @@ class GossipSub:
                 self.score.prune(src, topic)
         self._add_backoff(topic, src, self.config.prune_backoff if prune.backoff is None else prune.backoff)
         if prune.peers and self.connect is not None:
-            if self._score(src) < self.score_config.accept_px_threshold:
+            if self.score is not None and not self._passes(src, self.score_config.accept_px_threshold):
                 return
             peers = list(prune.peers)
             self.rng.shuffle(peers)
@@ -378,6 +384,7 @@ class GossipSub:
         self._timer = self.runtime.call_later(self.config.heartbeat_interval, self._heartbeat)
         self.ticks += 1
         self._scores.clear()
+        self._clean.clear()
         now = self.runtime.now()
         control: dict[PeerInfo, dict[str, list]] = {}
         for topic, mesh in self.mesh.items():
@@ -389,10 +396,17 @@ class GossipSub:
         for topic, fanout in self.fanout.items():
             self._emit_gossip(topic, fanout, control)
         send = self.runtime.send
+        shared: dict[tuple[IHave, ...], RPC] = {}  # peers that get only the same IHAVEs share one RPC
         for peer, parts in control.items():
-            send(peer, RPC(control=Control(ihave=tuple(parts.get("ihave", ())),
-                                           graft=tuple(parts.get("graft", ())),
-                                           prune=tuple(parts.get("prune", ())))))
+            ihave = tuple(parts.get("ihave", ()))
+            if len(parts) == 1 and ihave:
+                rpc = shared.get(ihave)
+                if rpc is None:
+                    rpc = shared[ihave] = RPC(control=Control(ihave=ihave))
+            else:
+                rpc = RPC(control=Control(ihave=ihave, graft=tuple(parts.get("graft", ())),
+                                          prune=tuple(parts.get("prune", ()))))
+            send(peer, rpc)
         self.mcache.shift()
         self.peer_have.clear()
         self.iasked.clear()
@@ -402,35 +416,36 @@ class GossipSub:
     def _maintain_mesh(self, topic: str, mesh: set[PeerInfo], control: dict) -> None:
         config = self.config
         score = self._score
+        passes = self._passes
         if self.score is not None:
-            for peer in [p for p in mesh if score(p) < 0]:
-                self._prune_from_mesh(topic, mesh, peer, control)
+            for peer in [p for p in mesh if not passes(p, 0.0)]:
+                self._prune_from_mesh(topic, mesh, peer, control, px=False)  # no PX below zero (v1.1)
         if len(mesh) < config.d_lo:
-            for peer in self._candidates(topic, mesh, config.d - len(mesh), lambda p: score(p) >= 0):
+            for peer in self._candidates(topic, mesh, config.d - len(mesh), lambda p: passes(p, 0.0)):
                 self._graft(topic, mesh, peer, control)
         elif len(mesh) > config.d_hi:
+            # Keep the d_score best-scoring peers and random others up to d, with at least d_out
+            # outbound peers: outbound peers are moved to the front, displacing the last kept ones.
             ranked = list(mesh)
             self.rng.shuffle(ranked)
-            ranked.sort(key=score, reverse=True)
-            keep, rest = ranked[: config.d_score], ranked[config.d_score:]
+            ranked.sort(key=self._score, reverse=True)
+            rest = ranked[config.d_score:]
             self.rng.shuffle(rest)
-            outbound = sum(self.peers.get(p, False) for p in keep)
-            if outbound < config.d_out:
-                # Move outbound peers to the front of the rest so that d_out of them stay.
-                rest.sort(key=lambda p: not self.peers.get(p, False))
-            keep += rest[: config.d - config.d_score]
-            kept_out = sum(self.peers.get(p, False) for p in keep)
-            if kept_out < config.d_out:
-                extra = [p for p in rest[config.d - config.d_score:] if self.peers.get(p, False)]
-                keep += extra[: config.d_out - kept_out]
-            for peer in ranked:
-                if peer not in keep:
-                    self._prune_from_mesh(topic, mesh, peer, control)
+            ranked[config.d_score:] = rest
+            outbound = self.peers
+            have = sum(outbound.get(p, False) for p in ranked[: config.d])
+            if have < config.d_out:
+                front = [p for p in ranked[: config.d] if outbound.get(p, False)]
+                front += [p for p in ranked[config.d:] if outbound.get(p, False)][: config.d_out - have]
+                chosen = set(front)
+                ranked = front + [p for p in ranked if p not in chosen]
+            for peer in ranked[config.d:]:
+                self._prune_from_mesh(topic, mesh, peer, control)
         if len(mesh) >= config.d_lo:
             outbound = sum(self.peers.get(p, False) for p in mesh)
             if outbound < config.d_out:
                 def wanted(p: PeerInfo) -> bool:
-                    return self.peers.get(p, False) and score(p) >= 0
+                    return self.peers.get(p, False) and passes(p, 0.0)
                 for peer in self._candidates(topic, mesh, config.d_out - outbound, wanted):
                     self._graft(topic, mesh, peer, control)
         if self.score is not None and self.ticks % config.opportunistic_graft_ticks == 0 and len(mesh) > 1:
@@ -449,11 +464,11 @@ class GossipSub:
         fanout = self.fanout[topic]
         members = self.topics.get(topic, set())
         threshold = self.score_config.publish_threshold
-        for peer in [p for p in fanout if p not in members or self._score(p) < threshold]:
+        for peer in [p for p in fanout if p not in members or not self._passes(p, threshold)]:
             fanout.discard(peer)
         if len(fanout) < self.config.d:
             fanout.update(self._candidates(topic, fanout, self.config.d - len(fanout),
-                                           lambda p: self._score(p) >= threshold, check_backoff=False))
+                                           lambda p: self._passes(p, threshold), check_backoff=False))
 
     def _emit_gossip(self, topic: str, exclude: set[PeerInfo], control: dict) -> None:
         mids = self.mcache.gossip_ids(topic)
@@ -463,13 +478,29 @@ class GossipSub:
         if len(mids) > config.max_ihave_length:
             self.rng.shuffle(mids)
             del mids[config.max_ihave_length:]
-        threshold = self.score_config.gossip_threshold
-        eligible = [p for p in self.topics.get(topic, ()) if p not in exclude and self._score(p) >= threshold]
-        count = max(config.d_lazy, int(config.gossip_factor * len(eligible)))
-        if len(eligible) > count:
-            eligible = self.rng.sample(eligible, count)
+        # The gossip targets: max(d_lazy, gossip_factor * candidates) random peers outside the mesh whose
+        # score reaches the gossip threshold. Peers are drawn in random order and scored only until
+        # enough pass: the target is sized from all candidates, which differs from sizing it from those
+        # that pass only when some fail, and spares scoring every peer every heartbeat.
+        candidates = [p for p in self.topics.get(topic, ()) if p not in exclude]
+        count = max(config.d_lazy, int(config.gossip_factor * len(candidates)))
+        chosen = self.rng.sample(candidates, count) if len(candidates) > count else candidates
+        if self.score is not None:
+            threshold = self.score_config.gossip_threshold
+            passed = [p for p in chosen if self._passes(p, threshold)]
+            if len(passed) < len(chosen) and len(candidates) > count:
+                # Replace the peers that failed with others, in random order, while any are left.
+                taken = set(chosen)
+                rest = [p for p in candidates if p not in taken]
+                self.rng.shuffle(rest)
+                for peer in rest:
+                    if len(passed) == count:
+                        break
+                    if self._passes(peer, threshold):
+                        passed.append(peer)
+            chosen = passed
         ihave = IHave(topic, tuple(mids))
-        for peer in eligible:
+        for peer in chosen:
             control.setdefault(peer, {}).setdefault("ihave", []).append(ihave)
 
     def _apply_broken_promises(self, now: float) -> None:
@@ -511,6 +542,23 @@ class GossipSub:
 
     # ---- helpers ---------------------------------------------------------------------------------
 
+    def _passes(self, peer: PeerInfo, threshold: float) -> bool:
+        """score(peer) >= threshold; for thresholds at or below zero a peer with no penalty passes
+        without its score being computed."""
+        score = self.score
+        if score is None:
+            return threshold <= 0
+        value = self._scores.get(peer)
+        if value is not None:
+            return value >= threshold
+        if threshold <= 0:
+            if peer in self._clean:
+                return True
+            if score.surely_nonnegative(peer, self.runtime.now()):
+                self._clean.add(peer)
+                return True
+        return self._score(peer) >= threshold
+
     def _score(self, peer: PeerInfo) -> float:
         if self.score is None:
             return 0.0
@@ -540,7 +588,7 @@ class GossipSub:
         fanout = self.fanout.get(topic)
         if not fanout:
             threshold = self.score_config.publish_threshold
-            fanout = set(self._candidates(topic, set(), self.config.d, lambda p: self._score(p) >= threshold,
+            fanout = set(self._candidates(topic, set(), self.config.d, lambda p: self._passes(p, threshold),
                                           check_backoff=False))
             if not fanout:
                 return fanout
@@ -557,9 +605,9 @@ class GossipSub:
         now = self.runtime.now()
         backoff = self.backoff.get(topic, {})
         for peer in fanout:
-            if len(mesh) < self.config.d and backoff.get(peer, 0.0) <= now and self._score(peer) >= 0:
+            if len(mesh) < self.config.d and backoff.get(peer, 0.0) <= now and self._passes(peer, 0.0):
                 mesh.add(peer)
-        mesh.update(self._candidates(topic, mesh, self.config.d - len(mesh), lambda p: self._score(p) >= 0))
+        mesh.update(self._candidates(topic, mesh, self.config.d - len(mesh), lambda p: self._passes(p, 0.0)))
         self.mesh[topic] = mesh
         graft = RPC(control=Control(graft=(Graft(topic),)))
         for peer in mesh:
@@ -578,18 +626,19 @@ class GossipSub:
             self.score.graft(peer, topic)
         control.setdefault(peer, {}).setdefault("graft", []).append(Graft(topic))
 
-    def _prune_from_mesh(self, topic: str, mesh: set[PeerInfo], peer: PeerInfo, control: dict) -> None:
+    def _prune_from_mesh(self, topic: str, mesh: set[PeerInfo], peer: PeerInfo, control: dict,
+                         px: bool = True) -> None:
         mesh.discard(peer)
         if self.score is not None:
             self.score.prune(peer, topic)
         self._add_backoff(topic, peer, self.config.prune_backoff)
         control.setdefault(peer, {}).setdefault("prune", []).append(
-            self._prune(peer, topic, self.config.prune_backoff))
+            self._prune(peer, topic, self.config.prune_backoff, px=px))
 
     def _prune(self, peer: PeerInfo, topic: str, backoff: float, px: bool = True) -> Prune:
         offered: tuple[PeerExchange, ...] = ()
         if px and self.config.prune_peers > 0:
-            pool = [p for p in self.topics.get(topic, ()) if p != peer and self._score(p) >= 0]
+            pool = [p for p in self.topics.get(topic, ()) if p != peer and self._passes(p, 0.0)]
             if len(pool) > self.config.prune_peers:
                 pool = self.rng.sample(pool, self.config.prune_peers)
             offered = tuple(PeerExchange(p.peer_id.raw) for p in pool)

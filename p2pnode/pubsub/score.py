@@ -69,7 +69,7 @@ class PeerScore:
         if stats is None:
             stats = self.peers[peer] = PeerStats(ip, self._tick())
         else:  # reconnected within the retention time: the old counters still apply
-            self._decay(stats)
+            self._decay(stats, self._tick())
             stats.connected = True
         if ip is not None:
             stats.ip = ip
@@ -151,47 +151,77 @@ class PeerScore:
     # ---- the score -------------------------------------------------------------------------------
 
     def score(self, peer: Any) -> float:
-        stats = self._stats(peer)
+        stats = self.peers.get(peer)
         if stats is None:
             return 0.0
         now = self.now()
+        tick = int(now / self.config.decay_interval)
+        if tick != stats.decayed_at:
+            self._decay(stats, tick)
         config = self.config
         total = 0.0
         for topic, ts in stats.topics.items():
-            p = self.params(topic)
+            p = self._params.get(topic) or self.params(topic)
             value = ts.first_deliveries * p.first_message_deliveries_weight
             if ts.in_mesh:
                 in_mesh = now - ts.graft_time
-                value += min(in_mesh / p.time_in_mesh_quantum, p.time_in_mesh_cap) * p.time_in_mesh_weight
+                # Whole quanta, as go-libp2p counts them (Duration division).
+                value += min(in_mesh // p.time_in_mesh_quantum, p.time_in_mesh_cap) * p.time_in_mesh_weight
                 if in_mesh >= p.mesh_message_deliveries_activation:
                     deficit = p.mesh_message_deliveries_threshold - ts.mesh_deliveries
                     if deficit > 0:
                         value += deficit * deficit * p.mesh_message_deliveries_weight
-            value += ts.mesh_failure * p.mesh_failure_penalty_weight
-            value += ts.invalid * ts.invalid * p.invalid_message_deliveries_weight
+            if ts.mesh_failure:
+                value += ts.mesh_failure * p.mesh_failure_penalty_weight
+            if ts.invalid:
+                value += ts.invalid * ts.invalid * p.invalid_message_deliveries_weight
             total += value * p.topic_weight
         if 0 < config.topic_score_cap < total:
             total = config.topic_score_cap
-        total += stats.app_score * config.app_specific_weight
+        if stats.app_score:
+            total += stats.app_score * config.app_specific_weight
         if stats.ip is not None:
             excess = len(self.by_ip.get(stats.ip, ())) - config.ip_colocation_factor_threshold
             if excess > 0:
                 total += excess * excess * config.ip_colocation_factor_weight
-        excess = stats.behaviour_penalty - config.behaviour_penalty_threshold
-        if excess > 0:
-            total += excess * excess * config.behaviour_penalty_weight
+        if stats.behaviour_penalty:
+            excess = stats.behaviour_penalty - config.behaviour_penalty_threshold
+            if excess > 0:
+                total += excess * excess * config.behaviour_penalty_weight
         return total
 
-    # ---- internals -------------------------------------------------------------------------------
+    def surely_nonnegative(self, peer: Any, now: float) -> bool:
+        """True when none of the peer's negative components (P3, P3b, P4, P5 < 0, P6, P7) can be non-zero,
+        so its score is at least 0 without computing it. Undecayed counters only overstate penalties, so
+        a False is merely "compute it"; the sign rules of the weights (checked by the config) make a True
+        exact."""
+        stats = self.peers.get(peer)
+        if stats is None:
+            return True
+        config = self.config
+        if stats.behaviour_penalty > config.behaviour_penalty_threshold or stats.app_score < 0:
+            return False
+        if stats.ip is not None and len(self.by_ip.get(stats.ip, ())) > config.ip_colocation_factor_threshold:
+            return False
+        for topic, ts in stats.topics.items():
+            if ts.mesh_failure or ts.invalid:
+                return False
+            if ts.in_mesh and now - ts.graft_time >= self.params(topic).mesh_message_deliveries_activation:
+                return False
+        return True
 
-    def _tick(self) -> int:
-        return int(self.now() / self.config.decay_interval)
+    # ---- internals -------------------------------------------------------------------------------
 
     def _stats(self, peer: Any) -> PeerStats | None:
         stats = self.peers.get(peer)
         if stats is not None:
-            self._decay(stats)
+            tick = int(self.now() / self.config.decay_interval)
+            if tick != stats.decayed_at:
+                self._decay(stats, tick)
         return stats
+
+    def _tick(self) -> int:
+        return int(self.now() / self.config.decay_interval)
 
     def _topic(self, peer: Any, topic: str) -> TopicStats | None:
         stats = self._stats(peer)
@@ -210,24 +240,26 @@ class PeerScore:
                 ts.mesh_failure += deficit * deficit
         ts.in_mesh = False
 
-    def _decay(self, stats: PeerStats) -> None:
-        tick = self._tick()
+    def _decay(self, stats: PeerStats, tick: int) -> None:
         n = tick - stats.decayed_at
+        stats.decayed_at = tick
         if n <= 0:
             return
-        stats.decayed_at = tick
         floor = self.config.decay_to_zero
         for topic, ts in stats.topics.items():
             p = self.params(topic)
-            ts.first_deliveries = _decayed(ts.first_deliveries, p.first_message_deliveries_decay, n, floor)
-            ts.mesh_deliveries = _decayed(ts.mesh_deliveries, p.mesh_message_deliveries_decay, n, floor)
-            ts.mesh_failure = _decayed(ts.mesh_failure, p.mesh_failure_penalty_decay, n, floor)
-            ts.invalid = _decayed(ts.invalid, p.invalid_message_deliveries_decay, n, floor)
-        stats.behaviour_penalty = _decayed(stats.behaviour_penalty, self.config.behaviour_penalty_decay, n, floor)
+            if ts.first_deliveries:
+                ts.first_deliveries = _decayed(ts.first_deliveries, p.first_message_deliveries_decay, n, floor)
+            if ts.mesh_deliveries:
+                ts.mesh_deliveries = _decayed(ts.mesh_deliveries, p.mesh_message_deliveries_decay, n, floor)
+            if ts.mesh_failure:
+                ts.mesh_failure = _decayed(ts.mesh_failure, p.mesh_failure_penalty_decay, n, floor)
+            if ts.invalid:
+                ts.invalid = _decayed(ts.invalid, p.invalid_message_deliveries_decay, n, floor)
+        if stats.behaviour_penalty:
+            stats.behaviour_penalty = _decayed(stats.behaviour_penalty, self.config.behaviour_penalty_decay, n, floor)
 
 
 def _decayed(value: float, decay: float, intervals: int, floor: float) -> float:
-    if value == 0.0:
-        return 0.0
     value *= decay**intervals
     return 0.0 if value < floor else value
