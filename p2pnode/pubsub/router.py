@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 from p2pnode.config import GossipConfig, ScoreConfig
 from p2pnode.identity import IdentityError, Keypair, PeerId, verify
