@@ -24,7 +24,9 @@ from p2pnode.pubsub.messages import RPC, Message
 from p2pnode.pubsub.router import GossipSub
 from p2pnode.reqresp import AppRequest, AppResponse
 
-CONNECTION_CHECK_INTERVAL = 1.0  # seconds between checks that enough pub-sub connections are open
+# After a connection closes or a dial fails, the host checks this much later whether it should dial
+# more, and keeps checking at this interval while it is below its target.
+CONNECTION_CHECK_INTERVAL = 1.0
 
 
 class Host:
@@ -108,17 +110,24 @@ class Host:
     def connection_closed(self, peer: PeerInfo) -> None:
         if self.connections.pop(peer, None) is not None and self.pubsub is not None:
             self.pubsub.remove_peer(peer)
+            self._check_soon()
 
     def dial_failed(self, peer: PeerInfo) -> None:
         self.dialing.discard(peer)
+        self._check_soon()
+
+    def _check_soon(self) -> None:
+        if self._timer is None and self.running and self.pubsub is not None:
+            self._timer = self.runtime.call_later(CONNECTION_CHECK_INTERVAL, self._check_connections)
 
     def _check_connections(self) -> None:
+        self._timer = None
         if not self.running:
             return
-        self._timer = self.runtime.call_later(CONNECTION_CHECK_INTERVAL, self._check_connections)
         wanted = self.target_peers - len(self.connections) - len(self.dialing)
         if wanted <= 0:
             return
+        self._check_soon()  # until the dials below have brought the host to its target
         pool = [p for p in self._candidates() if p not in self.connections and p not in self.dialing]
         if len(pool) > wanted:
             pool = self.runtime.rng.sample(pool, wanted)

@@ -227,11 +227,11 @@ class GossipSub:
                 self.promises.pop(mid, None)
             if self.score is not None:
                 recent = self.recent.get(mid)
-                if recent is not None and src not in recent[2]:
-                    first, topic, senders = recent
-                    senders.add(src)
-                    if self.runtime.now() - first <= self.score.params(topic).mesh_message_deliveries_window:
-                        self.score.near_first_delivery(src, topic)
+                if recent is not None:
+                    senders = recent[2]
+                    if src not in senders:
+                        senders.add(src)
+                        self.score.near_first_delivery(src, recent[1], recent[0])
             return
         if not signature_ok(message):
             self.invalid += 1
@@ -481,7 +481,7 @@ class GossipSub:
         # score reaches the gossip threshold. Peers are drawn in random order and scored only until
         # enough pass: the target is sized from all candidates, which differs from sizing it from those
         # that pass only when some fail, and spares scoring every peer every heartbeat.
-        candidates = [p for p in self.topics.get(topic, ()) if p not in exclude]
+        candidates = list(self.topics.get(topic, set()) - exclude)
         count = max(config.d_lazy, int(config.gossip_factor * len(candidates)))
         chosen = self.rng.sample(candidates, count) if len(candidates) > count else candidates
         if self.score is not None:
@@ -523,7 +523,7 @@ class GossipSub:
                 break
             del seen[mid]
         if self.recent:
-            window = max(self.score.params(t).mesh_message_deliveries_window for _, t, _ in self.recent.values())
+            window = self.score.longest_window()
             while self.recent:
                 mid = next(iter(self.recent))
                 if self.recent[mid][0] >= now - window:

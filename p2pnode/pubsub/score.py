@@ -62,6 +62,10 @@ class PeerScore:
             params = self._params[topic] = self.config.topic(topic)
         return params
 
+    def longest_window(self) -> float:
+        """The longest P3 delivery window of the topics seen so far."""
+        return max((p.mesh_message_deliveries_window for p in self._params.values()), default=0.0)
+
     # ---- membership ------------------------------------------------------------------------------
 
     def add_peer(self, peer: Any, ip: str | None = None) -> None:
@@ -127,11 +131,23 @@ class PeerScore:
         if ts.in_mesh:
             ts.mesh_deliveries = min(ts.mesh_deliveries + 1, params.mesh_message_deliveries_cap)
 
-    def near_first_delivery(self, peer: Any, topic: str) -> None:
-        """A mesh peer's copy of a message that arrived within the delivery window of the first copy."""
-        ts = self._topic(peer, topic)
-        if ts is not None and ts.in_mesh:
-            ts.mesh_deliveries = min(ts.mesh_deliveries + 1, self.params(topic).mesh_message_deliveries_cap)
+    def near_first_delivery(self, peer: Any, topic: str, first_seen: float) -> None:
+        """A copy of a message first seen at ``first_seen``: it counts for a mesh peer (P3) if it came
+        within the topic's delivery window."""
+        stats = self.peers.get(peer)
+        if stats is None:
+            return
+        ts = stats.topics.get(topic)
+        if ts is None or not ts.in_mesh:
+            return
+        p = self.params(topic)
+        now = self.now()
+        if now - first_seen > p.mesh_message_deliveries_window:
+            return
+        tick = int(now / self.config.decay_interval)
+        if tick != stats.decayed_at:
+            self._decay(stats, tick)
+        ts.mesh_deliveries = min(ts.mesh_deliveries + 1, p.mesh_message_deliveries_cap)
 
     def invalid_delivery(self, peer: Any, topic: str) -> None:
         ts = self._topic(peer, topic)
@@ -203,11 +219,17 @@ class PeerScore:
             return False
         if stats.ip is not None and len(self.by_ip.get(stats.ip, ())) > config.ip_colocation_factor_threshold:
             return False
+        intervals = int(now / config.decay_interval) - stats.decayed_at
         for topic, ts in stats.topics.items():
             if ts.mesh_failure or ts.invalid:
                 return False
-            if ts.in_mesh and now - ts.graft_time >= self.params(topic).mesh_message_deliveries_activation:
-                return False
+            if ts.in_mesh:
+                p = self._params.get(topic) or self.params(topic)
+                if now - ts.graft_time >= p.mesh_message_deliveries_activation:
+                    # P3 applies: is the decayed delivery count still at the threshold?
+                    deliveries = ts.mesh_deliveries * p.mesh_message_deliveries_decay**intervals
+                    if deliveries < config.decay_to_zero or deliveries < p.mesh_message_deliveries_threshold:
+                        return False
         return True
 
     # ---- internals -------------------------------------------------------------------------------

@@ -118,10 +118,12 @@ def test_p3_no_penalty_at_or_above_threshold():
 def test_p3_counts_near_first_deliveries_only_in_the_mesh():
     score, clock = scorer(P3)
     score.add_peer("p")
-    score.near_first_delivery("p", T)  # not in the mesh: ignored
+    score.near_first_delivery("p", T, 0.0)  # not in the mesh: ignored
     score.graft("p", T)
-    score.near_first_delivery("p", T)
-    score.near_first_delivery("p", T)
+    score.near_first_delivery("p", T, 0.0)
+    score.near_first_delivery("p", T, 0.0)
+    clock.t = 5.0
+    score.near_first_delivery("p", T, 0.0)  # outside the 2 s window of the first copy: ignored
     clock.t = 10.0
     assert score.score("p") == pytest.approx((2.5 - 2 * 0.9**10) ** 2 * -2.0)
     assert score.peers["p"].topics[T].mesh_deliveries == pytest.approx(2 * 0.9**10)  # decayed when read
@@ -303,9 +305,9 @@ def test_disconnecting_ends_the_mesh_stint_with_its_failure_penalty():
 
 def test_unknown_peers_score_zero_and_events_for_them_are_ignored():
     score, _ = scorer({"first_message_deliveries_weight": 1.0})
-    for event in (score.graft, score.prune, score.first_delivery, score.near_first_delivery,
-                  score.invalid_delivery):
+    for event in (score.graft, score.prune, score.first_delivery, score.invalid_delivery):
         event("ghost", T)
+    score.near_first_delivery("ghost", T, 0.0)
     score.add_penalty("ghost")
     score.set_app_score("ghost", -5.0)
     assert score.score("ghost") == 0.0 and "ghost" not in score.peers
