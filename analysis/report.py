@@ -110,6 +110,17 @@ CAPTIONS = {
 }
 
 
+# A statistic group whose count is zero (no lookups, puts or gets in the workload) is left out.
+_GROUPS = {"lookups": "lookup_", "puts": "put_", "gets": "get_"}
+
+
+def _measured(stats: dict) -> dict:
+    skipped = [prefix for count, prefix in _GROUPS.items() if stats.get(count) == 0]
+    return {key: value for key, value in stats.items()
+            if not any(key == count or key.startswith(prefix) for count, prefix in _GROUPS.items()
+                       if prefix in skipped)}
+
+
 def fmt(value: object, unit: str) -> str:
     if value is None:
         return MISSING
@@ -198,7 +209,7 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
     simulated = summary.get("simulated_seconds")
     doc.para(f"Simulated time covered by events: {fmt(simulated, 's')}.")
     doc.table(["statistic", "value"],
-              [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in summary["stats"].items()])
+              [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in _measured(summary["stats"]).items()])
     if "pubsub" in summary:
         _pubsub_section(doc, run, summary["pubsub"], {n: p for n, p in pngs.items() if n in PUBSUB_PLOTS})
     _plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path)

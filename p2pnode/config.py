@@ -79,6 +79,7 @@ class GossipConfig:
 
 
 _MESH_DELIVERIES_DECAY = 0.9
+_MESH_DELIVERIES_ACTIVATION = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +96,13 @@ class TopicScoreParams:
     first_message_deliveries_weight: float = 0.5  # P2
     first_message_deliveries_decay: float = 0.9
     first_message_deliveries_cap: float = 10.0
-    mesh_message_deliveries_weight: float = -40.0 / 2.5**2  # P3 (negative), full deficit -> -40
+    mesh_message_deliveries_weight: float = -40.0 / 0.5**2  # P3 (negative), full deficit -> -40
     mesh_message_deliveries_decay: float = _MESH_DELIVERIES_DECAY
-    mesh_message_deliveries_threshold: float = 2.5
+    mesh_message_deliveries_threshold: float = 0.5
     mesh_message_deliveries_cap: float = 40.0
-    mesh_message_deliveries_activation: float = 10.0  # seconds in the mesh before P3 applies
+    mesh_message_deliveries_activation: float = _MESH_DELIVERIES_ACTIVATION  # seconds in the mesh before P3
     mesh_message_deliveries_window: float = 2.0       # a copy this soon after the first still counts
-    mesh_failure_penalty_weight: float = -40.0 / 2.5**2  # P3b
+    mesh_failure_penalty_weight: float = -40.0 / 0.5**2  # P3b
     mesh_failure_penalty_decay: float = 0.9
     invalid_message_deliveries_weight: float = -20.0  # P4: two invalid messages -> -80 (graylisted)
     invalid_message_deliveries_decay: float = 0.99
@@ -116,11 +117,18 @@ class TopicScoreParams:
 
     @classmethod
     def for_rate(cls, messages_per_second: float) -> TopicScoreParams:
-        """P3 sized for a topic carrying ``messages_per_second``: an honest mesh peer's decayed delivery
-        count settles near rate / (1 - decay); the threshold is a quarter of that, the cap four times."""
+        """P3 sized for a topic carrying ``messages_per_second``: the decayed count of a mesh peer that
+        delivers every message settles near rate / (1 - decay). A mesh link carries each message one way
+        only, so an honest peer downstream of us delivers far fewer; the threshold is a twentieth of
+        that steady count (a peer must bring about one message in twenty), the cap four times it."""
         steady = max(messages_per_second, 1e-3) / (1.0 - _MESH_DELIVERIES_DECAY)
-        threshold = 0.25 * steady
-        weight = -40.0 / threshold**2
+        threshold = 0.05 * steady
+        # Below a few messages per activation window a quiet stretch looks like a peer that drops
+        # everything: P3 would prune honest peers, so it is switched off (weight 0), as deployments do.
+        if messages_per_second * _MESH_DELIVERIES_ACTIVATION < 5:
+            weight = 0.0
+        else:
+            weight = -40.0 / threshold**2
         return cls(mesh_message_deliveries_threshold=threshold, mesh_message_deliveries_cap=4 * steady,
                    mesh_message_deliveries_weight=weight, mesh_failure_penalty_weight=weight)
 

@@ -322,7 +322,10 @@ class Simulation:
             self._publish()
             net.call_later(gap(), tick)
 
-        net.call_later(self.scenario.warmup + gap(), tick)
+        # Messages flow from the moment every node has joined, as in a network in steady state (an idle
+        # topic would also have peer scoring prune every mesh for want of deliveries); only those
+        # published after the warm-up are measured.
+        net.call_later(self.scenario.nodes.join_over + gap(), tick)
 
     def _publish(self) -> None:
         """One message from a live publisher (a random one; the others are tried in random order when it
@@ -337,10 +340,12 @@ class Simulation:
                 break
         else:
             return
-        number = self.message_count
-        self.message_count += 1
         now = self.env.now
         mid = node.publish(topic, self.payload)  # the publisher's own delivery is not measured
+        if now < self.scenario.warmup:
+            return
+        number = self.message_count
+        self.message_count += 1
         record = _Published(mid, number, now, topic, i)
         self.in_flight[mid] = record
         self.events.write(now, "publish", i, value=number, count=len(self.payload))
