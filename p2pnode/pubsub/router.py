@@ -183,8 +183,6 @@ class GossipSub:
         rpc = RPC(publish=(message,))
         for peer in targets:
             self.runtime.send(peer, rpc)
-        if topic not in self.mesh:
-            self.last_published[topic] = now
         return mid
 
     # ---- incoming --------------------------------------------------------------------------------
@@ -554,7 +552,7 @@ class GossipSub:
             if peer in self._clean:
                 return True
             if score.surely_nonnegative(peer, self.runtime.now()):
-                self._clean.add(peer)
+                self._clean.add(peer)  # until the next heartbeat (mesh peers) or for good (others)
                 return True
         return self._score(peer) >= threshold
 

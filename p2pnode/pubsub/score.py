@@ -34,7 +34,7 @@ class TopicStats:
 
 
 class PeerStats:
-    __slots__ = ("topics", "connected", "expires", "behaviour_penalty", "ip", "app_score", "decayed_at")
+    __slots__ = ("topics", "connected", "expires", "behaviour_penalty", "ip", "app_score", "decayed_at", "clean")
 
     def __init__(self, ip: str | None, tick: int) -> None:
         self.topics: dict[str, TopicStats] = {}
@@ -44,6 +44,9 @@ class PeerStats:
         self.ip = ip
         self.app_score = 0.0
         self.decayed_at = tick
+        # No negative component, and none can appear with time alone (not in any mesh): stays true until
+        # an event that may add a penalty.
+        self.clean = False
 
 
 class PeerScore:
@@ -77,7 +80,10 @@ class PeerScore:
             stats.connected = True
         if ip is not None:
             stats.ip = ip
-            self.by_ip.setdefault(ip, set()).add(peer)
+            sharing = self.by_ip.setdefault(ip, set())
+            sharing.add(peer)
+            for other in sharing:  # P6 of every peer on this IP may have changed
+                self.peers[other].clean = False
 
     def remove_peer(self, peer: Any) -> None:
         """A disconnected peer's counters are kept for ``retain_score`` if its score is not positive, so
@@ -116,6 +122,7 @@ class PeerScore:
         if ts is not None:
             ts.in_mesh = True
             ts.graft_time = self.now()
+            self.peers[peer].clean = False
 
     def prune(self, peer: Any, topic: str) -> None:
         ts = self._topic(peer, topic)
@@ -153,16 +160,19 @@ class PeerScore:
         ts = self._topic(peer, topic)
         if ts is not None:
             ts.invalid += 1
+            self.peers[peer].clean = False
 
     def add_penalty(self, peer: Any, count: float = 1.0) -> None:
         stats = self._stats(peer)
         if stats is not None:
             stats.behaviour_penalty += count
+            stats.clean = False
 
     def set_app_score(self, peer: Any, value: float) -> None:
         stats = self._stats(peer)
         if stats is not None:
             stats.app_score = value
+            stats.clean = False
 
     # ---- the score -------------------------------------------------------------------------------
 
@@ -212,7 +222,7 @@ class PeerScore:
         a False is merely "compute it"; the sign rules of the weights (checked by the config) make a True
         exact."""
         stats = self.peers.get(peer)
-        if stats is None:
+        if stats is None or stats.clean:
             return True
         config = self.config
         if stats.behaviour_penalty > config.behaviour_penalty_threshold or stats.app_score < 0:
@@ -220,16 +230,20 @@ class PeerScore:
         if stats.ip is not None and len(self.by_ip.get(stats.ip, ())) > config.ip_colocation_factor_threshold:
             return False
         intervals = int(now / config.decay_interval) - stats.decayed_at
+        meshed = False
         for topic, ts in stats.topics.items():
             if ts.mesh_failure or ts.invalid:
                 return False
             if ts.in_mesh:
+                meshed = True
                 p = self._params.get(topic) or self.params(topic)
                 if now - ts.graft_time >= p.mesh_message_deliveries_activation:
                     # P3 applies: is the decayed delivery count still at the threshold?
                     deliveries = ts.mesh_deliveries * p.mesh_message_deliveries_decay**intervals
                     if deliveries < config.decay_to_zero or deliveries < p.mesh_message_deliveries_threshold:
                         return False
+        # Penalties only decay, so without one (and outside every mesh) the peer stays clean.
+        stats.clean = not meshed and not stats.behaviour_penalty and stats.app_score >= 0
         return True
 
     # ---- internals -------------------------------------------------------------------------------
