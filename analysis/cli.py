@@ -64,16 +64,21 @@ def print_verdict(summary: dict, console: Console) -> None:
         sweep = Table(title="sweep points", title_justify="left")
         sweep.add_column("point")
         pubsub = any("pubsub" in p for p in points)
-        columns = ("nodes", "wall", "messages", "µs/message", "lookup p99", "lookup success")
-        for column in columns + (("delivery rate", "delivery p99") if pubsub else ()):
+        lookups = any(p["lookup_p99"] is not None for p in points)
+        columns = ("nodes", "wall", "messages", "µs/message")
+        columns += ("lookup p99", "lookup success") if lookups else ()
+        columns += ("delivery rate", "delivery p99") if pubsub else ()
+        for column in columns:
             sweep.add_column(column, justify="right")
         for p in points:
             per_message = "—" if p["us_per_message"] is None else fmt_micro(p["us_per_message"])
-            delivery = p.get("pubsub", {})
-            cells = [fmt(delivery.get("delivery_rate"), "share"), fmt(delivery.get("delivery_latency_p99"), "s")]
-            sweep.add_row(p["label"], fmt(p["nodes"], "count"), fmt(p["wall_seconds"], "s"),
-                          fmt(p["messages"], "count"), per_message, fmt(p["lookup_p99"], "s"),
-                          fmt(p["lookup_success"], "share"), *(cells if pubsub else []))
+            cells = [fmt(p["nodes"], "count"), fmt(p["wall_seconds"], "s"), fmt(p["messages"], "count"), per_message]
+            if lookups:
+                cells += [fmt(p["lookup_p99"], "s"), fmt(p["lookup_success"], "share")]
+            if pubsub:
+                delivery = p.get("pubsub", {})
+                cells += [fmt(delivery.get("delivery_rate"), "share"), fmt(delivery.get("delivery_latency_p99"), "s")]
+            sweep.add_row(p.get("dir") or p["label"], *cells)
         console.print(sweep)
     passed, text = verdict_text(summary)
     style = {True: "bold green", False: "bold red"}.get(passed, "bold")

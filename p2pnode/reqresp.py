@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pnode.kad.codec import _varint_len, decode_uvarint, encode_uvarint
+from p2pnode.framing import decode_uvarint, encode_uvarint, varint_len
 
 MAX_PAYLOAD = 1 << 20
 
@@ -70,6 +70,6 @@ def decode(data: bytes, *, response: bool) -> AppRequest | AppResponse:
 def encoded_size(message: AppRequest | AppResponse) -> int:
     if isinstance(message, AppRequest):
         name = len(message.protocol.encode())
-        return _varint_len(name) + name + _varint_len(len(message.data)) + len(message.data)
+        return varint_len(name) + name + varint_len(len(message.data)) + len(message.data)
     payload = len(message.error.encode()) if message.error else len(message.data)
-    return 1 + _varint_len(payload) + payload
+    return 1 + varint_len(payload) + payload

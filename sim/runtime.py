@@ -20,6 +20,7 @@ from simpy.core import NORMAL
 from simpy.events import Event
 
 from p2pnode import reqresp
+from p2pnode.framing import varint_len
 from p2pnode.kad import codec
 from p2pnode.kad.messages import RESPONSE_TYPES, PeerInfo
 from p2pnode.pubsub import codec as pubsub_codec
@@ -101,11 +102,11 @@ class SimNetwork:
             self._last_sized = message
             if kind is RPC:
                 data, rest = pubsub_codec.sizes(message)
-                self._last_size = size = data + rest + codec._varint_len(data + rest)
+                self._last_size = size = data + rest + varint_len(data + rest)
                 self._last_split = (data, size - data)
             elif kind is reqresp.AppRequest or kind is reqresp.AppResponse:
                 size = reqresp.encoded_size(message)
-                self._last_size = size + codec._varint_len(size)
+                self._last_size = size + varint_len(size)
             else:
                 self._last_size = codec.framed_size(message)
         self.bytes += self._last_size

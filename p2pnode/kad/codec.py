@@ -33,11 +33,12 @@ PUT_VALUE message has no type field at all; ``encoded_size`` follows the same ru
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from google.protobuf.message import DecodeError
 
+from p2pnode import framing
+from p2pnode.framing import CodecError, encode_uvarint, varint_len
 from p2pnode.identity import IdentityError, PeerId
 from p2pnode.kad.messages import (
     MESSAGE_TYPE,
@@ -66,9 +67,6 @@ KadMessage = Request | Response
 MAX_FRAME_SIZE = 16 * 1024
 """Default largest frame body ``FrameReader`` accepts."""
 
-MAX_UVARINT_BYTES = 9
-"""The multiformats unsigned-varint spec caps varints at 9 bytes (63 bits)."""
-
 MAX_TTL_MS = (1 << 50) - 1
 """Largest ``ttl_ms`` we encode or accept. ``ttl`` is a float of seconds: below 2**50 ms, converting
 ms -> seconds -> ms gives back the same integer, so a decoded record re-encodes (and verifies) identically.
@@ -78,61 +76,6 @@ SIGNING_PREFIX = b"p2pnode-record:"
 """Domain separation: a record signature can never be mistaken for a signature over anything else."""
 
 _MAX_UINT64 = (1 << 64) - 1
-
-
-class CodecError(ValueError):
-    """Bytes that are not a valid Kademlia message or frame, or a message that cannot be encoded."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Unsigned varints (multiformats unsigned-varint: little-endian base 128, at most 9 bytes, minimal).
-
-
-def encode_uvarint(value: int) -> bytes:
-    if not 0 <= value < 1 << (7 * MAX_UVARINT_BYTES):
-        raise CodecError(f"{value} does not fit an unsigned varint")
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_uvarint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
-    """``(value, position after it)``, or None if ``buf`` ends before the varint does."""
-    value = 0
-    for i in range(MAX_UVARINT_BYTES):
-        if pos + i >= len(buf):
-            return None
-        byte = buf[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if byte < 0x80:
-            # A zero final byte after the first would encode the same value in fewer bytes: the spec
-            # forbids that, so that every value has exactly one encoding.
-            if byte == 0 and i > 0:
-                raise CodecError("varint is not minimally encoded")
-            return value, pos + i + 1
-    raise CodecError(f"varint is longer than {MAX_UVARINT_BYTES} bytes")
-
-
-def decode_uvarint(data: bytes | bytearray, pos: int = 0) -> tuple[int, int]:
-    """Read one varint at ``pos``: ``(value, position after it)``."""
-    result = _read_uvarint(data, pos)
-    if result is None:
-        raise CodecError("truncated varint")
-    return result
-
-
-def _varint_len(value: int) -> int:
-    """Bytes a (protobuf or multiformats) varint of a non-negative value takes."""
-    if value < 0x80:
-        return 1
-    if value < 0x4000:
-        return 2
-    if value < 0x200000:
-        return 3
-    return (value.bit_length() + 6) // 7
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -361,17 +304,17 @@ def _decode_response(kind: MessageType, pb: dht_pb2.Message) -> Response:
 
 def _bytes_field(length: int) -> int:
     """A length-delimited field that is always written (a repeated element or a sub-message)."""
-    return 1 + _varint_len(length) + length
+    return 1 + varint_len(length) + length
 
 
 def _optional_bytes_field(length: int) -> int:
     """A proto3 singular bytes field: left out when empty."""
-    return 1 + _varint_len(length) + length if length else 0
+    return 1 + varint_len(length) + length if length else 0
 
 
 def _optional_varint_field(value: int) -> int:
     """A proto3 singular integer/enum field: left out when zero."""
-    return 1 + _varint_len(value) if value else 0
+    return 1 + varint_len(value) if value else 0
 
 
 _TYPE_FIELD = {kind: _optional_varint_field(kind) for kind in MessageType}
@@ -460,7 +403,7 @@ def encoded_size(message: KadMessage) -> int:
 def framed_size(message: KadMessage) -> int:
     """``len(write_frame(message))``: the encoded size plus its varint length prefix."""
     size = encoded_size(message)
-    return _varint_len(size) + size
+    return varint_len(size) + size
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -472,48 +415,9 @@ def write_frame(message: KadMessage) -> bytes:
     return encode_uvarint(len(body)) + body
 
 
-class FrameReader:
-    """Splits a byte stream into frames and decodes them, however the bytes were chunked.
-
-    ``feed`` buffers its bytes at once and returns an iterator over the messages now complete; bytes not
-    consumed stay buffered for the next ``feed``. Any ``CodecError`` (oversized frame, malformed varint,
-    bad message) leaves the reader unusable: the stream must be reset, as the spec prescribes on error.
-    """
+class FrameReader(framing.FrameReader):
+    """Splits a Kademlia stream into frames and decodes them (requests, or responses with ``response``)."""
 
     def __init__(self, *, response: bool, max_frame_size: int = MAX_FRAME_SIZE):
+        super().__init__(partial(decode, response=response), max_frame_size=max_frame_size)
         self.response = response
-        self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received that do not yet make a whole frame."""
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> Iterator[KadMessage]:
-        self._buffer += data
-        return self._messages()
-
-    def close(self) -> None:
-        """The stream ended: complain if it ended inside a frame."""
-        if self._buffer:
-            raise CodecError(f"stream ended inside a frame ({len(self._buffer)} bytes buffered)")
-
-    def _messages(self) -> Iterator[KadMessage]:
-        while (frame := self._next_frame()) is not None:
-            yield decode(frame, response=self.response)
-
-    def _next_frame(self) -> bytes | None:
-        header = _read_uvarint(self._buffer, 0)
-        if header is None:
-            return None
-        length, start = header
-        # Checked before the body arrives, so a peer cannot make us buffer more than the limit.
-        if length > self.max_frame_size:
-            raise CodecError(f"frame of {length} bytes exceeds the {self.max_frame_size}-byte limit")
-        end = start + length
-        if len(self._buffer) < end:
-            return None
-        frame = bytes(self._buffer[start:end])
-        del self._buffer[:end]
-        return frame

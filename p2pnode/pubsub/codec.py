@@ -26,11 +26,10 @@ That matters for signatures: see ``signing_payload``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from google.protobuf.message import DecodeError
 
-from p2pnode.kad.codec import CodecError, _read_uvarint, _varint_len, encode_uvarint
+from p2pnode import framing
+from p2pnode.framing import CodecError, encode_uvarint, varint_len
 from p2pnode.pubsub.messages import (
     RPC,
     Control,
@@ -73,7 +72,7 @@ SIGNING_PREFIX = b"libp2p-pubsub:"
 
 _MAX_UINT64 = (1 << 64) - 1
 
-# CodecError (from the Kademlia codec, whose uvarint helpers raise it too) is the one exception decoding
+# CodecError (from p2pnode.framing, whose uvarint helpers raise it too) is the one exception decoding
 # raises: a ValueError for "these bytes are not a valid message or frame".
 
 
@@ -241,7 +240,7 @@ def decode(data: bytes) -> RPC:
 
 def _field(length: int) -> int:
     """A length-delimited field with ``length`` bytes of content: tag, length prefix, content."""
-    return 1 + _varint_len(length) + length
+    return 1 + varint_len(length) + length
 
 
 def _text_len(text: str, where: str) -> int:
@@ -280,7 +279,7 @@ def _prune_size(prune: Prune) -> int:
         size += _field(info)
     if prune.backoff is not None:
         _check_backoff(prune.backoff)
-        size += 1 + _varint_len(prune.backoff)
+        size += 1 + varint_len(prune.backoff)
     return size
 
 
@@ -321,7 +320,7 @@ def encoded_size(rpc: RPC) -> int:
 def framed_size(rpc: RPC) -> int:
     """``len(write_frame(rpc))``: the encoded size plus its varint length prefix."""
     size = encoded_size(rpc)
-    return _varint_len(size) + size
+    return varint_len(size) + size
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -333,47 +332,8 @@ def write_frame(rpc: RPC) -> bytes:
     return encode_uvarint(len(body)) + body
 
 
-class FrameReader:
-    """Splits a pubsub stream into frames and decodes them, however the bytes were chunked.
-
-    ``feed`` buffers its bytes at once and returns an iterator over the RPCs now complete; bytes not yet
-    consumed stay buffered for the next ``feed``. A ``CodecError`` (a frame over ``max_frame_size``, a
-    malformed varint, a bad RPC) leaves the reader unusable: the stream must be reset.
-    """
+class FrameReader(framing.FrameReader):
+    """Splits a pubsub stream (varint-prefixed RPCs) into frames and decodes them."""
 
     def __init__(self, *, max_frame_size: int = MAX_FRAME_SIZE):
-        self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received that do not yet make a whole frame."""
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> Iterator[RPC]:
-        self._buffer += data
-        return self._rpcs()
-
-    def close(self) -> None:
-        """The stream ended: complain if it ended inside a frame."""
-        if self._buffer:
-            raise CodecError(f"stream ended inside a frame ({len(self._buffer)} bytes buffered)")
-
-    def _rpcs(self) -> Iterator[RPC]:
-        while (frame := self._next_frame()) is not None:
-            yield decode(frame)
-
-    def _next_frame(self) -> bytes | None:
-        header = _read_uvarint(self._buffer, 0)
-        if header is None:
-            return None
-        length, start = header
-        # Refused on the header alone, so a peer cannot make us buffer a body over the limit.
-        if length > self.max_frame_size:
-            raise CodecError(f"frame of {length} bytes exceeds the {self.max_frame_size}-byte limit")
-        end = start + length
-        if len(self._buffer) < end:
-            return None
-        frame = bytes(self._buffer[start:end])
-        del self._buffer[:end]
-        return frame
+        super().__init__(decode, max_frame_size=max_frame_size)

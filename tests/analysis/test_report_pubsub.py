@@ -296,7 +296,7 @@ def test_scoring_sweep(tmp_path):
     console = Console(record=True, width=200)
     print_verdict(summary, console)
     text = console.export_text()
-    assert "gossip [6, scoring off]" in text and "delivery rate" in text and "91.67 %" in text
+    assert "n6-scoring-off" in text and "delivery rate" in text and "91.67 %" in text and "lookup p99" not in text
 
 
 def test_sweep_over_nodes_and_scoring_keeps_scaling_per_setting(tmp_path):

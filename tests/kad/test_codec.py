@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from p2pnode.framing import decode_uvarint, encode_uvarint
 from p2pnode.identity import Keypair, PeerId, verify
 from p2pnode.kad.codec import (
     MAX_FRAME_SIZE,
@@ -14,9 +15,7 @@ from p2pnode.kad.codec import (
     CodecError,
     FrameReader,
     decode,
-    decode_uvarint,
     encode,
-    encode_uvarint,
     encoded_size,
     framed_size,
     signing_payload,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from p2pnode.framing import decode_uvarint, encode_uvarint
 from p2pnode.identity import Keypair, PeerId, verify
-from p2pnode.kad.codec import decode_uvarint, encode_uvarint
 from p2pnode.pubsub.codec import (
     MAX_FRAME_SIZE,
     MAX_MESSAGE_SIZE,
