@@ -379,7 +379,8 @@ class Simulation:
         now = self.env.now
         self.events.write(now, "live", value=len(self.live))
         self.events.write(now, "traffic", value=self.network.bytes, count=self.network.messages)
-        self._check_formation(now)
+        if self.join_dht:  # nodes that never join the DHT have no routing table to judge
+            self._check_formation(now)
         if self.pubsub is not None:
             self._sample_pubsub(now)
         self.events.flush()
