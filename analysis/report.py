@@ -208,8 +208,10 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
     doc.heading("Statistics")
     simulated = summary.get("simulated_seconds")
     doc.para(f"Simulated time covered by events: {fmt(simulated, 's')}.")
-    doc.table(["statistic", "value"],
-              [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in _measured(summary["stats"]).items()])
+    stats = _measured(summary["stats"])
+    if "pubsub" in summary and stats.get("formation_time") is None:
+        stats.pop("formation_time", None)  # formation is a DHT matter; a pub-sub run may not join the DHT
+    doc.table(["statistic", "value"], [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in stats.items()])
     if "pubsub" in summary:
         _pubsub_section(doc, run, summary["pubsub"], {n: p for n, p in pngs.items() if n in PUBSUB_PLOTS})
     _plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path)
