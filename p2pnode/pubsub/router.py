@@ -545,6 +545,10 @@ class GossipSub:
         score = self.score
         if score is None:
             return threshold <= 0
+        if threshold <= 0:
+            stats = score.peers.get(peer)
+            if stats is None or stats.clean:
+                return True
         value = self._scores.get(peer)
         if value is not None:
             return value >= threshold
