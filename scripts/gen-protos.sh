@@ -20,12 +20,6 @@ PUBSUB_PB=p2pnode/pubsub/pb
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$KAD_PB/dht.proto" "$KAD_PB/record.proto"
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$PUBSUB_PB/rpc.proto"
 
-# pyproject's ruff extend-exclude names only $KAD_PB/*_pb2.py, so mark the pubsub module as generated code
-# for ruff here (a file-level directive on line 2, after protoc's coding line).
-RPC_PB2="$PUBSUB_PB/rpc_pb2.py"
-{ head -n 1 "$RPC_PB2"; echo "# ruff: noqa"; tail -n +2 "$RPC_PB2"; } > "$RPC_PB2.tmp"
-mv "$RPC_PB2.tmp" "$RPC_PB2"
-
 # No .proto imports another, so protoc emits no bare `import dht_pb2` that would break package imports.
 # Fail loudly if that ever changes rather than ship modules that only import from their own directory.
 if grep -nE '^import [a-z_]+_pb2' "$KAD_PB"/*_pb2.py "$PUBSUB_PB"/*_pb2.py; then
