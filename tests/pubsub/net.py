@@ -23,6 +23,7 @@ from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import signing_payload
 from p2pnode.pubsub.messages import RPC, Message
 from p2pnode.pubsub.router import GossipSub
+from tests.memnet import _Timer
 
 # (sending router, receiving router, RPC) -> True to lose the RPC
 DropRule = Callable[[GossipSub, GossipSub, RPC], bool]
@@ -39,17 +40,6 @@ def sign(keypair: Keypair, topic: str, data: bytes, seqno: int = 1) -> Message:
     """A StrictSign message published by ``keypair`` (as ``GossipSub.publish`` builds it)."""
     unsigned = Message(keypair.peer_id.raw, data, seqno.to_bytes(8, "big"), topic)
     return Message(unsigned.source, data, unsigned.seqno, topic, keypair.sign(signing_payload(unsigned)))
-
-
-class _Timer:
-    __slots__ = ("callback", "cancelled")
-
-    def __init__(self, callback: Callable[[], None]):
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class _Endpoint:
