@@ -20,6 +20,7 @@ from p2pnode.host import Host
 from p2pnode.identity import Keypair, kad_key
 from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
 from p2pnode.kad.messages import PeerInfo
+from p2pnode.pubsub.codec import default_message_id
 from p2pnode.pubsub.messages import Message
 from p2pnode.pubsub.router import GossipSub
 from sim import churn as churn_model
@@ -153,7 +154,7 @@ class Simulation:
         self.publishers = sorted(rng.sample(honest, max(1, round(ps.publishers * len(honest)))))
         self.live_list: list[int] = []  # for random discovery: live nodes, any order
         self.live_pos: dict[int, int] = {}
-        self.in_flight: dict[bytes, _Published] = {}  # by message ID (from + seqno)
+        self.in_flight: dict[bytes, _Published] = {}  # by message ID (the router's default)
         self.message_count = 0
         self.settle = self.scenario.measure.delivery_settle
         self.deadline = self.scenario.measure.delivery_deadline
@@ -352,7 +353,7 @@ class Simulation:
         self.network.call_later(self.deadline, self._judge, record)
 
     def _delivered(self, i: int, message: Message) -> None:
-        record = self.in_flight.get(message.source + message.seqno)
+        record = self.in_flight.get(default_message_id(message))
         if record is None or i == record.publisher or self.attacker[i] or i in record.delivered:
             return
         now = self.env.now
