@@ -1,0 +1,227 @@
+"""What every transport gives the node: secured, multiplexed connections made of byte streams.
+
+A transport (QUIC, or TCP + Noise + Yamux) dials and listens on multiaddrs and hands back ``Connection``
+objects whose remote peer ID has been authenticated by the handshake. A connection opens and accepts
+``Stream`` objects; the node runs multistream-select on each stream before speaking a protocol on it.
+
+``Stream`` here is the buffered reading side shared by all transports: a transport subclass feeds it the
+bytes, end of stream and resets it receives (``_feed``, ``_feed_eof``, ``_feed_reset``) and implements the
+sending side (``_send``, ``_send_fin``, ``_send_reset``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from multiaddr import Multiaddr
+
+from p2pnode.identity import PeerId
+
+
+class TransportError(Exception):
+    """A connection or stream that failed: refused, timed out, closed or reset."""
+
+
+class HandshakeError(TransportError):
+    """The security handshake failed, or authenticated a peer other than the one dialled."""
+
+
+class StreamReset(TransportError):
+    """The stream was reset (by either side) or its connection closed under it."""
+
+
+class ConnectionClosed(TransportError):
+    """The connection is closed: no more streams can be opened or accepted."""
+
+
+class Stream(ABC):
+    """One bidirectional byte stream of a connection (a QUIC stream or a Yamux stream)."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.protocol: str | None = None  # set once multistream-select agreed on one
+        self._buffer = bytearray()
+        self._eof = False
+        self._error: TransportError | None = None
+        self._write_closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # ---- the transport's side --------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if self._eof or self._error is not None:
+            return
+        self._buffer += data
+        self._wake()
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _feed_reset(self, error: TransportError | None = None) -> None:
+        if self._error is None:
+            self._error = error or StreamReset("stream reset by the remote peer")
+        self._wake()
+
+    def _consumed(self, n: int) -> None:  # noqa: B027 - optional hook: flow control credits
+        """``n`` buffered bytes were read by the application (Yamux sends window updates from here)."""
+
+    @abstractmethod
+    async def _send(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def _send_fin(self) -> None: ...
+
+    @abstractmethod
+    def _send_reset(self) -> None: ...
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    # ---- the application's side ------------------------------------------------------------------
+
+    @property
+    def is_reset(self) -> bool:
+        return self._error is not None
+
+    async def read(self, n: int = 65536) -> bytes:
+        """Up to ``n`` bytes; ``b""`` once the remote closed its side. Raises ``StreamReset``."""
+        while not self._buffer and not self._eof and self._error is None:
+            await self._wait()
+        if self._buffer:
+            data = bytes(self._buffer[:n])
+            del self._buffer[:n]
+            self._consumed(len(data))
+            return data
+        if self._error is not None:
+            raise self._error
+        return b""
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
+        while len(self._buffer) < n:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                partial = bytes(self._buffer)
+                self._buffer.clear()
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._wait()
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        self._consumed(n)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``; waits while the transport's flow control says the peer cannot take more."""
+        if self._error is not None:
+            raise self._error
+        if self._write_closed:
+            raise StreamReset("write after close")
+        if data:
+            await self._send(data)
+
+    async def close(self) -> None:
+        """Close our sending side (the remote reads end of stream); reading goes on."""
+        if not self._write_closed and self._error is None:
+            self._write_closed = True
+            await self._send_fin()
+
+    def reset(self) -> None:
+        """Abort both directions at once."""
+        if self._error is None:
+            self._error = StreamReset("stream reset locally")
+            self._send_reset()
+        self._wake()
+
+
+class Connection(ABC):
+    """A secured, multiplexed connection to one authenticated peer."""
+
+    transport: str  # "quic" or "tcp"
+    local_peer: PeerId
+    remote_peer: PeerId
+    local_addr: Multiaddr  # without /p2p
+    remote_addr: Multiaddr
+    outbound: bool  # we dialled
+
+    def __init__(self) -> None:
+        self._inbound: asyncio.Queue[Stream | None] = asyncio.Queue()
+        self._close_callbacks: list[Callable[[Connection], None]] = []
+        self.closed = False
+
+    @abstractmethod
+    async def open_stream(self) -> Stream:
+        """A new outbound stream (raises ``ConnectionClosed``)."""
+
+    async def accept_stream(self) -> Stream:
+        """The next stream the remote opened; raises ``ConnectionClosed`` once the connection is gone."""
+        stream = await self._inbound.get()
+        if stream is None:
+            self._inbound.put_nowait(None)  # let every other waiter see the end too
+            raise ConnectionClosed("connection closed")
+        return stream
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the connection and reset its open streams; idempotent."""
+
+    def on_close(self, callback: Callable[[Connection], None]) -> None:
+        """Call ``callback(connection)`` once when the connection closes, for whatever reason."""
+        if self.closed:
+            callback(self)
+        else:
+            self._close_callbacks.append(callback)
+
+    # ---- for transports --------------------------------------------------------------------------
+
+    def _stream_opened_by_remote(self, stream: Stream) -> None:
+        self._inbound.put_nowait(stream)
+
+    def _closed(self) -> None:
+        """Mark closed, wake stream acceptors and run close callbacks (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._inbound.put_nowait(None)
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def __repr__(self) -> str:
+        direction = "to" if self.outbound else "from"
+        return f"<{type(self).__name__} {direction} {self.remote_peer.short()} at {self.remote_addr}>"
+
+
+class Transport(ABC):
+    """Dials and listens for one family of multiaddrs."""
+
+    name: str
+
+    @abstractmethod
+    def can_dial(self, addr: Multiaddr) -> bool:
+        """Whether ``addr`` (with or without /p2p) is one this transport dials."""
+
+    @abstractmethod
+    async def dial(self, addr: Multiaddr, peer_id: PeerId | None = None) -> Connection:
+        """Connect and authenticate; ``peer_id`` (or the /p2p part of ``addr``), if given, must be who
+        answers, else ``HandshakeError``. Other failures raise ``TransportError`` or ``OSError``."""
+
+    @abstractmethod
+    async def listen(self, addr: Multiaddr, on_connection: Callable[[Connection], None]) -> Multiaddr:
+        """Listen on ``addr`` (port 0 picks one) and return the bound address; every authenticated
+        inbound connection is handed to ``on_connection``."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop listening and close every connection of this transport."""
