@@ -320,13 +320,18 @@ def _optional_varint_field(value: int) -> int:
 _TYPE_FIELD = {kind: _optional_varint_field(kind) for kind in MessageType}
 
 
-@lru_cache(maxsize=1 << 16)
 def _peer_field(peer: PeerInfo) -> int:
     """Size of one ``closerPeers``/``providerPeers`` element, tag and length included."""
-    size = _bytes_field(len(peer.peer_id.raw))  # never empty: a peer ID has at least two bytes
-    for addr in peer.addrs:
+    # keyed on the fields, not the PeerInfo: infos of one peer are equal whatever their addresses
+    return _peer_field_size(len(peer.peer_id.raw), peer.addrs, peer.connection)
+
+
+@lru_cache(maxsize=1 << 16)
+def _peer_field_size(id_len: int, addrs: tuple[bytes, ...], connection: int) -> int:
+    size = _bytes_field(id_len)  # never empty: a peer ID has at least two bytes
+    for addr in addrs:
         size += _bytes_field(len(addr))  # repeated elements are written even when empty
-    size += _optional_varint_field(peer.connection)
+    size += _optional_varint_field(connection)
     return _bytes_field(size)
 
 

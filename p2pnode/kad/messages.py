@@ -29,16 +29,26 @@ class ConnectionType(IntEnum):
     CANNOT_CONNECT = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class PeerInfo:
-    """``Message.Peer``: a peer ID and its multiaddrs (binary form)."""
+    """``Message.Peer``: a peer ID and its multiaddrs (binary form).
+
+    Two infos are equal when they name the same peer, whatever addresses each carries: a peer's addresses
+    change and arrive by different routes, but the connection table and the routers key on who it is.
+    ``same_as`` compares every field (for codec round trips)."""
 
     peer_id: PeerId
     addrs: tuple[bytes, ...] = ()
     connection: ConnectionType = ConnectionType.NOT_CONNECTED
 
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, PeerInfo) and other.peer_id == self.peer_id)
+
     def __hash__(self) -> int:
-        return self.peer_id._hash  # cheap: the peer ID caches its hash; equal infos share a peer ID
+        return self.peer_id._hash  # cheap: the peer ID caches its hash
+
+    def same_as(self, other: PeerInfo) -> bool:
+        return (self.peer_id, self.addrs, self.connection) == (other.peer_id, other.addrs, other.connection)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,86 @@
+"""libp2p Identify (``/ipfs/id/1.0.0``): what a peer tells about itself when asked.
+
+The responder writes one ``Identify`` protobuf (``pb/identify.proto``) and closes the stream. Current
+implementations prefix it with its unsigned-varint length; older ones wrote the bare protobuf, so
+``decode`` accepts both. The public key must be the one the peer ID was made from: a peer cannot
+claim to be someone else through Identify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from p2pnode.framing import CodecError, encode_uvarint, read_uvarint
+from p2pnode.identity import IdentityError, PeerId, decode_public_key, encode_public_key
+from p2pnode.pb import identify_pb2
+
+PROTOCOL = "/ipfs/id/1.0.0"
+PROTOCOL_VERSION = "ipfs/0.1.0"
+MAX_SIZE = 8192  # libp2p implementations cap an Identify message at a few KiB
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyInfo:
+    public_key: bytes  # raw Ed25519 key (empty when the peer sent a key type we do not support)
+    listen_addrs: tuple[bytes, ...]  # binary multiaddrs
+    protocols: tuple[str, ...]
+    observed_addr: bytes = b""
+    protocol_version: str = PROTOCOL_VERSION
+    agent_version: str = ""
+
+
+def encode(info: IdentifyInfo) -> bytes:
+    """The length-prefixed message, as written on the stream."""
+    pb = identify_pb2.Identify(
+        protocolVersion=info.protocol_version,
+        agentVersion=info.agent_version,
+        publicKey=encode_public_key(info.public_key),
+        listenAddrs=list(info.listen_addrs),
+        protocols=list(info.protocols),
+    )
+    if info.observed_addr:
+        pb.observedAddr = info.observed_addr
+    data = pb.SerializeToString()
+    return encode_uvarint(len(data)) + data
+
+
+def _parse(data: bytes) -> identify_pb2.Identify:
+    pb = identify_pb2.Identify()
+    pb.ParseFromString(data)
+    return pb
+
+
+def decode(data: bytes, peer_id: PeerId | None = None) -> IdentifyInfo:
+    """Read everything the responder wrote; with ``peer_id``, check the key belongs to that peer."""
+    if len(data) > MAX_SIZE:
+        raise CodecError(f"identify message of {len(data)} bytes is over {MAX_SIZE}")
+    pb = None
+    try:
+        prefix = read_uvarint(data, 0)
+    except CodecError:
+        prefix = None
+    try:
+        if prefix is not None and prefix[0] == len(data) - prefix[1]:
+            pb = _parse(data[prefix[1]:])
+        else:
+            pb = _parse(data)
+    except DecodeError as exc:
+        raise CodecError(f"bad identify message: {exc}") from exc
+    public_key = b""
+    if pb.HasField("publicKey"):
+        try:
+            public_key = decode_public_key(pb.publicKey)
+        except IdentityError:
+            public_key = b""  # another key type: we cannot check it, the peer ID was checked by the handshake
+    if peer_id is not None and public_key and PeerId.from_public_key(public_key) != peer_id:
+        raise CodecError("identify carries a public key that is not the peer's")
+    return IdentifyInfo(
+        public_key=public_key,
+        listen_addrs=tuple(pb.listenAddrs),
+        protocols=tuple(pb.protocols),
+        observed_addr=pb.observedAddr,
+        protocol_version=pb.protocolVersion,
+        agent_version=pb.agentVersion,
+    )
