@@ -123,6 +123,19 @@ class Keypair:
         """A key from a 32-byte seed: how the simulator makes reproducible identities."""
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
+    def to_protobuf(self) -> bytes:
+        """The libp2p ``PrivateKey`` protobuf (Type=Ed25519, Data=seed||public key), as key files hold it."""
+        return bytes([0x08, KEY_TYPE_ED25519, 0x12, 64]) + self.seed() + self.public_key
+
+    @classmethod
+    def from_protobuf(cls, data: bytes) -> Keypair:
+        if len(data) != 68 or data[:4] != bytes([0x08, KEY_TYPE_ED25519, 0x12, 64]):
+            raise IdentityError("not an Ed25519 PrivateKey protobuf")
+        keypair = cls.from_seed(data[4:36])
+        if keypair.public_key != data[36:]:
+            raise IdentityError("the private key's public half does not match its seed")
+        return keypair
+
     def seed(self) -> bytes:
         return self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 

@@ -56,6 +56,16 @@ class RecordStore:
         self._records[record.key] = StoredRecord(record, now + record.ttl)
         return True
 
+    def restore(self, record: DHTRecord, expires: float, now: float) -> bool:
+        """Put back a record kept across a restart, with the expiry it had (never later than its TTL)."""
+        if expires <= now or not self.put(record, now):
+            return False
+        self._records[record.key].expires = min(expires, now + record.ttl)
+        return True
+
+    def items(self) -> list[StoredRecord]:
+        return list(self._records.values())
+
     def get(self, key: bytes, now: float) -> DHTRecord | None:
         stored = self._records.get(key)
         if stored is None:

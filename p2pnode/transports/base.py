@@ -101,6 +101,7 @@ class Stream(ABC):
         if self._buffer:
             data = bytes(self._buffer[:n])
             del self._buffer[:n]
+            self.connection.bytes_in += len(data)
             self._consumed(len(data))
             return data
         if self._error is not None:
@@ -119,6 +120,7 @@ class Stream(ABC):
             await self._wait()
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
+        self.connection.bytes_in += n
         self._consumed(n)
         return data
 
@@ -129,6 +131,7 @@ class Stream(ABC):
         if self._write_closed:
             raise StreamReset("write after close")
         if data:
+            self.connection.bytes_out += len(data)
             await self._send(data)
 
     async def close(self) -> None:
@@ -159,6 +162,8 @@ class Connection(ABC):
         self._inbound: asyncio.Queue[Stream | None] = asyncio.Queue()
         self._close_callbacks: list[Callable[[Connection], None]] = []
         self.closed = False
+        self.bytes_in = 0  # application bytes read and written on this connection's streams
+        self.bytes_out = 0
 
     @abstractmethod
     async def open_stream(self) -> Stream:

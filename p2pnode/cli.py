@@ -1,0 +1,175 @@
+"""``p2pnode run --config node.toml``: one real node, until SIGINT or SIGTERM.
+
+On start it prints one JSON line on stdout (``{"event": "ready", "peer_id": ..., "listen_addrs": [...],
+"http": ...}``) so scripts and the emulator can read where the node listens; logs go to stderr, as JSON
+lines (or text with ``[log] format = "text"``) carrying the node's short peer ID and the correlation ID
+of the request a line belongs to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from p2pnode.identity import IdentityError, Keypair, PeerId
+from p2pnode.nodeconfig import NodeConfig, NodeConfigError, load_config
+
+
+class UsageError(Exception):
+    """A mistake in the command line or configuration: printed as one line, exit status 2."""
+
+
+def load_or_create_key(config: NodeConfig) -> Keypair:
+    """The node's identity: read from ``network.key_file``; with ``peer_id = "auto"`` created there if
+    absent (mode 0600). A configured peer ID must match the key."""
+    path = config.path(config.network.key_file)
+    if path.exists():
+        try:
+            keypair = Keypair.from_protobuf(path.read_bytes())
+        except IdentityError as exc:
+            raise UsageError(f"{path}: not a key file: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    elif config.network.peer_id == "auto":
+        keypair = Keypair.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(keypair.to_protobuf())
+    else:
+        raise UsageError(f"network.peer_id is {config.network.peer_id} but the key file {path} does not exist")
+    wanted = config.network.peer_id
+    if wanted != "auto" and PeerId.from_base58(wanted) != keypair.peer_id:
+        raise UsageError(f"network.peer_id {wanted} is not the peer ID of the key in {path} ({keypair.peer_id})")
+    return keypair
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, node: str):
+        super().__init__()
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        from p2pnode.runtime.swarm import correlation_id
+
+        entry = {"ts": round(record.created, 6), "level": record.levelname.lower(), "logger": record.name,
+                 "node": self.node, "cid": correlation_id.get(), "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, node: str):
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s [%(node)s %(cid)s] %(message)s")
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        from p2pnode.runtime.swarm import correlation_id
+
+        record.node, record.cid = self.node, correlation_id.get()
+        return super().format(record)
+
+
+def setup_logging(config: NodeConfig, node: str, level: str | None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter((JsonFormatter if config.log.format == "json" else TextFormatter)(node))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or config.log.level).upper())
+    for module, module_level in config.log.modules.items():
+        logging.getLogger(module).setLevel(module_level.upper())
+
+
+def node_from_config(config: NodeConfig, keypair: Keypair):
+    from p2pnode.config import KadConfig
+    from p2pnode.runtime.node import Node
+
+    dht = config.dht
+    if dht.disjoint_paths > dht.alpha:
+        raise UsageError("dht.disjoint_paths must not exceed dht.alpha")
+    kad = KadConfig(k=dht.replication_factor, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
+                    record_ttl=dht.record_ttl, provider_ttl=dht.provider_ttl,
+                    republish_interval=min(1800.0, dht.record_ttl / 2))
+    if config.pubsub.peers > config.pubsub.max_peers:
+        raise UsageError("pubsub.peers must not exceed pubsub.max_peers")
+    return Node(
+        keypair,
+        listen=config.network.listen_addresses,
+        bootstrap=config.bootstrap.nodes,
+        transports=config.network.transports,
+        kad=kad,
+        pubsub=config.pubsub.enabled,
+        peers=config.pubsub.peers,
+        max_peers=config.pubsub.max_peers,
+        max_connections=config.resources.max_connections,
+        dial_timeout=config.resources.connection_timeout,
+        storage_path=config.path(dht.storage_path) if dht.storage_path else None,
+    )
+
+
+async def run(config: NodeConfig, keypair: Keypair) -> None:
+    from p2pnode.runtime.http import HttpServer
+
+    log = logging.getLogger("p2pnode.cli")
+    node = node_from_config(config, keypair)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen: {exc.strerror or exc}") from None
+    http = None
+    try:
+        if config.mcp.enabled:
+            host, _, port = config.mcp.server_address.rpartition(":")
+            http = HttpServer(node, host.strip("[]"), int(port))
+            try:
+                await http.start()
+            except OSError as exc:
+                raise UsageError(f"mcp.server_address {config.mcp.server_address}: {exc.strerror or exc}") from None
+        for topic in config.pubsub.topics:
+            node.pubsub.subscribe(topic, lambda m: log.info("message on %s: %d bytes", m.topic, len(m.data)))
+        ready = {"event": "ready", "peer_id": str(node.peer_id), "listen_addrs": [str(a) for a in node.listen_addrs],
+                 "http": f"http://{config.mcp.server_address.rpartition(':')[0]}:{http.port}" if http else None,
+                 "time": time.time()}
+        print(json.dumps(ready), flush=True)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if http is not None:
+            await http.stop()
+        await node.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="p2pnode", description="Run a p2pnode peer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="run one node until SIGINT/SIGTERM")
+    run_parser.add_argument("--config", required=True, help="the node's TOML configuration file")
+    run_parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                            help="overrides [log] level")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        keypair = load_or_create_key(config)
+        setup_logging(config, keypair.peer_id.short(), args.log_level)
+        asyncio.run(run(config, keypair))
+    except (NodeConfigError, UsageError) as exc:
+        print(f"p2pnode: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The node's configuration file: the spec's TOML format (``[network]``, ``[bootstrap]``, ``[dht]``,
+``[tunneling]``, ``[mcp]``, ``[security]``, ``[resources]``) plus our ``[pubsub]`` and ``[log]``.
+
+Every section and key is optional and has the spec's default; an unknown key, a wrong type or an
+impossible value is an error that names the key (``NodeConfigError``, one line per problem). Keys that
+only later parts of the product act on (tunneling, MCP tools, rate limits, memory and bandwidth
+limits) are read and checked now, so a file written for the whole spec loads today.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from multiaddr import Multiaddr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from p2pnode.identity import IdentityError, PeerId
+
+TRANSITION_MECHANISMS = ("native", "dslite", "teredo", "6to4", "isatap", "6over4", "map-e", "map-t", "464xlat",
+                         "6rd")
+DEFAULT_LISTEN = ["/ip6/::/tcp/9000", "/ip4/0.0.0.0/tcp/9000", "/ip6/::/udp/9001/quic-v1",
+                  "/ip4/0.0.0.0/udp/9001/quic-v1"]
+
+
+class NodeConfigError(ValueError):
+    """A configuration file that cannot be used; one line per problem."""
+
+
+def _multiaddr(text: str) -> str:
+    try:
+        addr = Multiaddr(text)
+    except Exception as exc:
+        raise ValueError(f"{text!r} is not a multiaddr ({exc})") from None
+    names = [p.name for p in addr.protocols()]
+    if names[:1] not in (["ip4"], ["ip6"]) or names[1:3] not in (["tcp"], ["udp", "quic-v1"]):
+        raise ValueError(f"{text!r}: only /ip4|ip6/<ip>/tcp/<port> and /ip4|ip6/<ip>/udp/<port>/quic-v1 are "
+                         "supported (no DNS resolution: this node never looks names up)")
+    return text
+
+
+def _bootstrap_addr(text: str) -> str:
+    _multiaddr(text)
+    try:
+        peer = Multiaddr(text).get_peer_id()
+    except Exception:
+        peer = None
+    if not peer:
+        raise ValueError(f"{text!r} does not end in /p2p/<peer id>")
+    try:
+        PeerId.from_base58(peer)
+    except IdentityError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    return text
+
+
+def _peer_id(text: str) -> str:
+    if text != "auto":
+        try:
+            PeerId.from_base58(text)
+        except IdentityError as exc:
+            raise ValueError(f'"auto" or a base58 peer ID, not {text!r}: {exc}') from None
+    return text
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:8545 or [::1]:8545)")
+    return text
+
+
+ListenAddr = Annotated[str, AfterValidator(_multiaddr)]
+BootstrapAddr = Annotated[str, AfterValidator(_bootstrap_addr)]
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Network(_Section):
+    peer_id: Annotated[str, AfterValidator(_peer_id)] = "auto"
+    listen_addresses: list[ListenAddr] = Field(default_factory=lambda: list(DEFAULT_LISTEN), min_length=1)
+    # ours: where the identity key lives ("auto" creates it there on first start); relative to the file
+    key_file: str = "node.key"
+    # ours: transports in dialling preference order
+    transports: list[Literal["quic", "tcp"]] = Field(default_factory=lambda: ["quic", "tcp"], min_length=1)
+
+
+class Bootstrap(_Section):
+    nodes: list[BootstrapAddr] = Field(default_factory=list)
+
+
+class Dht(_Section):
+    protocol: str = "/ipfs/kad/1.0.0"
+    replication_factor: PositiveInt = 20
+    record_ttl: Positive = 3600
+    provider_ttl: Positive = 86400
+    alpha: PositiveInt = 5
+    disjoint_paths: PositiveInt = 1
+    # ours: where stored records are kept across restarts (relative to the file); empty: not kept
+    storage_path: str = ""
+
+
+class Tunneling(_Section):
+    enabled: bool = True
+    preferred_protocols: list[Literal[TRANSITION_MECHANISMS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["native", "dslite", "teredo"])
+    fallback_cascade: bool = True
+    probe_interval: Positive = 300
+
+
+class Mcp(_Section):
+    enabled: bool = True
+    # the node's local HTTP listener: /health, /ready, /metrics, /debug/peers (and MCP when it lands)
+    server_address: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8545"
+    max_concurrent_requests: PositiveInt = 100
+    request_timeout: Positive = 30
+    available_tools: list[str] = Field(default_factory=lambda: ["query_network", "run_inference",
+                                                                "forward_to_peer"])
+
+
+class Security(_Section):
+    enable_encryption: Literal[True] = True  # every transport here is encrypted; false is refused
+    require_authentication: bool = True
+    rate_limit_per_peer: PositiveInt = 100
+    total_rate_limit: PositiveInt = 10000
+
+
+class Resources(_Section):
+    max_connections: PositiveInt = 1000
+    max_memory_mb: PositiveInt = 500
+    bandwidth_limit_mbps: Positive = 100
+    connection_timeout: Positive = 30
+
+
+class Pubsub(_Section):
+    enabled: bool = True
+    topics: list[str] = Field(default_factory=list)  # subscribed at start
+    peers: PositiveInt = 8  # connections the node keeps open for pub-sub
+    max_peers: PositiveInt = 64
+
+
+class Log(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+    modules: dict[str, Literal["debug", "info", "warning", "error"]] = Field(default_factory=dict)
+
+
+class NodeConfig(_Section):
+    network: Network = Field(default_factory=Network)
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    dht: Dht = Field(default_factory=Dht)
+    tunneling: Tunneling = Field(default_factory=Tunneling)
+    mcp: Mcp = Field(default_factory=Mcp)
+    security: Security = Field(default_factory=Security)
+    resources: Resources = Field(default_factory=Resources)
+    pubsub: Pubsub = Field(default_factory=Pubsub)
+    log: Log = Field(default_factory=Log)
+    base_dir: Path = Field(default=Path("."), exclude=True)  # the file's directory: relative paths start here
+
+    def path(self, relative: str) -> Path:
+        return self.base_dir / relative
+
+
+def _message(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(file)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    if kind == "missing":
+        return f"{where}: required"
+    text = error["msg"].removeprefix("Value error, ")
+    if kind == "literal_error" and "enable_encryption" in where:
+        text = "must be true: this node has no unencrypted transport"
+    return f"{where}: {text} (got {error.get('input')!r})" if kind.endswith("_type") else f"{where}: {text}"
+
+
+def parse_config(text: str, base_dir: Path = Path("."), source: str = "<config>") -> NodeConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise NodeConfigError(f"{source}: not valid TOML: {exc}") from None
+    data.pop("base_dir", None)
+    try:
+        config = NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise NodeConfigError("\n".join(f"{source}: {_message(e)}" for e in exc.errors())) from None
+    config.base_dir = base_dir
+    return config
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NodeConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, path.resolve().parent, str(path))

@@ -1,0 +1,314 @@
+"""The swarm: a node's transports, its open connections, its address book and its stream protocols.
+
+It dials peers (IPv6 addresses first, then in the order the transports were given), deduplicates
+concurrent dials, accepts inbound connections, and runs multistream-select on every inbound stream before
+handing it to the handler registered for the protocol agreed on. A failing handler resets its stream and
+logs a line; nothing a remote peer sends can stop the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
+
+from multiaddr import Multiaddr
+
+from p2pnode.framing import CodecError
+from p2pnode.identity import Keypair, PeerId
+from p2pnode.transports import multistream
+from p2pnode.transports.base import Connection, Stream, Transport, TransportError
+
+log = logging.getLogger("p2pnode.swarm")
+
+# The request a log line belongs to: set per inbound stream and per outbound request (each runs in its
+# own task, so its own context); the CLI's log formatter prints it.
+correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
+_next_id = itertools.count(1)
+
+
+def new_correlation_id(peer: PeerId) -> str:
+    """``<short peer>#<n>``: which peer the request is with, and which of this process's requests it is."""
+    cid = f"{peer.short()}#{next(_next_id)}"
+    correlation_id.set(cid)
+    return cid
+
+StreamHandler = Callable[[Stream], Awaitable[None]]
+NEGOTIATION_TIMEOUT = 10.0
+# Errors a misbehaving or vanished peer causes on a stream: logged, the stream reset, the node carries on.
+PEER_ERRORS = (TransportError, CodecError, OSError, asyncio.IncompleteReadError, TimeoutError, EOFError)
+
+
+def to_multiaddr(addr: bytes | str | Multiaddr) -> Multiaddr | None:
+    """A multiaddr from its binary or text form; None for bytes that are not one."""
+    if isinstance(addr, Multiaddr):
+        return addr
+    try:
+        return Multiaddr(addr)
+    except Exception:  # the multiaddr package raises a variety of errors for bad input
+        return None
+
+
+def without_peer_id(addr: Multiaddr) -> Multiaddr:
+    try:
+        peer = addr.get_peer_id()
+    except Exception:
+        peer = None
+    return addr.decapsulate(Multiaddr(f"/p2p/{peer}")) if peer else addr
+
+
+def is_ip6(addr: Multiaddr) -> bool:
+    return addr.protocols()[0].name == "ip6"
+
+
+class Swarm:
+    def __init__(
+        self,
+        keypair: Keypair,
+        transports: Sequence[Transport],
+        dial_timeout: float = 10.0,
+        max_connections: int = 1000,
+    ):
+        self.keypair = keypair
+        self.peer_id = keypair.peer_id
+        self.transports = list(transports)
+        self.dial_timeout = dial_timeout
+        self.max_connections = max_connections
+        self.handlers: dict[str, StreamHandler] = {}
+        self.connections: dict[PeerId, list[Connection]] = {}
+        self.addrbook: dict[PeerId, list[Multiaddr]] = {}
+        self.listen_addrs: list[Multiaddr] = []
+        self.on_connection: Callable[[Connection], None] = lambda conn: None
+        self.on_disconnect: Callable[[PeerId], None] = lambda peer: None
+        self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
+        self._closed_bytes = [0, 0]  # in, out: of connections that have closed
+        self._tasks: set[asyncio.Task] = set()
+        self.closing = False
+
+    # ---- plumbing --------------------------------------------------------------------------------
+
+    def spawn(self, coro: Awaitable) -> asyncio.Task:
+        """Run ``coro`` in the background; the swarm cancels it on close and logs what it raises."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def set_handler(self, protocol: str, handler: StreamHandler) -> None:
+        self.handlers[protocol] = handler
+
+    @property
+    def protocols(self) -> list[str]:
+        return list(self.handlers)
+
+    # ---- listening -------------------------------------------------------------------------------
+
+    async def listen(self, addrs: Iterable[str | Multiaddr]) -> list[Multiaddr]:
+        for text in addrs:
+            addr = Multiaddr(text) if isinstance(text, str) else text
+            transport = self._transport_for(addr)
+            if transport is None:
+                raise ValueError(f"no transport can listen on {addr}")
+            bound = await transport.listen(addr, self._inbound)
+            self.listen_addrs.append(bound)
+        return self.listen_addrs
+
+    def advertised_addrs(self) -> list[Multiaddr]:
+        """Listen addresses with wildcards expanded to this host's interface addresses; IPv6 first."""
+        out: list[Multiaddr] = []
+        for addr in self.listen_addrs:
+            proto = addr.protocols()[0].name
+            host = addr.value_for_protocol(proto)
+            if host in ("::", "0.0.0.0"):
+                rest = str(addr)[len(f"/{proto}/{host}"):]
+                out.extend(Multiaddr(f"/{proto}/{ip}{rest}") for ip in _interface_ips(proto))
+            else:
+                out.append(addr)
+        return sorted(dict.fromkeys(out), key=lambda a: not is_ip6(a))
+
+    def _inbound(self, conn: Connection) -> None:
+        if self.closing or sum(len(c) for c in self.connections.values()) >= self.max_connections:
+            log.info("refusing connection from %s: at the connection limit", conn.remote_peer.short())
+            self.spawn(conn.close())
+            return
+        self._add(conn)
+
+    # ---- connections -----------------------------------------------------------------------------
+
+    def connection(self, peer: PeerId) -> Connection | None:
+        for conn in reversed(self.connections.get(peer, ())):
+            if not conn.closed:
+                return conn
+        return None
+
+    def _add(self, conn: Connection) -> None:
+        peer = conn.remote_peer
+        first = self.connection(peer) is None
+        self.connections.setdefault(peer, []).append(conn)
+        conn.on_close(self._removed)
+        self.spawn(self._accept_streams(conn))
+        if first:
+            self.on_connection(conn)
+
+    def bandwidth(self) -> tuple[int, int]:
+        """Application bytes received and sent over all connections so far."""
+        live = [c for conns in self.connections.values() for c in conns]
+        return (self._closed_bytes[0] + sum(c.bytes_in for c in live),
+                self._closed_bytes[1] + sum(c.bytes_out for c in live))
+
+    def _removed(self, conn: Connection) -> None:
+        self._closed_bytes[0] += conn.bytes_in
+        self._closed_bytes[1] += conn.bytes_out
+        peer = conn.remote_peer
+        conns = [c for c in self.connections.get(peer, ()) if c is not conn and not c.closed]
+        if conns:
+            self.connections[peer] = conns
+            return
+        self.connections.pop(peer, None)
+        if not self.closing:
+            self.on_disconnect(peer)
+
+    def learn(self, peer: PeerId, addrs: Iterable[bytes | str | Multiaddr]) -> None:
+        """Remember dialable addresses of ``peer`` (newest first, no duplicates)."""
+        if peer == self.peer_id:
+            return
+        known = self.addrbook.setdefault(peer, [])
+        for raw in addrs:
+            addr = to_multiaddr(raw)
+            if addr is None or self._transport_for(addr) is None:
+                continue
+            addr = without_peer_id(addr)
+            if addr in known:
+                known.remove(addr)
+            known.insert(0, addr)
+        del known[32:]
+
+    def dial_order(self, addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
+        rank = {t.name: i for i, t in enumerate(self.transports)}
+
+        def key(addr: Multiaddr) -> tuple[bool, int]:
+            transport = self._transport_for(addr)
+            return (not is_ip6(addr), rank[transport.name] if transport else len(rank))
+
+        return sorted(dict.fromkeys(addrs), key=key)
+
+    async def dial(self, peer: PeerId, addrs: Iterable[bytes | str | Multiaddr] = ()) -> Connection:
+        """An open connection to ``peer``: an existing one, or a new one dialled over its addresses."""
+        conn = self.connection(peer)
+        if conn is not None:
+            return conn
+        if peer == self.peer_id:
+            raise TransportError("cannot dial ourselves")
+        self.learn(peer, addrs)
+        task = self._dials.get(peer)
+        if task is None:
+            task = asyncio.ensure_future(self._dial(peer))
+            self._dials[peer] = task
+            task.add_done_callback(lambda _: self._dials.pop(peer, None))
+        return await asyncio.shield(task)
+
+    async def _dial(self, peer: PeerId) -> Connection:
+        candidates = self.dial_order(self.addrbook.get(peer, ()))
+        if not candidates:
+            raise TransportError(f"no known address for {peer.short()}")
+        errors = []
+        for addr in candidates:
+            transport = self._transport_for(addr)
+            try:
+                async with asyncio.timeout(self.dial_timeout):
+                    conn = await transport.dial(addr, peer)
+            except (TransportError, OSError, TimeoutError) as exc:
+                errors.append(f"{addr}: {exc or type(exc).__name__}")
+                continue
+            self._add(conn)  # if the peer dialled us meanwhile, both stay open and streams use the newest
+            return conn
+        raise TransportError(f"could not dial {peer.short()}: " + "; ".join(errors))
+
+    def _transport_for(self, addr: Multiaddr) -> Transport | None:
+        for transport in self.transports:
+            if transport.can_dial(addr):
+                return transport
+        return None
+
+    async def disconnect(self, peer: PeerId) -> None:
+        for conn in list(self.connections.get(peer, ())):
+            await conn.close()
+
+    # ---- streams ---------------------------------------------------------------------------------
+
+    async def new_stream(self, peer: PeerId, protocols: Sequence[str],
+                         addrs: Iterable[bytes | str | Multiaddr] = ()) -> Stream:
+        """A stream to ``peer`` speaking the first of ``protocols`` it supports (dialling if needed)."""
+        conn = await self.dial(peer, addrs)
+        stream = await conn.open_stream()
+        try:
+            async with asyncio.timeout(NEGOTIATION_TIMEOUT):
+                stream.protocol = await multistream.select(stream, protocols)
+        except BaseException:
+            stream.reset()
+            raise
+        return stream
+
+    async def _accept_streams(self, conn: Connection) -> None:
+        while True:
+            try:
+                stream = await conn.accept_stream()
+            except TransportError:
+                return
+            self.spawn(self._serve(stream))
+
+    async def _serve(self, stream: Stream) -> None:
+        peer = stream.connection.remote_peer
+        new_correlation_id(peer)
+        try:
+            async with asyncio.timeout(NEGOTIATION_TIMEOUT):
+                stream.protocol = await multistream.handle(stream, self.handlers)
+            await self.handlers[stream.protocol](stream)
+        except PEER_ERRORS as exc:
+            log.info("stream %s from %s reset: %s", stream.protocol or "(negotiating)", peer.short(),
+                     exc or type(exc).__name__)
+            stream.reset()
+        except Exception:
+            log.exception("handler for %s failed on a stream from %s", stream.protocol, peer.short())
+            stream.reset()
+        else:
+            await _close_quietly(stream)
+
+    async def close(self) -> None:
+        self.closing = True
+        for task in list(self._tasks) + list(self._dials.values()):
+            task.cancel()
+        for conns in list(self.connections.values()):
+            for conn in conns:
+                await conn.close()
+        for transport in self.transports:
+            await transport.close()
+        self.connections.clear()
+
+
+async def _close_quietly(stream: Stream) -> None:
+    try:
+        await stream.close()
+    except PEER_ERRORS:
+        stream.reset()
+
+
+def _interface_ips(proto: str) -> list[str]:
+    """This host's addresses of one family (``ip4``/``ip6``), loopback last; link-local ones left out."""
+    import psutil
+
+    family = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
+    ips = []
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == family and not a.address.startswith("fe80"):
+                ips.append(a.address.split("%")[0])
+    return sorted(set(ips), key=lambda ip: ip in ("::1", "127.0.0.1"))
