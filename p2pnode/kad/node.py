@@ -159,6 +159,11 @@ class KademliaNode:
             key = keyspace.refresh_key(self.peer_id.kad_id, 256 - index, rng.getrandbits(256))
             self.find_node(key, one_done)
 
+    def add_peer(self, peer: PeerInfo) -> None:
+        """A peer known to serve the DHT (libp2p learns it from Identify on a new connection)."""
+        if self.running and peer.peer_id != self.peer_id:
+            self._seen(peer)
+
     def _seen(self, peer: PeerInfo) -> None:
         candidate = self.table.update(peer, self.runtime.now())
         if candidate is not None:

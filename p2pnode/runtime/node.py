@@ -35,7 +35,7 @@ from p2pnode.host import Host
 from p2pnode.identity import Keypair, PeerId
 from p2pnode.kad import codec as kad_codec
 from p2pnode.kad.events import GetFinished, LookupFinished, ProvidersFound, PutFinished
-from p2pnode.kad.messages import DHTRecord, PeerInfo, PutValue
+from p2pnode.kad.messages import DHTRecord, PeerInfo, Ping, Pong, PutValue
 from p2pnode.pubsub import codec as pubsub_codec
 from p2pnode.pubsub.messages import RPC, Message
 from p2pnode.runtime.swarm import PEER_ERRORS, Swarm, new_correlation_id, to_multiaddr
@@ -312,6 +312,8 @@ class Node:
                 waiter.set()
         self.identified[peer] = info
         self.swarm.learn(peer, info.listen_addrs)
+        if KAD_PROTOCOL in info.protocols and self.running:
+            self.host.dht.add_peer(self.info_of(peer))
         log.debug("identified %s: %s, %d addrs", peer.short(), info.agent_version, len(info.listen_addrs))
 
     async def _serve_identify(self, stream: Stream) -> None:
@@ -349,12 +351,13 @@ class Node:
                 return
             await stream.write(payload)
 
-    async def ping(self, peer: PeerId | str, count: int = 1, timeout: float = 10.0) -> list[float]:
-        """Round-trip times in seconds of ``count`` pings over one stream."""
+    async def ping(self, peer: PeerId | str, count: int = 1, timeout: float = 10.0,
+                   addrs: Iterable[bytes | str | Multiaddr] = ()) -> list[float]:
+        """Round-trip times in seconds of ``count`` pings over one stream (dialling ``addrs`` if needed)."""
         peer = _as_peer_id(peer)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            stream = await self.swarm.new_stream(peer, [PING_PROTOCOL])
+            stream = await self.swarm.new_stream(peer, [PING_PROTOCOL], addrs)
             rtts = []
             try:
                 for _ in range(count):
@@ -372,6 +375,18 @@ class Node:
 
     async def _request(self, peer: PeerInfo, message: Any, timeout: float,
                        on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
+        if type(message) is Ping:
+            # The DHT's liveness check. Kademlia's PING is deprecated on the wire (libp2p nodes answer it
+            # but never send it): ask over /ipfs/ping/1.0.0 instead.
+            try:
+                await self.ping(peer.peer_id, timeout=timeout, addrs=peer.addrs)
+            except (TimeoutError, *PEER_ERRORS) as exc:
+                if self.running:
+                    on_failure(str(exc) or type(exc).__name__)
+            else:
+                if self.running:
+                    on_response(Pong())
+            return
         if type(message) is reqresp.AppRequest:
             protocol, frame = REQRESP_PROTOCOL, _frame(reqresp.encode(message))
             max_size, decode = REQRESP_MAX_FRAME, reqresp.decode

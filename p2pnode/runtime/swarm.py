@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
@@ -114,7 +115,8 @@ class Swarm:
     async def listen(self, addrs: Iterable[str | Multiaddr]) -> list[Multiaddr]:
         for text in addrs:
             addr = Multiaddr(text) if isinstance(text, str) else text
-            transport = self._transport_for(addr)
+            # transports dial only real ports; port 0 (any) is for listening
+            transport = self._transport_for(Multiaddr(re.sub(r"/(tcp|udp)/0(?=/|$)", r"/\1/1", str(addr))))
             if transport is None:
                 raise ValueError(f"no transport can listen on {addr}")
             bound = await transport.listen(addr, self._inbound)

@@ -1,0 +1,152 @@
+"""``p2pnode run``: real processes, their HTTP endpoints, key and record persistence, bad configs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from p2pnode.cli import main
+from p2pnode.identity import Keypair
+
+
+def write_config(directory: Path, extra: str = "", listen: str = '"/ip6/::1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"',
+                 bootstrap: str = "") -> Path:
+    path = directory / "node.toml"
+    path.write_text(f"""
+[network]
+peer_id = "auto"
+listen_addresses = [{listen}]
+[bootstrap]
+nodes = [{bootstrap}]
+[dht]
+storage_path = "records.jsonl"
+[mcp]
+server_address = "127.0.0.1:0"
+[log]
+level = "info"
+{extra}
+""")
+    return path
+
+
+class NodeProcess:
+    def __init__(self, config: Path):
+        self.proc = subprocess.Popen([sys.executable, "-m", "p2pnode.cli", "run", "--config", str(config)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"node exited: {self.proc.stderr.read()}")
+        self.ready = json.loads(line)
+
+    def get(self, path: str):
+        try:
+            with urllib.request.urlopen(self.ready["http"] + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=15)
+        finally:
+            self.proc.kill()
+        return self.proc.returncode, err
+
+
+def test_run_serves_health_metrics_and_persists_key_and_records(tmp_path):
+    config = write_config(tmp_path)
+    first = NodeProcess(config)
+    try:
+        peer_id = first.ready["peer_id"]
+        assert first.ready["listen_addrs"][0].startswith("/ip6/::1/udp/")  # IPv6 first
+        status, body = first.get("/health")
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "ok" and health["peer_id"] == peer_id
+        assert health["listen_addrs"] == first.ready["listen_addrs"]
+        status, _ = first.get("/ready")
+        assert status == 503  # alone: nothing in its routing table
+        status, metrics = first.get("/metrics")
+        assert status == 200
+        for name in ("p2p_peers_connected", "p2p_dht_records_stored", "p2p_bandwidth_bytes_total",
+                     "p2p_tunnel_protocol", "process_resident_memory_bytes"):
+            assert name in metrics
+        status, peers = first.get("/debug/peers")
+        assert status == 200 and json.loads(peers)["peers"] == []
+
+        # a second node bootstraps from the first and stores a record on it
+        other_dir = tmp_path / "b"
+        other_dir.mkdir()
+        second = NodeProcess(write_config(other_dir, bootstrap=f'"{first.ready["listen_addrs"][0]}"'))
+        try:
+            import asyncio
+
+            from p2pnode.runtime.node import Node
+
+            async def put():
+                client = Node(listen=["/ip6/::1/udp/0/quic-v1"], bootstrap=[first.ready["listen_addrs"][0]])
+                await client.start()
+                await client.wait_bootstrapped(20)
+                done = await client.dht.put(b"/p2pnode/kept", b"across restarts")
+                await client.stop()
+                return done
+
+            assert asyncio.run(put()).replicas >= 1
+            status, peers = first.get("/debug/peers")
+            assert any(p["agent_version"] and p["agent_version"].startswith("p2pnode/")
+                       for p in json.loads(peers)["peers"])
+            status, _ = first.get("/ready")
+            assert status == 200
+        finally:
+            second.stop()
+        status, metrics = first.get("/metrics")
+        assert "p2p_dht_records_stored 1.0" in metrics
+    finally:
+        code, err = first.stop()
+    assert code == 0, err
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert logs and all({"ts", "level", "logger", "node", "cid", "msg"} <= set(entry) for entry in logs)
+    assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+
+    again = NodeProcess(config)
+    try:
+        assert again.ready["peer_id"] == peer_id  # the key was kept
+        _, metrics = again.get("/metrics")
+        assert "p2p_dht_records_stored 1.0" in metrics  # and the record
+    finally:
+        assert again.stop()[0] == 0
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ("[network]\nlisten_adresses = []", "network.listen_adresses: unknown key"),
+    ("[dht]\nrecord_ttl = 0", "dht.record_ttl"),
+    ("[bootstrap]\nnodes = ['/ip4/127.0.0.1/tcp/1']", "does not end in /p2p/"),
+    ("[network\n", "not valid TOML"),
+    ("[security]\nenable_encryption = false", "no unencrypted transport"),
+])
+def test_bad_config_is_one_line_naming_the_key(tmp_path, capsys, text, complaint):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert complaint in err and "Traceback" not in err
+
+
+def test_configured_peer_id_must_match_the_key(tmp_path, capsys):
+    other = Keypair.generate().peer_id
+    (tmp_path / "node.key").write_bytes(Keypair.generate().to_protobuf())
+    path = tmp_path / "node.toml"
+    path.write_text(f'[network]\npeer_id = "{other}"\n')
+    assert main(["run", "--config", str(path)]) == 2
+    assert "is not the peer ID of the key" in capsys.readouterr().err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
