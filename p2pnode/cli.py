@@ -89,6 +89,7 @@ def setup_logging(config: NodeConfig, node: str, level: str | None) -> None:
 
 def node_from_config(config: NodeConfig, keypair: Keypair):
     from p2pnode.config import KadConfig
+    from p2pnode.eventlog import EventWriter
     from p2pnode.runtime.node import Node
 
     dht = config.dht
@@ -111,6 +112,8 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         max_connections=config.resources.max_connections,
         dial_timeout=config.resources.connection_timeout,
         storage_path=config.path(dht.storage_path) if dht.storage_path else None,
+        events=EventWriter(config.path(config.log.events_file)) if config.log.events_file else None,
+        node_index=config.log.node_index,
     )
 
 
@@ -148,6 +151,8 @@ async def run(config: NodeConfig, keypair: Keypair) -> None:
         if http is not None:
             await http.stop()
         await node.stop()
+        if node.events is not None:
+            node.events.close()
 
 
 def main(argv: list[str] | None = None) -> int:

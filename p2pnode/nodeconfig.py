@@ -148,6 +148,10 @@ class Log(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
     modules: dict[str, Literal["debug", "info", "warning", "error"]] = Field(default_factory=dict)
+    # ours: measured events (the simulator's events.csv columns) go to this file (relative to the config
+    # file; empty: none), with this node number in the ``node`` column
+    events_file: str = ""
+    node_index: Annotated[int, Field(ge=0)] | None = None
 
 
 class NodeConfig(_Section):

@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import p2pnode
+from p2pnode.eventlog import EventWriter
 from sim.latency import MatrixError
-from sim.results import EventWriter, new_run_dir, write_json
+from sim.results import new_run_dir, write_json
 from sim.scenario import ScenarioError, load_scenario
 from sim.simulation import Simulation
 

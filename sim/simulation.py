@@ -16,6 +16,7 @@ from typing import Any
 import simpy
 
 from p2pnode.config import GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
+from p2pnode.eventlog import EventWriter
 from p2pnode.host import Host
 from p2pnode.identity import Keypair, kad_key
 from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
@@ -27,7 +28,6 @@ from sim import churn as churn_model
 from sim.attacks import DroppingGossipSub
 from sim.latency import LatencyModel, builtin_matrix, load_matrix
 from sim.oracle import LiveSet
-from sim.results import EventWriter
 from sim.runtime import SimNetwork, SimRuntime
 
 DRAIN = 10.0  # simulated seconds after the measured period for running operations to finish

@@ -30,6 +30,7 @@ from multiaddr import Multiaddr
 
 from p2pnode import __version__, identify, reqresp
 from p2pnode.config import GossipConfig, KadConfig, ScoreConfig
+from p2pnode.eventlog import EventWriter
 from p2pnode.framing import encode_uvarint
 from p2pnode.host import Host
 from p2pnode.identity import Keypair, PeerId
@@ -124,6 +125,8 @@ class Node:
         dial_timeout: float = 10.0,
         seed: int | None = None,
         storage_path: str | Path | None = None,
+        events: EventWriter | None = None,
+        node_index: int | None = None,
     ):
         self.keypair = keypair or Keypair.generate()
         self.peer_id = self.keypair.peer_id
@@ -134,6 +137,8 @@ class Node:
                 raise ValueError(f"bootstrap address {addr} does not end in /p2p/<peer id>")
         self._transport_names = list(transports)
         self._storage = Path(storage_path) if storage_path else None
+        self.events = events  # measured events, as the simulator writes them (wall-clock time)
+        self.node_index = node_index
         self._host_args = dict(kad=kad or KadConfig(), gossip=(gossip or GossipConfig()) if pubsub else None,
                                score=score,
                                peers=peers, max_peers=max_peers)
@@ -177,12 +182,14 @@ class Node:
         if self._storage is not None:
             self._load_records()
         self.host.start(bootstrap)
+        self.record_event("up", value=1)
         log.info("node %s listening on %s", self.peer_id.short(), ", ".join(map(str, swarm.listen_addrs)))
 
     async def stop(self) -> None:
         if not self.running:
             return
         self.running = False
+        self.record_event("down", value=1)
         self.host.stop()
         if self._storage is not None:
             self._save_records()
@@ -201,6 +208,12 @@ class Node:
         async with asyncio.timeout(timeout):
             while not (self.host and self.host.bootstrapped):
                 await asyncio.sleep(0.05)
+
+    def record_event(self, kind: str, latency: float | None = None, hops: int | None = None, ok: bool | None = None,
+                     value: float | int | None = None, count: int | None = None) -> None:
+        if self.events is not None:
+            self.events.write(time.time(), kind, self.node_index, latency, hops, ok, value, count)
+            self.events.flush()
 
     # ---- records kept across restarts -----------------------------------------------------------
 
@@ -513,11 +526,16 @@ class DhtAPI:
     async def put(self, key: bytes | str, value: bytes, ttl: float | None = None) -> PutFinished:
         """Sign ``value`` as a new version of ``key`` and store it on the k closest peers."""
         kad = self._kad()
-        return await self._call(lambda done: kad.put_value(_key(key), value, done, ttl))
+        result: PutFinished = await self._call(lambda done: kad.put_value(_key(key), value, done, ttl))
+        self._node.record_event("put", result.finished - result.started, None, result.replicas > 0,
+                                result.replicas, result.requests)
+        return result
 
     async def get_record(self, key: bytes | str) -> DHTRecord | None:
         kad = self._kad()
         result: GetFinished = await self._call(lambda done: kad.get_value(_key(key), done))
+        self._node.record_event("get", result.finished - result.started, result.hops, result.record is not None,
+                                None, result.requests)
         return result.record
 
     async def get(self, key: bytes | str) -> bytes | None:
@@ -529,7 +547,10 @@ class DhtAPI:
         """Look ``peer`` up; its ID and addresses if the lookup reached it."""
         peer, kad = _as_peer_id(peer), self._kad()
         result: LookupFinished = await self._call(lambda done: kad.find_node(peer.raw, done))
-        return next((p for p in result.peers if p.peer_id == peer), None)
+        found = next((p for p in result.peers if p.peer_id == peer), None)
+        self._node.record_event("lookup", result.finished - result.started, result.hops, found is not None,
+                                None, result.requests)
+        return found
 
     async def closest_peers(self, key: bytes | str) -> tuple[PeerInfo, ...]:
         kad = self._kad()

@@ -30,6 +30,8 @@ storage_path = "records.jsonl"
 server_address = "127.0.0.1:0"
 [log]
 level = "info"
+events_file = "events.csv"
+node_index = 3
 {extra}
 """)
     return path
@@ -113,6 +115,9 @@ def test_run_serves_health_metrics_and_persists_key_and_records(tmp_path):
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert logs and all({"ts", "level", "logger", "node", "cid", "msg"} <= set(entry) for entry in logs)
     assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+    events = (tmp_path / "events.csv").read_text().splitlines()
+    assert events[0] == "time,kind,node,latency,hops,ok,value,count"
+    assert [row.split(",")[1:3] for row in events[1:]] == [["up", "3"], ["down", "3"]]
 
     again = NodeProcess(config)
     try:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from p2pnode.eventlog import EventWriter
 from p2pnode.pubsub.router import GossipSub
 from sim.attacks import DroppingGossipSub
 from sim.cli import main as simulate
-from sim.results import EventWriter
 from sim.scenario import load_scenario
 from sim.simulation import Simulation
 
