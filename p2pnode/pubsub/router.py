@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from p2pnode.config import GossipConfig, ScoreConfig
-from p2pnode.identity import IdentityError, Keypair, PeerId, verify
+from p2pnode.identity import IdentityError, Keypair, PeerId, encode_public_key, verify
 from p2pnode.interface import Runtime, Timer
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import default_message_id, signing_payload
@@ -50,7 +50,8 @@ def signature_ok(message: Message) -> bool:
         public_key = PeerId(message.source).public_key()
     except IdentityError:
         return False
-    if message.key and message.key != public_key:
+    # ``key``, when sent (py-libp2p sends it even for Ed25519), is the protobuf PublicKey of the signer
+    if message.key and message.key != encode_public_key(public_key):
         return False
     return verify(public_key, message.signature, signing_payload(message))
 
