@@ -1,5 +1,9 @@
 """The node's local HTTP listener: ``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/debug/peers``.
 
+A small HTTP/1.1 responder on asyncio streams (GET and HEAD, one request per connection): four read-only
+endpoints on a loopback address do not need a web framework, and aiohttp alone would take 14 MiB of the
+idle node's 60 MB budget (measured: 52 -> 66 MiB RSS after import).
+
 Metrics are read from the node when Prometheus scrapes (a custom collector on a registry of the node's
 own), so nothing on the hot path updates counters. ``p2p_bandwidth_bytes`` counts application bytes on
 streams (after decryption, before framing of the transport); it is a counter, so the exposition names
@@ -8,10 +12,12 @@ its sample ``p2p_bandwidth_bytes_total``.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
@@ -53,54 +59,76 @@ class NodeCollector:
 
 
 class HttpServer:
+    MAX_REQUEST = 8192
+
     def __init__(self, node: Node, host: str, port: int):
         self.node = node
         self.address = (host, port)
+        self.port = port
         self.started = time.time()
         self.registry = CollectorRegistry()
         self.registry.register(NodeCollector(node))
         ProcessCollector(registry=self.registry)
-        app = web.Application()
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/ready", self.ready)
-        app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/debug/peers", self.peers)
-        self._runner = web.AppRunner(app, access_log=None)
-        self.port = port
+        self.routes = {"/health": self.health, "/ready": self.ready, "/metrics": self.metrics,
+                       "/debug/peers": self.peers}
+        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.address[0], self.address[1])
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
+        self._server = await asyncio.start_server(self._handle, self.address[0], self.address[1])
+        self.port = self._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
 
     async def stop(self) -> None:
-        await self._runner.cleanup()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            route = self.routes.get(target.split("?", 1)[0])
+            if method not in ("GET", "HEAD"):
+                status, content_type, body = 405, "text/plain", b"only GET and HEAD\n"
+            elif route is None:
+                status, content_type, body = 404, "text/plain", b"try /health, /ready, /metrics, /debug/peers\n"
+            else:
+                status, content_type, body = route()
+            writer.write(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+            if method != "HEAD":
+                writer.write(body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError, OSError):
+            pass  # a client that sent no request, or garbage: just close
+        finally:
+            writer.close()
+
+    def _json(self, data: dict, status: int = 200) -> tuple[int, str, bytes]:
+        return status, "application/json", json.dumps(data).encode()
+
+    def health(self) -> tuple[int, str, bytes]:
         node = self.node
-        return web.json_response({
+        return self._json({
             "status": "ok" if node.running else "stopped",
             "peer_id": str(node.peer_id),
             "listen_addrs": [str(a) for a in node.listen_addrs],
             "peers": len(node.connected_peers()),
             "uptime_s": round(time.time() - self.started, 3),
-        }, status=200 if node.running else 503)
+        }, 200 if node.running else 503)
 
-    async def ready(self, request: web.Request) -> web.Response:
+    def ready(self) -> tuple[int, str, bytes]:
         node = self.node
-        body = {
+        return self._json({
             "ready": node.ready,
             "bootstrapped": bool(node.host and node.host.bootstrapped),
             "routing_table_peers": len(node.host.dht.table) if node.host else 0,
-        }
-        return web.json_response(body, status=200 if node.ready else 503)
+        }, 200 if node.ready else 503)
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        data = generate_latest(self.registry)
-        return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def metrics(self) -> tuple[int, str, bytes]:
+        return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
-    async def peers(self, request: web.Request) -> web.Response:
+    def peers(self) -> tuple[int, str, bytes]:
         node = self.node
         out = []
         for peer, conns in node.swarm.connections.items():
@@ -114,4 +142,4 @@ class HttpServer:
                 "protocols": list(info.protocols) if info else None,
                 "addrs": [str(a) for a in node.swarm.addrbook.get(peer, ())],
             })
-        return web.json_response({"peer_id": str(node.peer_id), "peers": out})
+        return self._json({"peer_id": str(node.peer_id), "peers": out})

@@ -155,3 +155,41 @@ def test_configured_peer_id_must_match_the_key(tmp_path, capsys):
 def test_missing_config_file(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_http_listener_answers_unknown_paths_methods_and_garbage():
+    import asyncio
+    import socket
+
+    from p2pnode.runtime.http import HttpServer
+    from p2pnode.runtime.node import Node
+
+    async def scenario():
+        node = Node(listen=["/ip6/::1/tcp/0"], transports=["tcp"])
+        await node.start()
+        http = HttpServer(node, "127.0.0.1", 0)
+        await http.start()
+
+        async def exchange(raw: bytes) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+            writer.write(raw)
+            await writer.drain()
+            data = await reader.read()
+            writer.close()
+            return data
+
+        try:
+            assert (await exchange(b"GET /nope HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404")
+            assert (await exchange(b"POST /health HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
+            assert await exchange(b"\x00\xff garbage\r\n\r\n") == b""
+            head = await exchange(b"HEAD /health HTTP/1.1\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+            ok = await exchange(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert json.loads(ok.split(b"\r\n\r\n", 1)[1])["status"] == "ok"
+            with socket.create_connection(("127.0.0.1", http.port)):
+                pass  # a client that connects and says nothing
+        finally:
+            await http.stop()
+            await node.stop()
+
+    asyncio.run(scenario())
