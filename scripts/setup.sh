@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Set up the development environment: a Python >= 3.11 with venv, then .venv with p2pnode and its dev extras.
+# With --tests, also the py-libp2p 0.8.1 virtualenv the interoperability tests talk to (scripts/setup-interop.sh).
 # Idempotent; runs from any directory. On Debian/Ubuntu it apt-installs Python/venv when they are missing
 # (as root, or through sudo). Network use: apt and pip only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+WITH_TESTS=""
+for arg in "$@"; do
+    case "$arg" in
+        --tests) WITH_TESTS=1 ;;
+        *) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
+    esac
+done
 
 say() { echo "setup: $*"; }
 die() { echo "setup: $*" >&2; exit 1; }
@@ -70,4 +79,8 @@ fi
 
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+if [ -n "$WITH_TESTS" ]; then
+    say "setting up the py-libp2p interop venv (first time: about a minute)"
+    bash scripts/setup-interop.sh
+fi
 say "ready: .venv ($(.venv/bin/python --version 2>&1)) with p2pnode[dev]; try .venv/bin/simulate --help"
