@@ -39,7 +39,7 @@ from google.protobuf.message import DecodeError
 
 from p2pnode import framing
 from p2pnode.framing import CodecError, encode_uvarint, varint_len
-from p2pnode.identity import IdentityError, PeerId
+from p2pnode.identity import IdentityError, PeerId, decode_public_key
 from p2pnode.kad.messages import (
     MESSAGE_TYPE,
     AddProvider,
@@ -68,6 +68,9 @@ MAX_FRAME_SIZE = 16 * 1024
 """Default largest frame body ``FrameReader`` accepts."""
 
 MAX_TTL_MS = (1 << 50) - 1
+PK_NAMESPACE = b"/pk/"
+# A /pk/ record carries no lifetime on the wire; the receiver keeps it this long (as for our default TTL).
+PK_RECORD_TTL = 3600.0
 """Largest ``ttl_ms`` we encode or accept. ``ttl`` is a float of seconds: below 2**50 ms, converting
 ms -> seconds -> ms gives back the same integer, so a decoded record re-encodes (and verifies) identically.
 That is still about 35,000 years."""
@@ -118,6 +121,30 @@ def signing_payload(key: bytes, value: bytes, publisher: PeerId, ttl: float, ver
     return SIGNING_PREFIX + encode_uvarint(len(key)) + key + signed
 
 
+def pk_record_owner(key: bytes, value: bytes) -> PeerId | None:
+    """For libp2p's ``/pk/`` namespace: the peer whose public key ``value`` (a protobuf ``PublicKey``) is, if
+    ``key`` names that very peer, else None. The key is ``/pk/`` + the peer-ID multihash, raw (go-libp2p) or
+    as hex text (py-libp2p). Such a record certifies itself: no signature, version or TTL travels with it."""
+    if not key.startswith(PK_NAMESPACE):
+        return None
+    try:
+        owner = PeerId.from_public_key(decode_public_key(value))
+    except IdentityError:
+        return None
+    suffix = key[len(PK_NAMESPACE):]
+    return owner if suffix in (owner.raw, owner.raw.hex().encode()) else None
+
+
+def make_pk_record(key: bytes, value: bytes) -> DHTRecord | None:
+    owner = pk_record_owner(key, value)
+    return None if owner is None else DHTRecord(key, value, owner, b"", PK_RECORD_TTL, 0)
+
+
+def is_pk_record(record: DHTRecord) -> bool:
+    """Our signed records always carry a signature; a ``/pk/`` record never does."""
+    return not record.signature and record.key.startswith(PK_NAMESPACE)
+
+
 def _check_record(record: DHTRecord) -> int:
     """Refuse what ``decode`` would refuse, so that every encodable record decodes; returns ttl_ms."""
     if not record.key:
@@ -129,6 +156,9 @@ def _check_record(record: DHTRecord) -> int:
 
 
 def _record_to_pb(record: DHTRecord, out: dht_pb2.Record) -> None:
+    if is_pk_record(record):
+        out.key, out.value = record.key, record.value
+        return
     ttl_ms = _check_record(record)
     out.key = record.key
     out.value = _signed_record_bytes(record.value, record.publisher, record.signature, ttl_ms, record.version)
@@ -139,6 +169,9 @@ def _record_from_pb(pb: dht_pb2.Record) -> DHTRecord:
         raise CodecError("record has no key")
     if not pb.value:
         raise CodecError("record has no value (expected a p2pnode SignedRecord)")
+    pk = make_pk_record(pb.key, pb.value)
+    if pk is not None:
+        return pk
     try:
         signed = record_pb2.SignedRecord.FromString(pb.value)
     except DecodeError as exc:
@@ -350,6 +383,8 @@ def _peers_field(peers: tuple[PeerInfo, ...]) -> int:
 @lru_cache(maxsize=1 << 16)
 def _record_field(record: DHTRecord) -> int:
     """Size of the ``Message.record`` field, tag and length included."""
+    if is_pk_record(record):
+        return _bytes_field(_bytes_field(len(record.key)) + _optional_bytes_field(len(record.value)))
     ttl_ms = _check_record(record)
     signed = (
         _optional_bytes_field(len(record.value))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from p2pnode.identity import IdentityError, Keypair, PeerId, verify
-from p2pnode.kad.codec import signing_payload
+from p2pnode.kad.codec import is_pk_record, pk_record_owner, signing_payload
 from p2pnode.kad.messages import DHTRecord, PeerInfo
 
 
@@ -16,6 +16,8 @@ def make_record(keypair: Keypair, key: bytes, value: bytes, ttl: float, version:
 
 
 def record_is_valid(record: DHTRecord) -> bool:
+    if is_pk_record(record):  # libp2p's /pk/ namespace: the key names the peer whose public key the value is
+        return pk_record_owner(record.key, record.value) == record.publisher
     try:
         public_key = record.publisher.public_key()
     except IdentityError:

@@ -117,6 +117,17 @@ def test_pylibp2p_dials_us(transport, pylibp2p):
             got = await call(py, "get_value_from", peer=str(ours.peer_id), key_hex=b"/p2pnode/interop".hex())
             assert envelope_value(got["value_hex"]) == b"from p2pnode"
 
+            # PUT_VALUE from py-libp2p: its public key under /pk/ (a self-certifying libp2p record)
+            py_id = _peer(py.peer_id)
+            pk_key, pk_value = b"/pk/" + py_id.raw.hex().encode(), encode_public_key(py_id.public_key())
+            await call(py, "put_value_to", peer=str(ours.peer_id), key_hex=pk_key.hex(), value_hex=pk_value.hex())
+            assert ours.host.dht.records.get(pk_key, ours.host.runtime.now()).value == pk_value
+            # ... and a record it cannot certify is refused
+            forged = b"/pk/" + third.peer_id.raw.hex().encode()
+            reply = await asyncio.to_thread(lambda: py.call("put_value_to", check=False, peer=str(ours.peer_id),
+                                                            key_hex=forged.hex(), value_hex=pk_value.hex()))
+            assert not reply["ok"] and ours.host.dht.records.get(forged, ours.host.runtime.now()) is None
+
             # gossip both ways
             await until(lambda: any(p.to_base58() == py.peer_id for p in ours.pubsub.mesh(TOPIC)), 15)
             await call(py, "publish", topic=TOPIC, data_hex=b"from py-libp2p".hex())

@@ -444,3 +444,38 @@ def test_stream_ending_inside_a_frame():
     assert reader.buffered > 0
     with pytest.raises(CodecError, match="inside a frame"):
         reader.close()
+
+
+# --- libp2p's /pk/ namespace: self-certifying public-key records from other implementations --------------
+
+
+def _pk_record_pb(key: bytes, value: bytes) -> bytes:
+    pb = dht_pb2.Message(type=dht_pb2.Message.PUT_VALUE, key=key)
+    pb.record.key, pb.record.value = key, value
+    return pb.SerializeToString()
+
+
+@pytest.mark.parametrize("suffix", [lambda p: p.raw, lambda p: p.raw.hex().encode()], ids=["go-raw", "py-hex"])
+def test_pk_records_decode_validate_and_re_encode_unchanged(suffix):
+    from p2pnode.identity import encode_public_key
+    from p2pnode.kad.records import RecordStore
+
+    key = b"/pk/" + suffix(ALICE.peer_id)
+    value = encode_public_key(ALICE.public_key)
+    data = _pk_record_pb(key, value)
+    message = decode(data, response=False)
+    assert message.record.publisher == ALICE.peer_id and message.record.value == value
+    assert encode(message) == data and encoded_size(message) == len(data)
+    store = RecordStore()
+    assert store.put(message.record, now=0.0)
+    assert store.get(key, 1.0).value == value
+    response = PutValueResponse(message.record, stored=True)
+    assert decode(encode(response), response=True).record == message.record
+
+
+def test_pk_record_naming_another_peer_is_not_a_pk_record():
+    from p2pnode.identity import encode_public_key
+
+    forged = _pk_record_pb(b"/pk/" + BOB.peer_id.raw, encode_public_key(ALICE.public_key))
+    with pytest.raises(CodecError):  # not self-certifying, and not one of our signed envelopes either
+        decode(forged, response=False)
