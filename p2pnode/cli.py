@@ -117,7 +117,7 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
     )
 
 
-async def run(config: NodeConfig, keypair: Keypair) -> None:
+async def run(config: NodeConfig, keypair: Keypair, control: str | None = None) -> None:
     from p2pnode.runtime.http import HttpServer
 
     log = logging.getLogger("p2pnode.cli")
@@ -145,6 +145,11 @@ async def run(config: NodeConfig, keypair: Keypair) -> None:
                  "http": f"http://{config.mcp.server_address.rpartition(':')[0]}:{http.port}" if http else None,
                  "time": time.time()}
         print(json.dumps(ready), flush=True)
+        if control == "stdio":
+            from p2pnode.runtime.control import serve_stdio
+
+            await asyncio.wait([asyncio.ensure_future(serve_stdio(node, stop)), asyncio.ensure_future(stop.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -162,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--config", required=True, help="the node's TOML configuration file")
     run_parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                             help="overrides [log] level")
+    run_parser.add_argument("--control", choices=["stdio"],
+                            help="take JSON-line commands on stdin (see p2pnode.runtime.control); EOF stops")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         keypair = load_or_create_key(config)
         setup_logging(config, keypair.peer_id.short(), args.log_level)
-        asyncio.run(run(config, keypair))
+        asyncio.run(run(config, keypair, args.control))
     except (NodeConfigError, UsageError) as exc:
         print(f"p2pnode: {exc}", file=sys.stderr)
         return 2

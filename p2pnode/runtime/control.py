@@ -1,0 +1,137 @@
+"""``p2pnode run --control stdio``: a node driven by another program over its stdin and stdout.
+
+The emulator (and any script) sends one JSON object per line, ``{"id": 7, "cmd": "find_node", ...}``, and gets
+one line back per command, ``{"id": 7, "ok": true, ...}`` or ``{"id": 7, "ok": false, "error": "..."}``. Commands
+run concurrently; answers carry the node's own measurements (latency from its clock, hops, requests), so the
+driver never times a round trip through the pipe. Pub-sub deliveries arrive as events:
+``{"event": "message", "topic", "id_hex", "from", "size", "time"}``.
+
+Commands: ``status``; ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``;
+``get {key_hex}``; ``ping {peer, count?}``; ``subscribe {topic}``; ``publish {topic, data_hex}``; ``quit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
+from p2pnode.runtime.node import Node
+
+
+class Controller:
+    def __init__(self, node: Node, write: Callable[[str], None], stop: asyncio.Event):
+        self.node = node
+        self.write = write
+        self.stop = stop
+        self._tasks: set[asyncio.Task] = set()
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        self.write(json.dumps(obj, separators=(",", ":")))
+
+    def handle_line(self, line: str) -> None:
+        try:
+            request = json.loads(line)
+            rid, cmd = request.get("id"), request["cmd"]
+        except (ValueError, KeyError, AttributeError, TypeError):
+            self.emit({"id": None, "ok": False, "error": f"not a command: {line[:80]!r}"})
+            return
+        task = asyncio.ensure_future(self._run(rid, cmd, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, rid: Any, cmd: str, request: dict) -> None:
+        handler = getattr(self, f"cmd_{cmd}", None)
+        if handler is None:
+            self.emit({"id": rid, "ok": False, "error": f"unknown command {cmd!r}"})
+            return
+        try:
+            result = await handler(**{k: v for k, v in request.items() if k not in ("id", "cmd")})
+        except Exception as exc:  # a driver's mistake or a failed operation: answered, never fatal
+            self.emit({"id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        self.emit({"id": rid, "ok": True, **result})
+
+    # ---- commands --------------------------------------------------------------------------------
+
+    async def cmd_status(self) -> dict:
+        host = self.node.host
+        return {"peer_id": str(self.node.peer_id), "bootstrapped": host.bootstrapped,
+                "table": [str(p.peer_id) for p in host.dht.table.peers.values()],
+                "connections": len(self.node.connected_peers()), "records": len(host.dht.records)}
+
+    async def _lookup(self, key: bytes) -> LookupFinished:
+        future = asyncio.get_running_loop().create_future()
+        self.node.host.dht.find_node(key, lambda r: future.done() or future.set_result(r))
+        return await future
+
+    async def cmd_find_node(self, key_hex: str) -> dict:
+        result = await self._lookup(bytes.fromhex(key_hex))
+        return {"peers": [str(p.peer_id) for p in result.peers], "hops": result.hops,
+                "requests": result.requests, "latency": result.finished - result.started}
+
+    async def cmd_find_peer(self, peer: str) -> dict:
+        from p2pnode.identity import PeerId
+
+        result = await self._lookup(PeerId.from_base58(peer).raw)
+        return {"found": any(str(p.peer_id) == peer for p in result.peers), "hops": result.hops,
+                "requests": result.requests, "latency": result.finished - result.started}
+
+    async def cmd_put(self, key_hex: str, value_hex: str, ttl: float | None = None) -> dict:
+        future = asyncio.get_running_loop().create_future()
+        self.node.host.dht.put_value(bytes.fromhex(key_hex), bytes.fromhex(value_hex),
+                                     lambda r: future.done() or future.set_result(r), ttl)
+        result: PutFinished = await future
+        return {"replicas": result.replicas, "version": result.version, "requests": result.requests,
+                "latency": result.finished - result.started}
+
+    async def cmd_get(self, key_hex: str) -> dict:
+        future = asyncio.get_running_loop().create_future()
+        self.node.host.dht.get_value(bytes.fromhex(key_hex), lambda r: future.done() or future.set_result(r))
+        result: GetFinished = await future
+        record = result.record
+        return {"found": record is not None, "version": record.version if record else None,
+                "value_hex": record.value.hex() if record else None, "hops": result.hops,
+                "requests": result.requests, "latency": result.finished - result.started}
+
+    async def cmd_ping(self, peer: str, count: int = 1) -> dict:
+        return {"rtts": await self.node.ping(peer, count=count)}
+
+    async def cmd_subscribe(self, topic: str) -> dict:
+        def delivered(message) -> None:
+            self.emit({"event": "message", "topic": message.topic, "id_hex": (message.source + message.seqno).hex(),
+                       "from": message.source.hex(), "size": len(message.data), "time": time.time()})
+
+        self.node.pubsub.subscribe(topic, delivered)
+        return {}
+
+    async def cmd_publish(self, topic: str, data_hex: str) -> dict:
+        return {"id_hex": self.node.pubsub.publish(topic, bytes.fromhex(data_hex)).hex(), "time": time.time()}
+
+    async def cmd_quit(self) -> dict:
+        self.stop.set()
+        return {}
+
+
+async def serve_stdio(node: Node, stop: asyncio.Event) -> None:
+    """Read commands from stdin until EOF (which stops the node) or ``stop``."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def write(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    controller = Controller(node, write, stop)
+    while not stop.is_set():
+        line = await reader.readline()
+        if not line:
+            stop.set()
+            return
+        if line.strip():
+            controller.handle_line(line.decode(errors="replace"))
