@@ -1,0 +1,193 @@
+"""``emulate SCENARIO [--seed N] [--nodes N] [--out DIR] [--topology regions|lan] [--keep]``.
+
+The scenario file of ``simulate``, run with real ``p2pnode`` processes in a Mininet network (root, Linux).
+The run directory has the simulator's layout (manifest, events.csv, summary, report) plus ``nodes/<i>/``
+(config, key, log and the node's own events) and, in the manifest, the kernel's capabilities and how every
+link property was emulated. Every run removes its network and processes, also after errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+import p2pnode
+from p2pnode.eventlog import EventWriter
+from sim.latency import MatrixError
+from sim.results import new_run_dir, write_json
+from sim.scenario import ScenarioError, load_scenario
+
+
+class UsageError(Exception):
+    pass
+
+
+def unsupported(scenario: Any) -> list[str]:
+    """Scenario features the emulator cannot run yet: refused by name rather than silently ignored."""
+    problems = []
+    if scenario.pubsub is not None:
+        problems.append("pubsub: publish/delivery runs are simulation-only for now")
+    if scenario.network.loss:
+        problems.append("network.loss: per-message loss is simulation-only (links here carry no loss)")
+    return problems
+
+
+def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
+    """The Mininet topology, and where each host went (for the manifest)."""
+    from sim.latency import builtin_matrix, load_matrix
+    from topologies.topos import FlatLan, Regions
+
+    n = scenario.nodes.count
+    if kind == "lan":
+        return FlatLan(n), {}
+    path = scenario.matrix_path if scenario.network.latency.model == "matrix" else None
+    names, matrix = load_matrix(path) if path else builtin_matrix()
+    regions = assign_regions(n, scenario.nodes.region_shares(names))
+    used = sorted(set(regions), key=names.index)
+    # one-way delay between two regions: half the model's RTT (milliseconds)
+    delays = {(a, b): matrix[names.index(a)][names.index(b)] / 2 for a in used for b in used if a != b}
+    return Regions(n, regions, delays), {"regions": {f"h{i + 1}": r for i, r in enumerate(regions)}}
+
+
+def assign_regions(n: int, shares: dict[str, float]) -> list[str]:
+    """Node i's region: the shares as whole hosts (largest remainders), interleaved in a fixed order."""
+    counts = {name: int(share * n) for name, share in shares.items()}
+    for name in sorted(shares, key=lambda r: shares[r] * n - counts[r], reverse=True)[: n - sum(counts.values())]:
+        counts[name] += 1
+    pools = {name: counts[name] for name in shares}
+    out = []
+    while len(out) < n:  # round robin over the regions that still have hosts to place
+        for name in shares:
+            if pools[name] > 0 and len(out) < n:
+                out.append(name)
+                pools[name] -= 1
+    return out
+
+
+def _manifest(scenario: Any, status: str, **extra: Any) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version(), "p2pnode": p2pnode.__version__}
+    for package in ("mininet", "aioquic", "cryptography"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "missing"
+    return {
+        "scenario": scenario.to_dict(),
+        "scenario_file": str(scenario.source) if getattr(scenario, "source", None) else None,
+        "seed": scenario.seed,
+        "nodes": scenario.nodes.count,
+        "runtime": "emulation",
+        "status": status,
+        "versions": versions,
+        "host": {"name": platform.node(), "system": platform.system(), "machine": platform.machine(),
+                 "kernel": platform.release(), "cpus": os.cpu_count()},
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["emulate", *sys.argv[1:]]),
+        **extra,
+    }
+
+
+def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Console) -> None:
+    from emulator.driver import Emulation
+    from topologies.net import EmulatedNetwork
+    from topologies.probe import probe
+
+    capabilities = probe()
+    topo, placement = build_topology(scenario, topology)
+    manifest = _manifest(scenario, "starting", topology=topology, placement=placement,
+                         capabilities={name: {"available": c.available, "detail": c.detail}
+                                       for name, c in capabilities.items()})
+    write_json(run_dir / "manifest.json", manifest)
+    net = EmulatedNetwork(topo, capabilities)
+    events = EventWriter(run_dir / "events.csv")
+    status, perf = "interrupted", None
+    try:
+        console.print(f"building the network: {scenario.nodes.count} hosts, {topology} topology")
+        net.start()
+        manifest.update(links=net.links_report(), status="running")
+        write_json(run_dir / "manifest.json", manifest)
+        columns = (TextColumn(f"[bold]{scenario.name}[/] {scenario.nodes.count} real nodes"), BarColumn(),
+                   TextColumn("{task.completed:>6.1f}/{task.total:.0f} s"), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("emu", total=scenario.warmup + scenario.duration)
+            emulation = Emulation(scenario, net, events, run_dir, lambda now, end: progress.update(task, completed=now))
+            perf = asyncio.run(emulation.run())
+        status = "completed"
+        if keep:
+            from mininet.cli import CLI
+
+            console.print("--keep: the network stays up; type 'exit' to tear it down")
+            CLI(net.net)
+    finally:
+        events.close()
+        net.stop()
+        manifest.update(status=status, perf=perf)
+        write_json(run_dir / "manifest.json", manifest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emulate", description="Run a scenario with real nodes in Mininet.")
+    parser.add_argument("scenario", type=Path, help="scenario YAML file (the one simulate takes)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
+    parser.add_argument("--nodes", type=int, help="node count (overrides the scenario's)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
+    parser.add_argument("--topology", choices=["regions", "lan"], default="regions",
+                        help="regions: routed IPv6 regions with the latency model's delays (default); lan: one LAN")
+    parser.add_argument("--keep", action="store_true", help="leave the network up with a Mininet CLI after the run")
+    args = parser.parse_args(argv)
+    console = Console()
+
+    def complain(message: str) -> None:
+        print(f"emulate: {message}", file=sys.stderr)
+
+    run_dir = None
+    try:
+        if sys.platform != "linux" or os.geteuid() != 0:
+            raise UsageError("needs root on Linux (network namespaces); try sudo, or the Vagrant VM (README)")
+        try:
+            import mininet  # noqa: F401
+        except ImportError:
+            raise UsageError("Mininet is not installed: run scripts/provision.sh (installs the emu extra)") from None
+        if args.nodes is not None and args.nodes < 2:
+            raise UsageError("--nodes must be at least 2")
+        overrides = {"seed": args.seed} if args.seed is not None else None
+        scenario = load_scenario(args.scenario, overrides=overrides)
+        if args.nodes is not None:
+            scenario = scenario.with_nodes(args.nodes)
+        if scenario.sweep is not None and args.nodes is None:
+            raise UsageError("sweeps are simulation-only; pick one size with --nodes")
+        problems = unsupported(scenario)
+        if problems:
+            raise UsageError("this scenario uses what emulation cannot do yet: " + "; ".join(problems))
+        args.out.mkdir(parents=True, exist_ok=True)
+        run_dir = new_run_dir(args.out, f"{scenario.name}-emu")
+        console.print(f"run directory: {run_dir}")
+        run(scenario, run_dir, args.topology, args.keep, console)
+        from sim.cli import _report
+
+        _report(run_dir, console)
+        return 0
+    except (ScenarioError, MatrixError, UsageError) as exc:
+        complain(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        complain(f"interrupted; the network is torn down and events so far are in {run_dir}")
+        return 130
+    except RuntimeError as exc:
+        complain(f"{exc}; the network is torn down; logs are in {run_dir}/nodes/")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
