@@ -1,0 +1,70 @@
+"""``emulate``'s parts that need no root: region placement, refused scenario features, routing-table checks,
+and its errors for a user without root or Mininet."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from emulator.cli import assign_regions, main, unsupported
+from emulator.driver import buckets_of
+from p2pnode.identity import Keypair
+from p2pnode.kad.routing import RoutingTable
+from sim.oracle import LiveSet
+from sim.scenario import parse_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("n, shares", [(5, {"a": .25, "b": .25, "c": .25, "d": .25}), (7, {"a": .5, "b": .3, "c": .2}),
+                                       (100, {"x": 1.0}), (3, {"a": .2, "b": .2, "c": .2, "d": .2, "e": .2})])
+def test_regions_get_their_share_of_hosts(n, shares):
+    regions = assign_regions(n, shares)
+    assert len(regions) == n
+    for name, share in shares.items():
+        assert abs(regions.count(name) - share * n) < 1
+    assert regions[: min(n, len(shares))] == list(shares)[: min(n, len(shares))]  # interleaved, not blocked
+
+
+def test_features_emulation_cannot_run_are_named():
+    text = (ROOT / "scenarios" / "delivery.yaml").read_text()
+    assert any("pubsub" in p for p in unsupported(parse_scenario(text)))
+    lossy = parse_scenario("name: x\nnetwork: {loss: 0.01}\n")
+    assert any("network.loss" in p for p in unsupported(lossy))
+    assert unsupported(parse_scenario((ROOT / "scenarios" / "formation.yaml").read_text())) == []
+
+
+def test_rebuilt_buckets_judge_completeness_like_the_simulator():
+    rng = random.Random(3)
+    ids = [Keypair.from_seed(rng.randbytes(32)).peer_id for _ in range(60)]
+    live = LiveSet()
+    for p in ids:
+        live.add(p.kad_id)
+    me = ids[0]
+    full = RoutingTable(me.kad_id, 20, 900.0)
+    from p2pnode.kad.messages import PeerInfo
+
+    for p in ids[1:]:
+        full.update(PeerInfo(p), 0.0)
+    table = [p.kad_id for p in ids[1:]]
+    assert live.table_complete(me.kad_id, buckets_of(me.kad_id, table), 20) == \
+        live.table_complete(me.kad_id, full.buckets, 20)
+    assert not live.table_complete(me.kad_id, buckets_of(me.kad_id, table[:3]), 20)
+
+
+def test_without_root_one_line_and_exit_2(capsys, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main([str(ROOT / "scenarios" / "formation.yaml")]) == 2
+    assert "needs root" in capsys.readouterr().err
+
+
+def test_bad_scenario_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nnodes: {count: -3}\n")
+    code = main([str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and ("nodes.count" in err or "Mininet is not installed" in err)
