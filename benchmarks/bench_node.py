@@ -55,28 +55,24 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-async def handshake_and_ping(transport: str, rounds: int) -> tuple[list[float], list[float]]:
-    server = Node(listen=[LISTEN[transport]], transports=[transport])
-    await server.start()
-    addr = server.swarm.listen_addrs[0]
+async def handshake_and_ping(transport: str, ready: dict, rounds: int) -> tuple[list[float], list[float]]:
+    """Against a node process: fresh client nodes dial it and ping once (connect + handshake + first round
+    trip), then one client pings 500 times over its open connection."""
+    addr = next(Multiaddr(a) for a in ready["listen_addrs"] if ("/quic-v1" in a) == (transport == "quic"))
+    server = PeerId.from_base58(ready["peer_id"])
     firsts = []
-    try:
-        for _ in range(rounds):
-            client = Node(listen=[LISTEN[transport]], transports=[transport])
-            await client.start()
-            client.swarm.learn(server.peer_id, [addr])
-            start = time.perf_counter()
-            await client.ping(server.peer_id)
-            firsts.append(time.perf_counter() - start)
-            await client.stop()
+    for _ in range(rounds):
         client = Node(listen=[LISTEN[transport]], transports=[transport])
         await client.start()
-        client.swarm.learn(server.peer_id, [addr])
-        await client.ping(server.peer_id, count=20)  # warm up
-        rtts = await client.ping(server.peer_id, count=500)
+        start = time.perf_counter()
+        await client.ping(server, addrs=[addr])
+        firsts.append(time.perf_counter() - start)
         await client.stop()
-    finally:
-        await server.stop()
+    client = Node(listen=[LISTEN[transport]], transports=[transport])
+    await client.start()
+    await client.ping(server, count=20, addrs=[addr])  # warm up
+    rtts = await client.ping(server, count=500)
+    await client.stop()
     return firsts, rtts
 
 
@@ -122,9 +118,15 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds to watch the idle node")
     args = parser.parse_args()
 
+    print("against a node process on ::1:")
     print(f"{'transport':<9} {'connect+handshake+ping p50':>27} {'p90':>8} {'ping RTT p50':>13} {'p99':>8}")
     for transport in ("quic", "tcp"):
-        firsts, rtts = asyncio.run(handshake_and_ping(transport, args.rounds))
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, ready = start_node_process(Path(tmp))
+            try:
+                firsts, rtts = asyncio.run(handshake_and_ping(transport, ready, args.rounds))
+            finally:
+                stop(proc)
         firsts.sort()
         rtts.sort()
         first_p50, first_p90 = statistics.median(firsts) * 1e3, firsts[int(len(firsts) * .9)] * 1e3

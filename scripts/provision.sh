@@ -32,9 +32,23 @@ else
 fi
 
 # The venv belongs to whoever invoked us (vagrant runs this script through sudo as the vagrant user).
-if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
-    sudo -u "$SUDO_USER" -H bash "$REPO/scripts/setup.sh"
-else
-    bash "$REPO/scripts/setup.sh"
+as_owner() {
+    if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        sudo -u "$SUDO_USER" -H "$@"
+    else
+        "$@"
+    fi
+}
+as_owner bash "$REPO/scripts/setup.sh"
+
+# The emulation extra: Mininet's Python package for the venv's Python (the apt package only serves the system
+# python3; mnexec and the mn script come from apt). Falls back to the pinned package if the extra is missing.
+as_owner "$REPO/.venv/bin/pip" install -q --disable-pip-version-check -e "$REPO[emu]"
+if ! "$REPO/.venv/bin/python" -c 'import mininet.net' >/dev/null 2>&1; then
+    as_owner "$REPO/.venv/bin/pip" install -q --disable-pip-version-check 'mininet==2.3.0.dev6'
 fi
+"$REPO/.venv/bin/python" -c 'import mininet.net' \
+    || { echo "provision: the venv cannot import mininet" >&2; exit 1; }
+echo "provision: capabilities (python -m topologies.probe):"
+(cd "$REPO" && $SUDO "$REPO/.venv/bin/python" -m topologies.probe) || true
 echo "provision: done"

@@ -1,0 +1,1 @@
+"""Mininet emulation infrastructure: topologies, capability probe, user-space link relay, IPv6 helpers."""
