@@ -53,9 +53,14 @@ def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     names, matrix = load_matrix(path) if path else builtin_matrix()
     regions = assign_regions(n, scenario.nodes.region_shares(names))
     used = sorted(set(regions), key=names.index)
-    # one-way delay between two regions: half the model's RTT (milliseconds)
-    delays = {(a, b): matrix[names.index(a)][names.index(b)] / 2 for a in used for b in used if a != b}
-    return Regions(n, regions, delays), {"regions": {f"h{i + 1}": r for i, r in enumerate(regions)}}
+    rtt = {(a, b): matrix[names.index(a)][names.index(b)] for a in used for b in used}
+    # The model's RTT within a region comes from the access links (a quarter of it one way on each), and
+    # between regions the router link makes up the rest: host-to-host RTTs equal the model's (jitter aside).
+    access = {r: rtt[(r, r)] / 4 for r in used}
+    delays = {(a, b): max(0.0, rtt[(a, b)] / 2 - access[a] - access[b]) for a in used for b in used if a != b}
+    topo = Regions(n, used, delays, host_regions=regions, access_ms=access)
+    return topo, {"regions": {f"h{i + 1}": r for i, r in enumerate(regions)},
+                  "model_rtt_ms": {f"{a}|{b}": v for (a, b), v in rtt.items()}}
 
 
 def assign_regions(n: int, shares: dict[str, float]) -> list[str]:

@@ -169,13 +169,15 @@ class Regions(Topo):
     ``delays``: optional one-way inter-region delays in ms — a k×k matrix (list of lists) or a mapping
     ``{(name_a, name_b): ms}``; default from the model, one-way = RTT / 2. ``access_delay``: optional delay of
     each host's link to its region switch (e.g. '2ms'), adding to every path that leaves the host.
+    ``host_regions``: optional region name per host (h1 first), instead of round-robin placement; ``access_ms``:
+    optional one-way access-link delay per region name (overrides ``access_delay`` for that region's hosts).
 
     Region j (1-based): switch ``s<j>``, router ``r<j>``, LAN ``fd00:<j>::/64`` and ``10.<j>.0.0/16`` (router
     ``::ffff`` / ``.255.254``), host i at ``fd00:<j>::<i>`` and ``10.<j>.x.y``. Router link number m between
     regions a < b: ``fd00:ff:<a>:<b>::1|2/64`` and ``10.254.<m>.1|2/24``.
     """
 
-    def build(self, n=6, regions=3, delays=None, access_delay=None, **_ignored):
+    def build(self, n=6, regions=3, delays=None, access_delay=None, host_regions=None, access_ms=None, **_ignored):
         names, rtt = model_matrix()
         if isinstance(regions, int):
             if not 1 <= regions <= len(names):
@@ -233,21 +235,24 @@ class Regions(Topo):
                                                       (f"10.{b}.0.0/16", f"10.254.{links}.2")]
                 self.nodeInfo(f"r{b}")["routes"] += [(f"fd00:{a}::/64", f"fd00:ff:{a}:{b}::1"),
                                                       (f"10.{a}.0.0/16", f"10.254.{links}.1")]
+        if host_regions is not None and (len(host_regions) != n or set(host_regions) - set(chosen)):
+            raise ValueError("host_regions must name one of the chosen regions for each of the n hosts")
+        self.access_ms = {r: float(str(access_delay).removesuffix("ms")) if access_delay else 0.0 for r in chosen}
+        self.access_ms.update(access_ms or {})
         for i in range(1, n + 1):
-            j = (i - 1) % k + 1
+            j = chosen.index(host_regions[i - 1]) + 1 if host_regions is not None else (i - 1) % k + 1
             ip4 = _ip4_host(f"10.{j}.0.0", i)
             host = self.addHost(f"h{i}", cls=DualStackHost, ip=f"{ip4}/16", ip6=f"fd00:{j}::{_hostnum(i)}/64",
                                 routes=[("default", f"fd00:{j}::ffff"), ("default", f"10.{j}.255.254")],
                                 region=chosen[j - 1])
             self.host_region[f"h{i}"] = chosen[j - 1]
-            self.addLink(host, switches[j - 1], **_link_opts(delay=access_delay))
+            access = self.access_ms[chosen[j - 1]]
+            self.addLink(host, switches[j - 1], **_link_opts(delay=_ms(access) if access else None))
 
     def rtt_ms(self, a: str, b: str) -> float:
         """Expected base RTT between hosts a and b (inter-region delay both ways, plus access delays)."""
         ra, rb = self.host_region[a], self.host_region[b]
-        access = 0.0
-        if self.access_delay:
-            access = 4 * float(str(self.access_delay).removesuffix("ms"))
+        access = 2 * (self.access_ms[ra] + self.access_ms[rb])
         return (0.0 if ra == rb else 2 * self.one_way_ms[(ra, rb)]) + access
 
 
