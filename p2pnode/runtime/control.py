@@ -7,7 +7,7 @@ driver never times a round trip through the pipe. Pub-sub deliveries arrive as e
 ``{"event": "message", "topic", "id_hex", "from", "size", "time"}``.
 
 Commands: ``status``; ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``;
-``get {key_hex}``; ``ping {peer, count?}``; ``subscribe {topic}``; ``publish {topic, data_hex}``; ``quit``.
+``get {key_hex}``; ``ping {peer, count?, addrs?}``; ``subscribe {topic}``; ``publish {topic, data_hex}``; ``quit``.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ class Controller:
                 "value_hex": record.value.hex() if record else None, "hops": result.hops,
                 "requests": result.requests, "latency": result.finished - result.started}
 
-    async def cmd_ping(self, peer: str, count: int = 1) -> dict:
-        return {"rtts": await self.node.ping(peer, count=count)}
+    async def cmd_ping(self, peer: str, count: int = 1, addrs: list[str] = ()) -> dict:
+        return {"rtts": await self.node.ping(peer, count=count, addrs=addrs)}
 
     async def cmd_subscribe(self, topic: str) -> dict:
         def delivered(message) -> None:
