@@ -409,9 +409,10 @@ class Node:
         new_correlation_id(peer.peer_id)
         try:
             async with asyncio.timeout(timeout):
-                stream = await self.swarm.new_stream(peer.peer_id, [protocol], peer.addrs)
+                stream = await self.swarm.new_stream(peer.peer_id, [protocol], peer.addrs, lazy=True)
                 try:
                     await stream.write(frame)
+                    await multistream.confirm(stream, protocol)
                     response = decode(await read_frame(stream, max_size), response=True)
                 finally:
                     await _finish(stream)
@@ -439,7 +440,7 @@ class Node:
     async def _send_kad(self, peer: PeerInfo, message: Any) -> None:
         try:
             async with asyncio.timeout(self._host_args["kad"].request_timeout * 5):
-                stream = await self.swarm.new_stream(peer.peer_id, [KAD_PROTOCOL], peer.addrs)
+                stream = await self.swarm.new_stream(peer.peer_id, [KAD_PROTOCOL], peer.addrs, lazy=True)
                 try:
                     await stream.write(kad_codec.write_frame(message))
                 finally:

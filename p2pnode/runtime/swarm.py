@@ -214,7 +214,7 @@ class Swarm:
         if task is None:
             task = asyncio.ensure_future(self._dial(peer))
             self._dials[peer] = task
-            task.add_done_callback(lambda _: self._dials.pop(peer, None))
+            task.add_done_callback(lambda t: (self._dials.pop(peer, None), t.cancelled() or t.exception()))
         return await asyncio.shield(task)
 
     async def _dial(self, peer: PeerId) -> Connection:
@@ -247,13 +247,23 @@ class Swarm:
     # ---- streams ---------------------------------------------------------------------------------
 
     async def new_stream(self, peer: PeerId, protocols: Sequence[str],
-                         addrs: Iterable[bytes | str | Multiaddr] = ()) -> Stream:
-        """A stream to ``peer`` speaking the first of ``protocols`` it supports (dialling if needed)."""
+                         addrs: Iterable[bytes | str | Multiaddr] = (), lazy: bool = False) -> Stream:
+        """A stream to ``peer`` speaking the first of ``protocols`` it supports (dialling if needed).
+
+        ``lazy`` (one protocol only): propose it and return at once, without waiting for the answer, so
+        the caller's first message travels with the proposal; the caller then reads the answer with
+        ``multistream.confirm`` before the response. Saves a round trip per request, as libp2p's lazy
+        negotiation does."""
         conn = await self.dial(peer, addrs)
         stream = await conn.open_stream()
         try:
             async with asyncio.timeout(NEGOTIATION_TIMEOUT):
-                stream.protocol = await multistream.select(stream, protocols)
+                if lazy:
+                    (protocol,) = protocols
+                    await multistream.propose(stream, protocol)
+                    stream.protocol = protocol
+                else:
+                    stream.protocol = await multistream.select(stream, protocols)
         except BaseException:
             stream.reset()
             raise

@@ -99,6 +99,20 @@ async def select(stream: ByteStream, protocols: Sequence[str]) -> str:
     raise NegotiationError(f"peer supports none of {', '.join(protocols)}")
 
 
+async def propose(stream: ByteStream, protocol: str) -> None:
+    """Lazy negotiation, first half: send the header and the one protocol we want, read nothing yet."""
+    await stream.write(encode_message(PROTOCOL_ID) + encode_message(protocol))
+
+
+async def confirm(stream: ByteStream, protocol: str) -> None:
+    """Lazy negotiation, second half: the responder's header and its acceptance of ``protocol``."""
+    await _read_header(stream)
+    answer = await read_message(stream)
+    if answer != protocol:
+        raise NegotiationError(f"peer does not support {protocol}" if answer == NA
+                               else f"peer answered {answer[:64]!r} to {protocol!r}")
+
+
 async def handle(stream: ByteStream, supported: Collection[str]) -> str:
     """As responder: wait for a proposal we support and accept it (``ls`` lists what we support)."""
     await stream.write(encode_message(PROTOCOL_ID))
