@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import p2pnode
 from p2pnode.eventlog import EventWriter
+from sim.cli import _report
 from sim.latency import MatrixError
 from sim.results import new_run_dir, write_json
 from sim.scenario import ScenarioError, load_scenario
@@ -179,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = new_run_dir(args.out, f"{scenario.name}-emu")
         console.print(f"run directory: {run_dir}")
         run(scenario, run_dir, args.topology, args.keep, console)
-        from sim.cli import _report
-
         _report(run_dir, console)
         return 0
     except (ScenarioError, MatrixError, UsageError) as exc:
@@ -188,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         complain(f"interrupted; the network is torn down and events so far are in {run_dir}")
+        if run_dir is not None and (run_dir / "events.csv").exists():
+            try:
+                _report(run_dir, console)  # what was measured before the interruption
+            except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus
+                complain(f"no report for the partial run: {exc}")
         return 130
     except RuntimeError as exc:
         complain(f"{exc}; the network is torn down; logs are in {run_dir}/nodes/")
