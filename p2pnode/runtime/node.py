@@ -158,6 +158,8 @@ class Node:
     async def start(self) -> None:
         if self.running:
             return
+        if self.swarm.closing:  # started and stopped before: a fresh swarm
+            self.swarm = Swarm(self.keypair, (), self.swarm.dial_timeout, self.swarm.max_connections)
         self.swarm.transports = make_transports(self.keypair, self._transport_names)
         self.host = Host(self.keypair, AsyncioRuntime(self, self._rng), **self._host_args)
         swarm = self.swarm
@@ -169,7 +171,11 @@ class Node:
         for protocol in MESHSUB_PROTOCOLS:
             swarm.set_handler(protocol, self._serve_pubsub)
         swarm.set_handler(REQRESP_PROTOCOL, self._serve_reqresp)
-        await swarm.listen(self._listen)
+        try:
+            await swarm.listen(self._listen)
+        except BaseException:
+            await swarm.close()  # nothing half-open stays behind (e.g. the second of two addresses was taken)
+            raise
         own = PeerInfo(self.peer_id, tuple(a.to_bytes() for a in swarm.advertised_addrs()))
         self.host.dht.info = self.host.info = own
         bootstrap = []

@@ -179,3 +179,23 @@ def test_dialling_the_wrong_peer_id_fails_and_the_dht_marks_the_request_failed()
             await stop_all([a, b])
 
     run(scenario())
+
+
+def test_a_node_restarts_and_a_taken_port_fails_cleanly():
+    async def scenario():
+        a = make_node("tcp")
+        await a.start()
+        await a.stop()
+        await a.start()  # again, on a fresh port
+        b = make_node("tcp")
+        b._listen = ["/ip6/::1/tcp/0", f"/ip6/::1/tcp/{a.swarm.listen_addrs[0].value_for_protocol('tcp')}"]
+        with pytest.raises(OSError):
+            await b.start()
+        assert not b.running and b.swarm.closing
+        b._listen = ["/ip6/::1/tcp/0"]
+        await b.start()
+        b.swarm.learn(a.peer_id, a.swarm.listen_addrs)
+        assert len(await b.ping(a.peer_id)) == 1
+        await stop_all([a, b])
+
+    run(scenario())
