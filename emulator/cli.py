@@ -104,14 +104,14 @@ def _manifest(scenario: Any, status: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Console) -> None:
+def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Console, transport: str = "quic") -> None:
     from emulator.driver import Emulation
     from topologies.net import EmulatedNetwork
     from topologies.probe import probe
 
     capabilities = probe()
     topo, placement = build_topology(scenario, topology)
-    manifest = _manifest(scenario, "starting", topology=topology, placement=placement,
+    manifest = _manifest(scenario, "starting", topology=topology, transport=transport, placement=placement,
                          capabilities={name: {"available": c.available, "detail": c.detail}
                                        for name, c in capabilities.items()})
     write_json(run_dir / "manifest.json", manifest)
@@ -127,7 +127,8 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
                    TextColumn("{task.completed:>6.1f}/{task.total:.0f} s"), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("emu", total=scenario.warmup + scenario.duration)
-            emulation = Emulation(scenario, net, events, run_dir, lambda now, end: progress.update(task, completed=now))
+            emulation = Emulation(scenario, net, events, run_dir, lambda now, end: progress.update(task, completed=now),
+                                  transport)
             perf = asyncio.run(emulation.run())
         status = "completed"
         if keep:
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
     parser.add_argument("--topology", choices=["regions", "lan"], default="regions",
                         help="regions: routed IPv6 regions with the latency model's delays (default); lan: one LAN")
+    parser.add_argument("--transport", choices=["quic", "tcp"], default="quic",
+                        help="what nodes bootstrap over and prefer (both are listened on); default quic")
     parser.add_argument("--keep", action="store_true", help="leave the network up with a Mininet CLI after the run")
     args = parser.parse_args(argv)
     console = Console()
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         run_dir = new_run_dir(args.out, f"{scenario.name}-emu")
         console.print(f"run directory: {run_dir}")
-        run(scenario, run_dir, args.topology, args.keep, console)
+        run(scenario, run_dir, args.topology, args.keep, console, args.transport)
         _report(run_dir, console)
         return 0
     except (ScenarioError, MatrixError, UsageError) as exc:

@@ -123,12 +123,13 @@ class NodeProcess:
 
 class Emulation:
     def __init__(self, scenario: Any, net: Any, events: EventWriter, run_dir: Path,
-                 progress: Callable[[float, float], None] | None = None):
+                 progress: Callable[[float, float], None] | None = None, transport: str = "quic"):
         self.scenario = scenario
         self.net = net
         self.events = events
         self.run_dir = run_dir
         self.progress = progress
+        self.transport = transport  # the one nodes bootstrap over and prefer; both are listened on
         self.n = scenario.nodes.count
         master = random.Random(scenario.seed)
         self.rng_churn = random.Random(master.getrandbits(64))
@@ -154,8 +155,10 @@ class Emulation:
         return time.monotonic() - self.t0
 
     def _addrs(self, i: int) -> tuple[str, str]:
+        """Node i's listen addresses, the preferred transport's first."""
         ip6 = self.net.ip6(self.hosts[i])
-        return f"/ip6/{ip6}/udp/{QUIC_PORT}/quic-v1", f"/ip6/{ip6}/tcp/{TCP_PORT}"
+        quic, tcp = f"/ip6/{ip6}/udp/{QUIC_PORT}/quic-v1", f"/ip6/{ip6}/tcp/{TCP_PORT}"
+        return (quic, tcp) if self.transport == "quic" else (tcp, quic)
 
     def _config(self, i: int) -> Path:
         directory = self.run_dir / "nodes" / str(i)
@@ -166,10 +169,11 @@ class Emulation:
         dht = self.scenario.dht
         bootstrap = [f"{self._addrs(b)[0]}/p2p/{self.peer_ids[b]}"
                      for b in range(self.scenario.nodes.bootstrap) if b != i]
-        quic, tcp = self._addrs(i)
+        transports = ["quic", "tcp"] if self.transport == "quic" else ["tcp", "quic"]
         text = f"""# written by emulate for node {i} in host {self.hosts[i]}
 [network]
-listen_addresses = {json.dumps([quic, tcp])}
+listen_addresses = {json.dumps(list(self._addrs(i)))}
+transports = {json.dumps(transports)}
 key_file = "node.key"
 [bootstrap]
 nodes = {json.dumps(bootstrap)}

@@ -34,7 +34,9 @@ def _multiaddr(text: str) -> str:
     except Exception as exc:
         raise ValueError(f"{text!r} is not a multiaddr ({exc})") from None
     names = [p.name for p in addr.protocols()]
-    if names[:1] not in (["ip4"], ["ip6"]) or names[1:3] not in (["tcp"], ["udp", "quic-v1"]):
+    if names[-1] == "p2p":
+        names.pop()
+    if names[:1] not in (["ip4"], ["ip6"]) or names[1:] not in (["tcp"], ["udp", "quic-v1"]):
         raise ValueError(f"{text!r}: only /ip4|ip6/<ip>/tcp/<port> and /ip4|ip6/<ip>/udp/<port>/quic-v1 are "
                          "supported (no DNS resolution: this node never looks names up)")
     return text

@@ -128,10 +128,20 @@ def test_run_serves_health_metrics_and_persists_key_and_records(tmp_path):
         assert again.stop()[0] == 0
 
 
+def test_bootstrap_addresses_of_both_transports_are_accepted():
+    from p2pnode.nodeconfig import parse_config
+
+    peer = Keypair.generate().peer_id
+    nodes = f'["/ip6/::1/tcp/4002/p2p/{peer}", "/ip4/10.0.0.1/udp/4001/quic-v1/p2p/{peer}"]'
+    config = parse_config(f"[bootstrap]\nnodes = {nodes}")
+    assert len(config.bootstrap.nodes) == 2
+
+
 @pytest.mark.parametrize("text, complaint", [
     ("[network]\nlisten_adresses = []", "network.listen_adresses: unknown key"),
     ("[dht]\nrecord_ttl = 0", "dht.record_ttl"),
     ("[bootstrap]\nnodes = ['/ip4/127.0.0.1/tcp/1']", "does not end in /p2p/"),
+    ("[network]\nlisten_addresses = ['/ip4/127.0.0.1/tcp/1/ws']", "only /ip4|ip6"),
     ("[network\n", "not valid TOML"),
     ("[security]\nenable_encryption = false", "no unencrypted transport"),
 ])
