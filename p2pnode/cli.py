@@ -117,7 +117,7 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
     )
 
 
-async def run(config: NodeConfig, keypair: Keypair, control: str | None = None) -> None:
+async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, defer_join: bool = False) -> None:
     from p2pnode.runtime.http import HttpServer
 
     log = logging.getLogger("p2pnode.cli")
@@ -127,7 +127,7 @@ async def run(config: NodeConfig, keypair: Keypair, control: str | None = None) 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await node.start()
+        await node.start(join=not defer_join)
     except OSError as exc:
         raise UsageError(f"cannot listen: {exc.strerror or exc}") from None
     http = None
@@ -169,12 +169,16 @@ def main(argv: list[str] | None = None) -> int:
                             help="overrides [log] level")
     run_parser.add_argument("--control", choices=["stdio"],
                             help="take JSON-line commands on stdin (see p2pnode.runtime.control); EOF stops")
+    run_parser.add_argument("--defer-join", action="store_true",
+                            help="listen, but join the network only on the control command 'join'")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         keypair = load_or_create_key(config)
         setup_logging(config, keypair.peer_id.short(), args.log_level)
-        asyncio.run(run(config, keypair, args.control))
+        if args.defer_join and args.control is None:
+            raise UsageError("--defer-join needs --control stdio (the join command arrives there)")
+        asyncio.run(run(config, keypair, args.control, args.defer_join))
     except (NodeConfigError, UsageError) as exc:
         print(f"p2pnode: {exc}", file=sys.stderr)
         return 2

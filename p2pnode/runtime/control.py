@@ -6,7 +6,8 @@ run concurrently; answers carry the node's own measurements (latency from its cl
 driver never times a round trip through the pipe. Pub-sub deliveries arrive as events:
 ``{"event": "message", "topic", "id_hex", "from", "size", "time"}``.
 
-Commands: ``status``; ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``;
+Commands: ``join`` (after ``--defer-join``);
+``status``; ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``;
 ``get {key_hex}``; ``ping {peer, count?, addrs?}``; ``subscribe {topic}``; ``publish {topic, data_hex}``; ``quit``.
 """
 
@@ -60,7 +61,7 @@ class Controller:
 
     async def cmd_status(self) -> dict:
         host = self.node.host
-        return {"peer_id": str(self.node.peer_id), "bootstrapped": host.bootstrapped,
+        return {"peer_id": str(self.node.peer_id), "joined": host.running, "bootstrapped": host.bootstrapped,
                 "table": [str(p.peer_id) for p in host.dht.table.peers.values()],
                 "connections": len(self.node.connected_peers()), "records": len(host.dht.records)}
 
@@ -111,6 +112,10 @@ class Controller:
 
     async def cmd_publish(self, topic: str, data_hex: str) -> dict:
         return {"id_hex": self.node.pubsub.publish(topic, bytes.fromhex(data_hex)).hex(), "time": time.time()}
+
+    async def cmd_join(self) -> dict:
+        self.node.join()
+        return {}
 
     async def cmd_quit(self) -> dict:
         self.stop.set()

@@ -155,7 +155,9 @@ class Node:
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, join: bool = True) -> None:
+        """Listen, then join the network. ``join=False`` only listens (refusing connections) until ``join()``:
+        how the emulator starts processes ahead of the moment a scenario has them join."""
         if self.running:
             return
         if self.swarm.closing:  # started and stopped before: a fresh swarm
@@ -178,27 +180,35 @@ class Node:
             raise
         own = PeerInfo(self.peer_id, tuple(a.to_bytes() for a in swarm.advertised_addrs()))
         self.host.dht.info = self.host.info = own
+        self.running = True
+        log.info("node %s listening on %s", self.peer_id.short(), ", ".join(map(str, swarm.listen_addrs)))
+        if join:
+            self.join()
+
+    def join(self) -> None:
+        """Start the protocols: load kept records, bootstrap the DHT, open pub-sub connections."""
+        if not self.running or self.host.running:
+            return
         bootstrap = []
         for addr in self._bootstrap:
             peer = _peer_of(addr)
             if peer != self.peer_id:
-                swarm.learn(peer, [addr])
+                self.swarm.learn(peer, [addr])
                 bootstrap.append(self.info_of(peer))
-        self.running = True
         if self._storage is not None:
             self._load_records()
         self.host.start(bootstrap)
         self.record_event("up", value=1)
-        log.info("node %s listening on %s", self.peer_id.short(), ", ".join(map(str, swarm.listen_addrs)))
 
     async def stop(self) -> None:
         if not self.running:
             return
         self.running = False
-        self.record_event("down", value=1)
-        self.host.stop()
-        if self._storage is not None:
-            self._save_records()
+        if self.host.running:
+            self.record_event("down", value=1)
+            self.host.stop()
+            if self._storage is not None:
+                self._save_records()
         await self.swarm.close()
         log.info("node %s stopped", self.peer_id.short())
 
