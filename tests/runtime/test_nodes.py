@@ -199,3 +199,22 @@ def test_a_node_restarts_and_a_taken_port_fails_cleanly():
         await stop_all([a, b])
 
     run(scenario())
+
+
+def test_deferred_join_listens_but_refuses_until_joined():
+    async def scenario():
+        a = make_node("tcp")
+        await a.start()
+        b = make_node("tcp", bootstrap=[str(a.listen_addrs[0])])
+        await b.start(join=False)
+        assert b.running and not b.host.running
+        a.swarm.learn(b.peer_id, b.swarm.listen_addrs)
+        with pytest.raises(Exception):  # noqa: B017 - the connection is closed on arrival, whatever the error
+            await a.ping(b.peer_id, timeout=3)
+        b.join()
+        await b.wait_bootstrapped(10)
+        assert a.peer_id in {p.peer_id for p in b.host.dht.table.peers.values()}
+        assert len(await a.ping(b.peer_id)) == 1
+        await stop_all([a, b])
+
+    run(scenario())
