@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
-from p2pnode.runtime.node import Node
+from p2pnode.runtime.node import Node, completion
 
 
 class Controller:
@@ -66,9 +66,7 @@ class Controller:
                 "connections": len(self.node.connected_peers()), "records": len(host.dht.records)}
 
     async def _lookup(self, key: bytes) -> LookupFinished:
-        future = asyncio.get_running_loop().create_future()
-        self.node.host.dht.find_node(key, lambda r: future.done() or future.set_result(r))
-        return await future
+        return await completion(lambda done: self.node.host.dht.find_node(key, done))
 
     async def cmd_find_node(self, key_hex: str) -> dict:
         result = await self._lookup(bytes.fromhex(key_hex))
@@ -83,17 +81,15 @@ class Controller:
                 "requests": result.requests, "latency": result.finished - result.started}
 
     async def cmd_put(self, key_hex: str, value_hex: str, ttl: float | None = None) -> dict:
-        future = asyncio.get_running_loop().create_future()
-        self.node.host.dht.put_value(bytes.fromhex(key_hex), bytes.fromhex(value_hex),
-                                     lambda r: future.done() or future.set_result(r), ttl)
-        result: PutFinished = await future
+        kad = self.node.host.dht
+        result: PutFinished = await completion(
+            lambda done: kad.put_value(bytes.fromhex(key_hex), bytes.fromhex(value_hex), done, ttl))
         return {"replicas": result.replicas, "version": result.version, "requests": result.requests,
                 "latency": result.finished - result.started}
 
     async def cmd_get(self, key_hex: str) -> dict:
-        future = asyncio.get_running_loop().create_future()
-        self.node.host.dht.get_value(bytes.fromhex(key_hex), lambda r: future.done() or future.set_result(r))
-        result: GetFinished = await future
+        kad = self.node.host.dht
+        result: GetFinished = await completion(lambda done: kad.get_value(bytes.fromhex(key_hex), done))
         record = result.record
         return {"found": record is not None, "version": record.version if record else None,
                 "value_hex": record.value.hex() if record else None, "hops": result.hops,

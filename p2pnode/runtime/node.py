@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from p2pnode.kad.events import GetFinished, LookupFinished, ProvidersFound, PutF
 from p2pnode.kad.messages import DHTRecord, PeerInfo, Ping, Pong, PutValue
 from p2pnode.pubsub import codec as pubsub_codec
 from p2pnode.pubsub.messages import RPC, Message
-from p2pnode.runtime.swarm import PEER_ERRORS, Swarm, new_correlation_id, to_multiaddr
+from p2pnode.runtime.swarm import PEER_ERRORS, Swarm, new_correlation_id
 from p2pnode.transports import multistream
 from p2pnode.transports.base import Stream, Transport, TransportError
 from p2pnode.transports.multistream import read_frame
@@ -475,13 +475,7 @@ class Node:
                               encode: Callable[[Any], bytes]) -> None:
         """Answer every request on ``stream`` until the remote closes it (one-way messages get no answer)."""
         sender = await self._sender(stream)
-        while self.running:
-            try:
-                data = await read_frame(stream, max_size)
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    raise
-                return
+        async for data in self._frames(stream, max_size):
             response = self.host.handle_request(sender, decode(data, response=False))
             if response is not None:
                 await stream.write(encode(response))
@@ -514,14 +508,19 @@ class Node:
 
     async def _serve_pubsub(self, stream: Stream) -> None:
         sender = await self._sender(stream)
+        async for data in self._frames(stream, pubsub_codec.MAX_FRAME_SIZE):
+            self.host.handle_request(sender, pubsub_codec.decode(data))
+
+    async def _frames(self, stream: Stream, max_size: int) -> AsyncIterator[bytes]:
+        """Length-prefixed frames from ``stream`` until the remote closes it cleanly (or the node stops);
+        a stream that ends inside a frame raises."""
         while self.running:
             try:
-                data = await read_frame(stream, pubsub_codec.MAX_FRAME_SIZE)
+                yield await read_frame(stream, max_size)
             except asyncio.IncompleteReadError as exc:
                 if exc.partial:
                     raise
                 return
-            self.host.handle_request(sender, pubsub_codec.decode(data))
 
 
 class DhtAPI:
@@ -535,22 +534,17 @@ class DhtAPI:
             raise RuntimeError("the node is not running: await node.start() first")
         return self._node.host.dht
 
-    async def _call(self, start: Callable[[Callable[[Any], None]], Any]) -> Any:
-        future = asyncio.get_running_loop().create_future()
-        start(lambda result: future.done() or future.set_result(result))
-        return await future
-
     async def put(self, key: bytes | str, value: bytes, ttl: float | None = None) -> PutFinished:
         """Sign ``value`` as a new version of ``key`` and store it on the k closest peers."""
         kad = self._kad()
-        result: PutFinished = await self._call(lambda done: kad.put_value(_key(key), value, done, ttl))
+        result: PutFinished = await completion(lambda done: kad.put_value(_key(key), value, done, ttl))
         self._node.record_event("put", result.finished - result.started, None, result.replicas > 0,
                                 result.replicas, result.requests)
         return result
 
     async def get_record(self, key: bytes | str) -> DHTRecord | None:
         kad = self._kad()
-        result: GetFinished = await self._call(lambda done: kad.get_value(_key(key), done))
+        result: GetFinished = await completion(lambda done: kad.get_value(_key(key), done))
         self._node.record_event("get", result.finished - result.started, result.hops, result.record is not None,
                                 None, result.requests)
         return result.record
@@ -563,7 +557,7 @@ class DhtAPI:
     async def find_peer(self, peer: PeerId | str) -> PeerInfo | None:
         """Look ``peer`` up; its ID and addresses if the lookup reached it."""
         peer, kad = _as_peer_id(peer), self._kad()
-        result: LookupFinished = await self._call(lambda done: kad.find_node(peer.raw, done))
+        result: LookupFinished = await completion(lambda done: kad.find_node(peer.raw, done))
         found = next((p for p in result.peers if p.peer_id == peer), None)
         self._node.record_event("lookup", result.finished - result.started, result.hops, found is not None,
                                 None, result.requests)
@@ -571,16 +565,16 @@ class DhtAPI:
 
     async def closest_peers(self, key: bytes | str) -> tuple[PeerInfo, ...]:
         kad = self._kad()
-        result: LookupFinished = await self._call(lambda done: kad.find_node(_key(key), done))
+        result: LookupFinished = await completion(lambda done: kad.find_node(_key(key), done))
         return result.peers
 
     async def provide(self, key: bytes | str) -> PutFinished:
         kad = self._kad()
-        return await self._call(lambda done: kad.provide(_key(key), done))
+        return await completion(lambda done: kad.provide(_key(key), done))
 
     async def find_providers(self, key: bytes | str, count: int = 20) -> tuple[PeerInfo, ...]:
         kad = self._kad()
-        result: ProvidersFound = await self._call(lambda done: kad.find_providers(_key(key), done, count))
+        result: ProvidersFound = await completion(lambda done: kad.find_providers(_key(key), done, count))
         return result.providers
 
 
@@ -644,6 +638,13 @@ class PubSubAPI:
 # ---- helpers ---------------------------------------------------------------------------------------
 
 
+async def completion(start: Callable[[Callable[[Any], None]], Any]) -> Any:
+    """Await a sans-IO operation that reports through a callback: ``start(done)`` begins it."""
+    future = asyncio.get_running_loop().create_future()
+    start(lambda result: future.done() or future.set_result(result))
+    return await future
+
+
 def _frame(data: bytes) -> bytes:
     return encode_uvarint(len(data)) + data
 
@@ -672,4 +673,4 @@ async def _finish(stream: Stream) -> None:
         stream.reset()
 
 
-__all__ = ["Node", "AsyncioRuntime", "DhtAPI", "PubSubAPI", "Subscription", "to_multiaddr"]
+__all__ = ["Node", "AsyncioRuntime", "DhtAPI", "PubSubAPI", "Subscription", "completion"]
