@@ -1,4 +1,5 @@
-"""``emulate SCENARIO [--seed N] [--nodes N] [--out DIR] [--topology regions|lan] [--keep]``.
+"""``emulate SCENARIO [--seed N] [--nodes N] [--out DIR] [--topology regions|lan] [--transport quic|tcp]
+[--node-log LEVEL] [--keep]``.
 
 The scenario file of ``simulate``, run with real ``p2pnode`` processes in a Mininet network (root, Linux).
 The run directory has the simulator's layout (manifest, events.csv, summary, report) plus ``nodes/<i>/``
@@ -128,7 +129,8 @@ def _manifest(scenario: Any, status: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Console, transport: str = "quic") -> None:
+def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Console, transport: str = "quic",
+        log_level: str = "warning") -> None:
     from emulator.driver import Emulation
     from topologies.net import EmulatedNetwork
     from topologies.probe import probe
@@ -153,7 +155,7 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("emu", total=scenario.warmup + scenario.duration)
             emulation = Emulation(scenario, net, events, run_dir, lambda now, end: progress.update(task, completed=now),
-                                  transport)
+                                  transport, log_level)
             perf = asyncio.run(emulation.run())
         status = "completed"
         if keep:
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="regions: routed IPv6 regions with the latency model's delays (default); lan: one LAN")
     parser.add_argument("--transport", choices=["quic", "tcp"], default="quic",
                         help="what nodes bootstrap over and prefer (both are listened on); default quic")
+    parser.add_argument("--node-log", choices=["debug", "info", "warning", "error"], default="warning",
+                        help="log level of each node's nodes/<i>/node.log (default warning)")
     parser.add_argument("--keep", action="store_true", help="leave the network up with a Mininet CLI after the run")
     args = parser.parse_args(argv)
     console = Console()
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         run_dir = new_run_dir(args.out, f"{scenario.name}-emu")
         console.print(f"run directory: {run_dir}")
-        run(scenario, run_dir, args.topology, args.keep, console, args.transport)
+        run(scenario, run_dir, args.topology, args.keep, console, args.transport, args.node_log)
         _report(run_dir, console)
         return 0
     except (ScenarioError, MatrixError, UsageError) as exc:

@@ -124,13 +124,15 @@ class NodeProcess:
 
 class Emulation:
     def __init__(self, scenario: Any, net: Any, events: EventWriter, run_dir: Path,
-                 progress: Callable[[float, float], None] | None = None, transport: str = "quic"):
+                 progress: Callable[[float, float], None] | None = None, transport: str = "quic",
+                 log_level: str = "warning"):
         self.scenario = scenario
         self.net = net
         self.events = events
         self.run_dir = run_dir
         self.progress = progress
         self.transport = transport  # the one nodes bootstrap over and prefer; both are listened on
+        self.log_level = log_level  # of each node's log, nodes/<i>/node.log
         self.n = scenario.nodes.count
         master = random.Random(scenario.seed)
         self.rng_churn = random.Random(master.getrandbits(64))
@@ -147,6 +149,7 @@ class Emulation:
         self.published: list[tuple[bytes, int]] = []
         self.formed = False
         self._last_verify = float("-inf")
+        self._verify_took = 0.0
         self.t0 = 0.0
         self.end = scenario.warmup + scenario.duration
         self._tasks: set[asyncio.Task] = set()
@@ -191,7 +194,7 @@ enabled = false
 [pubsub]
 enabled = false
 [log]
-level = "warning"
+level = "{self.log_level}"
 events_file = "events.csv"
 node_index = {i}
 """
@@ -350,12 +353,14 @@ node_index = {i}
         if checked:
             self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
         joined = now >= self.scenario.nodes.join_over
-        # Unlike in simulation, a verification round costs the nodes real CPU (a lookup from every node): run
-        # it when every table is complete, else at most every VERIFY_INTERVAL s, so it cannot swamp them.
-        due = complete == checked or now - self._last_verify >= VERIFY_INTERVAL
+        # Unlike in simulation, a verification round costs the nodes real CPU (a lookup from every node, and
+        # new connections): run it when every table is complete, else at most every VERIFY_INTERVAL s and
+        # never more than a third of the time, so it cannot swamp them.
+        due = complete == checked or now - self._last_verify >= max(VERIFY_INTERVAL, 3 * self._verify_took)
         if joined and due and checked == len(live) and bootstrapped == checked and not self.formed:
             self._last_verify = now
             await self._verify_formation(live)
+            self._verify_took = self.now() - now
 
     async def _verify_formation(self, live: list[tuple[int, NodeProcess]]) -> None:
         """As the simulator: lookups for one random key from every live node at once must all return the

@@ -83,6 +83,10 @@ def setup_logging(config: NodeConfig, node: str, level: str | None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or config.log.level).upper())
+    # Libraries' own debug chatter (a line per multiaddr codec call, per QUIC stream) drowns ours;
+    # [log] modules can still turn it on.
+    logging.getLogger("multiaddr").setLevel(logging.WARNING)
+    logging.getLogger("quic").setLevel(logging.INFO)
     for module, module_level in config.log.modules.items():
         logging.getLogger(module).setLevel(module_level.upper())
 

@@ -100,7 +100,9 @@ class Host:
             # its protocol state starts afresh.
             if self.pubsub is not None:
                 self.pubsub.remove_peer(peer)
-        elif not outbound and len(self.connections) >= self.max_peers:
+        elif not outbound and self.pubsub is not None and len(self.connections) >= self.max_peers:
+            # The limit is on pub-sub peers; without pub-sub, connections only carry requests, and the
+            # transport's own connection limit is the one that applies.
             return False
         self.connections[peer] = outbound
         if self.pubsub is not None:

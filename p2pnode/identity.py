@@ -50,7 +50,7 @@ def decode_public_key(proto: bytes) -> bytes:
 class PeerId:
     """A libp2p peer ID: the multihash bytes, with the Kademlia key computed once."""
 
-    __slots__ = ("raw", "kad_id", "_hash")
+    __slots__ = ("raw", "kad_id", "_hash", "_text")
 
     def __init__(self, raw: bytes):
         if len(raw) < 2:
@@ -63,6 +63,7 @@ class PeerId:
         # From the SHA-256 key, not hash(raw): bytes hashes change with PYTHONHASHSEED, and sets of peers
         # must iterate in the same order in every process for a seed to give the same run.
         self._hash = hash(self.kad_id)
+        self._text: str | None = None
 
     @classmethod
     def from_public_key(cls, public_key: bytes) -> PeerId:
@@ -78,7 +79,9 @@ class PeerId:
         return cls(raw)
 
     def to_base58(self) -> str:
-        return base58.b58encode(self.raw).decode("ascii")
+        if self._text is None:  # logs and correlation IDs ask for it on every request
+            self._text = base58.b58encode(self.raw).decode("ascii")
+        return self._text
 
     def public_key(self) -> bytes:
         """The Ed25519 key inlined in an identity-multihash peer ID."""

@@ -198,9 +198,18 @@ def _record_from_pb(pb: dht_pb2.Record) -> DHTRecord:
 
 def _peer_id(raw: bytes, where: str) -> PeerId:
     try:
-        return PeerId(raw)
+        return _known_peer_id(raw)
     except IdentityError as exc:
         raise CodecError(f"bad peer ID in {where}: {exc}") from exc
+
+
+@lru_cache(maxsize=65536)
+def _known_peer_id(raw: bytes) -> PeerId:
+    """Answers name the same few peers again and again; a peer ID costs a SHA-256 to build."""
+    return PeerId(raw)
+
+
+_CONNECTION_TYPES = {int(c): c for c in ConnectionType}
 
 
 def _add_peers(field, peers: tuple[PeerInfo, ...]) -> None:
@@ -212,11 +221,8 @@ def _add_peers(field, peers: tuple[PeerInfo, ...]) -> None:
 
 
 def _peer_from_pb(pb: dht_pb2.Message.Peer, where: str) -> PeerInfo:
-    try:
-        connection = ConnectionType(pb.connection)
-    except ValueError:
-        # The connection type is only a hint; an unknown one (proto3 enums are open) tells us nothing.
-        connection = ConnectionType.NOT_CONNECTED
+    # The connection type is only a hint; an unknown one (proto3 enums are open) tells us nothing.
+    connection = _CONNECTION_TYPES.get(pb.connection, ConnectionType.NOT_CONNECTED)
     return PeerInfo(_peer_id(pb.id, where), tuple(pb.addrs), connection)
 
 

@@ -423,17 +423,22 @@ class Node:
             protocol, frame = KAD_PROTOCOL, kad_codec.write_frame(message)
             max_size, decode = kad_codec.MAX_FRAME_SIZE, kad_codec.decode
         new_correlation_id(peer.peer_id)
+        stage = "opening a stream"
         try:
             async with asyncio.timeout(timeout):
                 stream = await self.swarm.new_stream(peer.peer_id, [protocol], peer.addrs, lazy=True)
                 try:
+                    stage = "sending"
                     await stream.write(frame)
+                    stage = "waiting for the answer"
                     await multistream.confirm(stream, protocol)
                     response = decode(await read_frame(stream, max_size), response=True)
                 finally:
                     await _finish(stream)
         except TimeoutError:
             failure = "timeout"
+            log.debug("%s to %s timed out after %.1f s %s", type(message).__name__, peer.peer_id.short(),
+                      timeout, stage)
         except PEER_ERRORS as exc:
             failure = str(exc) or type(exc).__name__
             log.debug("%s to %s failed: %s", type(message).__name__, peer.peer_id.short(), failure)

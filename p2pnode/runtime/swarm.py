@@ -9,6 +9,7 @@ logs a line; nothing a remote peer sends can stop the node.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import re
@@ -75,7 +76,9 @@ class Swarm:
     ):
         self.keypair = keypair
         self.peer_id = keypair.peer_id
-        self.transports = list(transports)
+        self._dialable = functools.lru_cache(maxsize=8192)(self._parse_dialable)
+        self._transport_for = functools.lru_cache(maxsize=8192)(self._find_transport)
+        self.transports = transports
         self.dial_timeout = dial_timeout
         self.max_connections = max_connections
         self.handlers: dict[str, StreamHandler] = {}
@@ -88,6 +91,18 @@ class Swarm:
         self._closed_bytes = [0, 0]  # in, out: of connections that have closed
         self._tasks: set[asyncio.Task] = set()
         self.closing = False
+
+    @property
+    def transports(self) -> list[Transport]:
+        return self._transports
+
+    @transports.setter
+    def transports(self, transports: Sequence[Transport]) -> None:
+        # Every DHT answer carries up to 20 peers' addresses, mostly ones seen before: parsing them anew
+        # each time was a fifth of a busy node's CPU, hence the caches (which depend on the transports).
+        self._transports = list(transports)
+        self._dialable.cache_clear()
+        self._transport_for.cache_clear()
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -184,10 +199,9 @@ class Swarm:
             return
         known = self.addrbook.setdefault(peer, [])
         for raw in addrs:
-            addr = to_multiaddr(raw)
-            if addr is None or self._transport_for(addr) is None:
+            addr = self._dialable(raw)
+            if addr is None:
                 continue
-            addr = without_peer_id(addr)
             if addr in known:
                 known.remove(addr)
             known.insert(0, addr)
@@ -234,7 +248,14 @@ class Swarm:
             return conn
         raise TransportError(f"could not dial {peer.short()}: " + "; ".join(errors))
 
-    def _transport_for(self, addr: Multiaddr) -> Transport | None:
+    def _parse_dialable(self, raw: bytes | str | Multiaddr) -> Multiaddr | None:
+        """``raw`` as a multiaddr without its /p2p part, if one of our transports can dial it."""
+        addr = to_multiaddr(raw)
+        if addr is None or self._transport_for(addr) is None:
+            return None
+        return without_peer_id(addr)
+
+    def _find_transport(self, addr: Multiaddr) -> Transport | None:
         for transport in self.transports:
             if transport.can_dial(addr):
                 return transport

@@ -218,3 +218,29 @@ def test_deferred_join_listens_but_refuses_until_joined():
         await stop_all([a, b])
 
     run(scenario())
+
+
+@pytest.mark.parametrize("pubsub", [False, True])
+def test_the_peer_limit_is_on_pubsub_peers_not_on_dht_connections(pubsub):
+    """Without pub-sub every connection serves requests and stays open past max_peers; with pub-sub the
+    host refuses inbound peers beyond it (a DHT-only emulation of 100 nodes depends on the first)."""
+
+    async def scenario():
+        server = make_node("tcp", pubsub=pubsub, peers=1, max_peers=2)
+        await server.start()
+        clients = [make_node("tcp", pubsub=pubsub) for _ in range(4)]
+        await asyncio.gather(*(c.start() for c in clients))
+        try:
+            answers = await asyncio.gather(*(c.ping(server.peer_id, addrs=[server.listen_addrs[0]])
+                                             for c in clients), return_exceptions=True)
+            await asyncio.sleep(0.2)
+            failed = sum(isinstance(a, BaseException) for a in answers)
+            return failed, len(server.connected_peers())
+        finally:
+            await stop_all([server, *clients])
+
+    failed, connected = run(scenario())
+    if pubsub:
+        assert (failed, connected) == (2, 2)
+    else:
+        assert (failed, connected) == (0, 4)
