@@ -5,6 +5,7 @@ lookups from every node return the true k closest), the lookup figures, and the 
 process (sampled every second while the run lasts).
 
 Usage: sudo .venv/bin/python benchmarks/bench_emulation.py [--nodes 10 50 100] [--scenario FILE]
+       [--topology regions|lan] [--transport quic|tcp]
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--scenario", default="scenarios/formation.yaml")
+    parser.add_argument("--topology", choices=["regions", "lan"], default="regions")
+    parser.add_argument("--transport", choices=["quic", "tcp"], default="quic")
     parser.add_argument("--out", default="results/bench-emulation")
     args = parser.parse_args()
     print(f"{'nodes':>5} {'formation':>10} {'lookups':>8} {'lookup p99':>10} {'success':>8} "
@@ -63,7 +66,8 @@ def main() -> None:
         sampler.start()
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "emulator.cli", args.scenario, "--nodes", str(n),
-                                 "--out", str(out)], capture_output=True, text=True)
+                                 "--out", str(out), "--topology", args.topology, "--transport", args.transport],
+                                capture_output=True, text=True)
         wall = time.perf_counter() - start
         stop.set()
         sampler.join()
@@ -80,7 +84,8 @@ def main() -> None:
         formation = values.get("formation_time")
         p99 = values.get("lookup_p99")
         success = values.get("lookup_success")
-        print(f"{n:>5} {formation if formation is not None else 'not':>8} s {lookups:>8} "
+        formed = f"{formation:.1f} s" if formation is not None else "not formed"
+        print(f"{n:>5} {formed:>10} {lookups:>8} "
               f"{p99 * 1000 if p99 is not None else float('nan'):>7.0f} ms "
               f"{success * 100 if success is not None else float('nan'):>7.2f}% {rss:>6.0f} MiB {cpu:>7.1f} % "
               f"{wall:>5.0f} s", flush=True)

@@ -430,11 +430,15 @@ class Node:
                 try:
                     stage = "sending"
                     await stream.write(frame)
+                    # One request per stream: closing our side now puts the FIN in the request's packet, and
+                    # the answer carries the server's. Three packets a request instead of five.
+                    await stream.close()
                     stage = "waiting for the answer"
                     await multistream.confirm(stream, protocol)
                     response = decode(await read_frame(stream, max_size), response=True)
-                finally:
-                    await _finish(stream)
+                except BaseException:
+                    stream.reset()
+                    raise
         except TimeoutError:
             failure = "timeout"
             log.debug("%s to %s timed out after %.1f s %s", type(message).__name__, peer.peer_id.short(),
