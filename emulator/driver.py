@@ -141,6 +141,7 @@ class Emulation:
                          for i in range(self.n)]
         self.peer_ids = [k.peer_id for k in self.keypairs]
         self.kad_ids = [p.kad_id for p in self.peer_ids]
+        self._kad_ids_by_text = {str(p): p.kad_id for p in self.peer_ids}
         self.hosts = list(net.hosts)[: self.n]
         self.nodes: list[NodeProcess | None] = [None] * self.n  # joined (live) nodes
         self.started_once = [False] * self.n
@@ -155,6 +156,11 @@ class Emulation:
         self._tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
         (run_dir / "nodes").mkdir(exist_ok=True)
+
+    def _kad_id(self, text: str) -> int:
+        """The Kademlia key of a peer a node reported (ours, looked up: the sampler reads n² of them a second)."""
+        kad = self._kad_ids_by_text.get(text)
+        return kad if kad is not None else PeerId.from_base58(text).kad_id
 
     # ---- nodes -----------------------------------------------------------------------------------
 
@@ -189,6 +195,10 @@ replication_factor = {dht.k}
 alpha = {dht.alpha}
 disjoint_paths = {dht.disjoint_paths}
 record_ttl = {dht.record_ttl}
+request_timeout = {dht.request_timeout}
+slow_after = {dht.slow_after}
+refresh_interval = {dht.refresh_interval}
+republish_interval = {dht.republish_interval}
 [mcp]
 enabled = false
 [pubsub]
@@ -305,7 +315,7 @@ node_index = {i}
         answer = await node.call("find_node", key_hex=key.hex())
         if not answer.get("ok"):
             return
-        found = {PeerId.from_base58(p).kad_id for p in answer["peers"]}
+        found = {self._kad_id(p) for p in answer["peers"]}
         ok = bool(truth) and truth[0] in found
         share = len(found.intersection(truth)) / len(truth) if truth else 1.0
         self.events.write(self.now(), "lookup", i, answer["latency"], answer["hops"], ok, round(share, 6),
@@ -348,7 +358,7 @@ node_index = {i}
                 continue
             checked += 1
             bootstrapped += bool(answer["bootstrapped"])
-            table = [PeerId.from_base58(p).kad_id for p in answer["table"]]
+            table = [self._kad_id(p) for p in answer["table"]]
             complete += self.live.table_complete(self.kad_ids[i], buckets_of(self.kad_ids[i], table), k)
         if checked:
             self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
@@ -372,7 +382,7 @@ node_index = {i}
         agreeing = 0
         for (i, _), answer in zip(live, answers, strict=True):
             if isinstance(answer, dict) and answer.get("ok"):
-                found = {PeerId.from_base58(p).kad_id for p in answer["peers"]}
+                found = {self._kad_id(p) for p in answer["peers"]}
                 agreeing += found == set(self.live.closest(target, k, exclude=self.kad_ids[i]))
         self.formed = agreeing == len(live)
         self.events.write(self.now(), "formation", ok=self.formed, value=round(agreeing / len(live), 6),

@@ -99,9 +99,15 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
     dht = config.dht
     if dht.disjoint_paths > dht.alpha:
         raise UsageError("dht.disjoint_paths must not exceed dht.alpha")
+    if dht.slow_after > dht.request_timeout:
+        raise UsageError("dht.slow_after must not exceed dht.request_timeout")
+    republish = dht.republish_interval if dht.republish_interval is not None else min(1800.0, dht.record_ttl / 2)
+    if republish >= dht.record_ttl:
+        raise UsageError("dht.republish_interval must be shorter than dht.record_ttl")
     kad = KadConfig(k=dht.replication_factor, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
-                    record_ttl=dht.record_ttl, provider_ttl=dht.provider_ttl,
-                    republish_interval=min(1800.0, dht.record_ttl / 2))
+                    record_ttl=dht.record_ttl, provider_ttl=dht.provider_ttl, republish_interval=republish,
+                    request_timeout=dht.request_timeout, slow_after=dht.slow_after,
+                    refresh_interval=dht.refresh_interval)
     if config.pubsub.peers > config.pubsub.max_peers:
         raise UsageError("pubsub.peers must not exceed pubsub.max_peers")
     return Node(

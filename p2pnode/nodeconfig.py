@@ -105,6 +105,13 @@ class Dht(_Section):
     disjoint_paths: PositiveInt = 1
     # ours: where stored records are kept across restarts (relative to the file); empty: not kept
     storage_path: str = ""
+    # ours, the simulator's parameters (seconds): a request unanswered this long failed; a lookup stops
+    # waiting for it after slow_after; buckets unlooked-up this long are refreshed; records re-put this
+    # often (default: half the TTL, at most 1800)
+    request_timeout: Positive = 2.0
+    slow_after: Positive = 1.0
+    refresh_interval: Positive = 600
+    republish_interval: Positive | None = None
 
 
 class Tunneling(_Section):

@@ -144,6 +144,8 @@ def test_bootstrap_addresses_of_both_transports_are_accepted():
     ("[network]\nlisten_addresses = ['/ip4/127.0.0.1/tcp/1/ws']", "only /ip4|ip6"),
     ("[network\n", "not valid TOML"),
     ("[security]\nenable_encryption = false", "no unencrypted transport"),
+    ("[dht]\nrequest_timeout = 1\nslow_after = 2", "dht.slow_after must not exceed dht.request_timeout"),
+    ("[dht]\nrecord_ttl = 60\nrepublish_interval = 60", "dht.republish_interval must be shorter"),
 ])
 def test_bad_config_is_one_line_naming_the_key(tmp_path, capsys, text, complaint):
     path = tmp_path / "node.toml"
