@@ -243,6 +243,14 @@ def _notes(run: Run) -> list[str]:
     if status not in (None, "completed"):
         notes.append(f"The run did not complete (status: {status}): the figures cover only the simulated time "
                      "before it stopped.")
+    perf = run.manifest.get("perf")
+    saturated = perf.get("host_cpu_saturated_seconds") if isinstance(perf, dict) else None
+    if isinstance(saturated, int | float) and saturated > 0:
+        notes.append(f"The host's CPUs were saturated (at least {perf.get('host_cpu_saturated_at_percent')} % busy) "
+                     f"for {saturated:g} s of "
+                     f"the run, the last time at {perf.get('host_cpu_saturated_last_at')} s: real nodes then "
+                     "waited for a CPU, so latencies and timeouts in that time are partly the host's, not the "
+                     "network's. Fewer nodes or more cores give cleaner figures.")
     if run.partial_line_dropped:
         notes.append("events.csv ended with an incomplete line (the run stopped mid-write); it was ignored.")
     if run.missing_points:

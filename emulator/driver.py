@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from p2pnode.eventlog import EventWriter
 from p2pnode.identity import Keypair, PeerId, kad_key
 from sim import churn as churn_model
@@ -46,6 +48,35 @@ def buckets_of(local_id: int, peer_ids: list[int]) -> dict[int, _Bucket]:
     for kad_id in peer_ids:
         buckets.setdefault((kad_id ^ local_id).bit_length(), _Bucket()).entries.append(kad_id)
     return buckets
+
+
+class HostLoad:
+    """How busy the host's CPUs were while the scenario ran. Real nodes share the machine: when it is
+    saturated, their latencies and timeouts include waiting for a CPU, which the report must say."""
+
+    SATURATED = 95.0  # percent of all CPUs
+
+    def __init__(self) -> None:
+        psutil.cpu_percent(None)  # starts the measurement interval
+        self.samples: list[tuple[float, float, float]] = []  # (scenario time, seconds covered, busy %)
+        self._last = 0.0
+
+    def sample(self, now: float) -> None:
+        self.samples.append((now, now - self._last, psutil.cpu_percent(None)))
+        self._last = now
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        covered = sum(s[1] for s in self.samples) or 1.0
+        saturated = [s for s in self.samples if s[2] >= self.SATURATED]
+        return {
+            "host_cpus": psutil.cpu_count() or 1,
+            "host_cpu_busy_percent": round(sum(s[1] * s[2] for s in self.samples) / covered, 1),
+            "host_cpu_saturated_at_percent": self.SATURATED,
+            "host_cpu_saturated_seconds": round(sum(s[1] for s in saturated), 1),
+            "host_cpu_saturated_last_at": round(saturated[-1][0], 1) if saturated else None,
+        }
 
 
 class NodeProcess:
@@ -412,9 +443,11 @@ node_index = {i}
         self._poisson(workload.put, self._put)
         self._poisson(workload.get, self._get)
         interval = scenario.measure.sample_interval
+        host = HostLoad()
         try:
             while self.now() < self.end:
                 await asyncio.sleep(min(interval, max(0.0, self.end - self.now())))
+                host.sample(self.now())
                 await self._sample()
                 self.events.flush()
                 if self.progress is not None:
@@ -429,4 +462,5 @@ node_index = {i}
                 node.stop(graceful=True)
             await asyncio.gather(*(node.wait() for node in self._spawned))
             self.events.flush()
-        return {"wall_seconds": round(time.perf_counter() - wall_start, 3), "emulated_seconds": self.end}
+        return {"wall_seconds": round(time.perf_counter() - wall_start, 3), "emulated_seconds": self.end,
+                **host.summary()}

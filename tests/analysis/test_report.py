@@ -382,3 +382,16 @@ def test_cli_report_and_compare(tmp_path, capsys):
     assert (a / "compare-b" / "report.html").exists()
     assert main([str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "compare_lookup_cdf.png").exists()
+
+
+def test_a_saturated_emulation_host_is_called_out(tmp_path):
+    """Real nodes that waited for a CPU show it in their latencies: the report says when that happened."""
+    busy = {"wall_seconds": 90.0, "emulated_seconds": 45, "host_cpus": 2, "host_cpu_busy_percent": 81.5,
+            "host_cpu_saturated_at_percent": 95.0, "host_cpu_saturated_seconds": 12.0,
+            "host_cpu_saturated_last_at": 21.0}
+    write_report(write_run(tmp_path / "busy", perf=busy))
+    text = (tmp_path / "busy" / "report.md").read_text()
+    assert "saturated (at least 95.0 % busy) for 12 s of the run, the last time at 21.0 s" in text
+    calm = {**busy, "host_cpu_saturated_seconds": 0.0, "host_cpu_saturated_last_at": None}
+    write_report(write_run(tmp_path / "calm", perf=calm))
+    assert "CPUs were saturated" not in (tmp_path / "calm" / "report.md").read_text()

@@ -68,3 +68,14 @@ def test_bad_scenario_is_named(tmp_path, capsys, monkeypatch):
     code = main([str(bad)])
     err = capsys.readouterr().err
     assert code == 2 and ("nodes.count" in err or "Mininet is not installed" in err)
+
+
+def test_host_load_counts_the_seconds_the_cpus_were_saturated():
+    from emulator.driver import HostLoad
+
+    load = HostLoad()
+    load.samples = [(1.0, 1.0, 50.0), (2.0, 1.0, 99.0), (4.0, 2.0, 97.0), (5.0, 1.0, 10.0)]
+    summary = load.summary()
+    assert summary["host_cpu_saturated_seconds"] == 3.0
+    assert summary["host_cpu_saturated_last_at"] == 4.0
+    assert summary["host_cpu_busy_percent"] == round((50 + 99 + 2 * 97 + 10) / 5, 1)
