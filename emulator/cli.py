@@ -36,8 +36,19 @@ class UsageError(Exception):
 def unsupported(scenario: Any) -> list[str]:
     """Scenario features the emulator cannot run yet: refused by name rather than silently ignored."""
     problems = []
-    if scenario.pubsub is not None:
-        problems.append("pubsub: publish/delivery runs are simulation-only for now")
+    pubsub = scenario.pubsub
+    if pubsub is not None:
+        if pubsub.attackers:
+            problems.append("pubsub.attackers: attacker nodes are simulation-only")
+        if pubsub.discovery != "dht":
+            problems.append("pubsub.discovery: real nodes find pub-sub peers through the DHT only")
+        if pubsub.max_peers < scenario.nodes.count - 1:
+            # a real node's connections carry both, so its pub-sub peer limit also turns away DHT requests
+            problems.append(f"pubsub.max_peers: real nodes refuse connections beyond it, DHT requests included; "
+                            f"emulation needs at least nodes - 1 ({scenario.nodes.count - 1})")
+        for name in ("router", "score"):
+            if getattr(pubsub, name) != type(getattr(pubsub, name))():
+                problems.append(f"pubsub.{name}: real nodes run the default parameters")
     if scenario.network.loss:
         problems.append("network.loss: per-message loss is simulation-only (links here carry no loss)")
     return problems
@@ -154,7 +165,7 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
                    TextColumn("{task.completed:>6.1f}/{task.total:.0f} s"), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("emu", total=scenario.warmup + scenario.duration)
-            emulation = Emulation(scenario, net, events, run_dir, lambda now, end: progress.update(task, completed=now),
+            emulation = Emulation(scenario, net, events, run_dir, lambda now, end: progress.update(task, completed=now, total=end),
                                   transport, log_level)
             perf = asyncio.run(emulation.run())
         status = "completed"

@@ -24,10 +24,12 @@ from typing import Any
 
 import psutil
 
+from emulator.pubsub import PubSubWorkload
 from p2pnode.eventlog import EventWriter
 from p2pnode.identity import Keypair, PeerId, kad_key
 from sim import churn as churn_model
 from sim.oracle import LiveSet
+from sim.simulation import DRAIN
 
 QUIC_PORT = 4001
 TCP_PORT = 4002
@@ -168,6 +170,7 @@ class Emulation:
         master = random.Random(scenario.seed)
         self.rng_churn = random.Random(master.getrandbits(64))
         self.rng_work = random.Random(master.getrandbits(64))
+        rng_pubsub = random.Random(master.getrandbits(64))
         self.keypairs = [Keypair.from_seed(hashlib.sha256(f"{scenario.seed}:{i}".encode()).digest())
                          for i in range(self.n)]
         self.peer_ids = [k.peer_id for k in self.keypairs]
@@ -184,8 +187,12 @@ class Emulation:
         self._verify_took = 0.0
         self.t0 = 0.0
         self.end = scenario.warmup + scenario.duration
+        # as in simulation: operations started before the end may finish, and messages reach their deadline
+        drain = max(DRAIN, scenario.measure.delivery_deadline + 1.0) if scenario.pubsub is not None else DRAIN
+        self.stop_at = self.end + drain
         self._tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
+        self.pubsub = PubSubWorkload(self, rng_pubsub) if scenario.pubsub is not None else None
         (run_dir / "nodes").mkdir(exist_ok=True)
 
     def _kad_id(self, text: str) -> int:
@@ -232,8 +239,7 @@ refresh_interval = {dht.refresh_interval}
 republish_interval = {dht.republish_interval}
 [mcp]
 enabled = false
-[pubsub]
-enabled = false
+{self.pubsub.node_config() if self.pubsub else "[pubsub]" + chr(10) + "enabled = false"}
 [log]
 level = "{self.log_level}"
 events_file = "events.csv"
@@ -262,6 +268,8 @@ node_index = {i}
 
     async def join_node(self, i: int, node: NodeProcess) -> None:
         await node.call("join")
+        if self.pubsub is not None:
+            await self.pubsub.joined(i, node)
         self.nodes[i] = node
         self.live.add(self.kad_ids[i])
         self.events.write(self.now(), "up", i, value=0 if self.started_once[i] else 1)
@@ -276,6 +284,8 @@ node_index = {i}
             return
         self.nodes[i] = None
         self.live.remove(self.kad_ids[i])
+        if self.pubsub is not None:
+            self.pubsub.left(i)
         node.stop(graceful)
         self.events.write(self.now(), "down", i, value=1 if graceful else 0)
         await node.wait()
@@ -285,7 +295,7 @@ node_index = {i}
     def later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
         async def run() -> None:
             await asyncio.sleep(max(0.0, delay))
-            if self.now() < self.end + 1:
+            if self.now() < self.stop_at:
                 await coro_fn()
 
         task = asyncio.ensure_future(run())
@@ -309,12 +319,16 @@ node_index = {i}
 
         def leave(i: int) -> Callable[[], Any]:
             async def act() -> None:
+                if self.now() >= self.end:  # no churn while the run drains
+                    return
                 await self.stop_node(i, rng.random() < spec.graceful)
                 self.later(offline(), rejoin(i))
             return act
 
         def rejoin(i: int) -> Callable[[], Any]:
             async def act() -> None:
+                if self.now() >= self.end:
+                    return
                 await self.start_node(i)
                 self.later(session(), leave(i))
             return act
@@ -393,6 +407,9 @@ node_index = {i}
             complete += self.live.table_complete(self.kad_ids[i], buckets_of(self.kad_ids[i], table), k)
         if checked:
             self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
+        if self.pubsub is not None:
+            self.pubsub.sample(now, [(i, a) for (i, _), a in zip(live, answers, strict=True)
+                                     if isinstance(a, dict) and a.get("ok")])
         joined = now >= self.scenario.nodes.join_over
         # Unlike in simulation, a verification round costs the nodes real CPU (a lookup from every node, and
         # new connections): run it when every table is complete, else at most every VERIFY_INTERVAL s and
@@ -432,6 +449,9 @@ node_index = {i}
 
         waiting = await asyncio.gather(*(spawn(i) for i in range(self.n)))
         self.t0 = time.monotonic()
+        if self.pubsub is not None:
+            self.pubsub.clock_started()
+            self.pubsub.start()
         await asyncio.gather(*(self.join_node(i, waiting[i]) for i in range(scenario.nodes.bootstrap)))
         join_rng = random.Random(self.rng_churn.getrandbits(64))
         for i in range(scenario.nodes.bootstrap, self.n):
@@ -445,13 +465,13 @@ node_index = {i}
         interval = scenario.measure.sample_interval
         host = HostLoad()
         try:
-            while self.now() < self.end:
-                await asyncio.sleep(min(interval, max(0.0, self.end - self.now())))
+            while self.now() < self.stop_at:
+                await asyncio.sleep(min(interval, max(0.0, self.stop_at - self.now())))
                 host.sample(self.now())
                 await self._sample()
                 self.events.flush()
                 if self.progress is not None:
-                    self.progress(min(self.now(), self.end), self.end)
+                    self.progress(min(self.now(), self.stop_at), self.stop_at)
                 if self.errors:
                     raise RuntimeError(self.errors[0])
         finally:
@@ -462,5 +482,5 @@ node_index = {i}
                 node.stop(graceful=True)
             await asyncio.gather(*(node.wait() for node in self._spawned))
             self.events.flush()
-        return {"wall_seconds": round(time.perf_counter() - wall_start, 3), "emulated_seconds": self.end,
+        return {"wall_seconds": round(time.perf_counter() - wall_start, 3), "emulated_seconds": self.stop_at,
                 **host.summary()}

@@ -83,16 +83,16 @@ def setup_logging(config: NodeConfig, node: str, level: str | None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or config.log.level).upper())
-    # Libraries' own debug chatter (a line per multiaddr codec call, per QUIC stream) drowns ours;
-    # [log] modules can still turn it on.
-    logging.getLogger("multiaddr").setLevel(logging.WARNING)
-    logging.getLogger("quic").setLevel(logging.INFO)
+    # Libraries' own chatter (a line per multiaddr codec call, per QUIC stream) drowns ours: they get
+    # at most these levels of detail; [log] modules can still ask for more.
+    for library, noisiest in (("multiaddr", logging.WARNING), ("quic", logging.INFO)):
+        logging.getLogger(library).setLevel(max(root.level, noisiest))
     for module, module_level in config.log.modules.items():
         logging.getLogger(module).setLevel(module_level.upper())
 
 
 def node_from_config(config: NodeConfig, keypair: Keypair):
-    from p2pnode.config import KadConfig
+    from p2pnode.config import KadConfig, ScoreConfig, TopicScoreParams
     from p2pnode.eventlog import EventWriter
     from p2pnode.runtime.node import Node
 
@@ -110,6 +110,9 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
                     refresh_interval=dht.refresh_interval)
     if config.pubsub.peers > config.pubsub.max_peers:
         raise UsageError("pubsub.peers must not exceed pubsub.max_peers")
+    rate = config.pubsub.expected_rate
+    score = ScoreConfig(enabled=config.pubsub.scoring,
+                        default_topic=TopicScoreParams.for_rate(rate) if rate else TopicScoreParams())
     return Node(
         keypair,
         listen=config.network.listen_addresses,
@@ -117,6 +120,7 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         transports=config.network.transports,
         kad=kad,
         pubsub=config.pubsub.enabled,
+        score=score,
         peers=config.pubsub.peers,
         max_peers=config.pubsub.max_peers,
         max_connections=config.resources.max_connections,

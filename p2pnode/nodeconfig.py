@@ -151,6 +151,10 @@ class Pubsub(_Section):
     topics: list[str] = Field(default_factory=list)  # subscribed at start
     peers: PositiveInt = 8  # connections the node keeps open for pub-sub
     max_peers: PositiveInt = 64
+    # ours: gossipsub v1.1 peer scoring, and the message rate per topic its parameters are sized for
+    # (as the simulator sizes them; empty: the default parameters)
+    scoring: bool = True
+    expected_rate: Positive | None = None
 
 
 class Log(_Section):

@@ -6,15 +6,16 @@ run concurrently; answers carry the node's own measurements (latency from its cl
 driver never times a round trip through the pipe. Pub-sub deliveries arrive as events:
 ``{"event": "message", "topic", "id_hex", "from", "size", "time"}``.
 
-Commands: ``join`` (after ``--defer-join``);
-``status``; ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``;
-``get {key_hex}``; ``ping {peer, count?, addrs?}``; ``subscribe {topic}``; ``publish {topic, data_hex}``; ``quit``.
+Commands: ``join`` (after ``--defer-join``); ``status`` (with mesh sizes and message counts when pub-sub is
+on); ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``; ``get {key_hex}``;
+``ping {peer, count?, addrs?}``; ``subscribe {topic}``; ``publish {topic, data_hex | size}``; ``quit``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -61,9 +62,14 @@ class Controller:
 
     async def cmd_status(self) -> dict:
         host = self.node.host
-        return {"peer_id": str(self.node.peer_id), "joined": host.running, "bootstrapped": host.bootstrapped,
-                "table": [str(p.peer_id) for p in host.dht.table.peers.values()],
-                "connections": len(self.node.connected_peers()), "records": len(host.dht.records)}
+        status = {"peer_id": str(self.node.peer_id), "joined": host.running, "bootstrapped": host.bootstrapped,
+                  "table": [str(p.peer_id) for p in host.dht.table.peers.values()],
+                  "connections": len(self.node.connected_peers()), "records": len(host.dht.records)}
+        router = host.pubsub
+        if router is not None:
+            status["pubsub"] = {"mesh": {t: len(router.mesh.get(t, ())) for t in router.subscriptions},
+                                "received": router.received, "first_received": router.first_received}
+        return status
 
     async def _lookup(self, key: bytes) -> LookupFinished:
         return await completion(lambda done: self.node.host.dht.find_node(key, done))
@@ -106,8 +112,12 @@ class Controller:
         self.node.pubsub.subscribe(topic, delivered)
         return {}
 
-    async def cmd_publish(self, topic: str, data_hex: str) -> dict:
-        return {"id_hex": self.node.pubsub.publish(topic, bytes.fromhex(data_hex)).hex(), "time": time.time()}
+    async def cmd_publish(self, topic: str, data_hex: str | None = None, size: int | None = None) -> dict:
+        """Publish ``data_hex``, or ``size`` random bytes (a large message need not cross the pipe)."""
+        if (data_hex is None) == (size is None):
+            raise ValueError("give data_hex or size")
+        data = bytes.fromhex(data_hex) if data_hex is not None else os.urandom(size)
+        return {"id_hex": self.node.pubsub.publish(topic, data).hex(), "time": time.time()}
 
     async def cmd_join(self) -> dict:
         self.node.join()

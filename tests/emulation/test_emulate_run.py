@@ -60,6 +60,32 @@ def test_five_real_nodes_form_a_network_over_quic(tmp_path):
     assert our_leftovers() == ([], [])
 
 
+def test_eight_real_nodes_deliver_gossip_and_it_is_measured_as_in_simulation(tmp_path):
+    from emulator.cli import main
+
+    scenario = yaml.safe_load((ROOT / "scenarios" / "delivery-small.yaml").read_text())
+    scenario.update(warmup=15, duration=20, churn=None,
+                    nodes={"count": 8, "bootstrap": 2, "join_over": 5},
+                    measure={"delivery_settle": 5, "delivery_deadline": 5})
+    scenario["pubsub"].update(publishers=0.25, peers=6, max_peers=7)
+    path = tmp_path / "gossip-8.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in scenario.items() if v is not None}))
+    out = tmp_path / "results"
+    assert main([str(path), "--out", str(out), "--topology", "lan"]) == 0
+    (run,) = out.iterdir()
+    assert "[pubsub]\nenabled = true" in (run / "nodes" / "0" / "node.toml").read_text()
+    rows = [line.split(",") for line in (run / "events.csv").read_text().splitlines()[1:]]
+    kinds = {r[1] for r in rows}
+    assert {"publish", "deliver", "delivery", "mesh", "ps_recv"} <= kinds
+    summary = json.loads((run / "summary.json").read_text())
+    stats = summary["pubsub"]
+    # about 40 messages, each to the 7 other subscribers of an 8-node LAN: all of them, well within a second
+    assert stats["messages_judged"] >= 20 and stats["delivery_rate"] == 1.0
+    assert 0 < stats["delivery_latency_p99"] < 1.0
+    assert stats["mesh_degree_end"] >= 4
+    assert our_leftovers() == ([], [])
+
+
 def test_interrupted_run_cleans_up(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", str(short_formation(tmp_path, 60)), "--out",
                              str(tmp_path / "results")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

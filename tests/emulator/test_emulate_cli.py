@@ -30,11 +30,16 @@ def test_regions_get_their_share_of_hosts(n, shares):
 
 
 def test_features_emulation_cannot_run_are_named():
-    text = (ROOT / "scenarios" / "delivery.yaml").read_text()
-    assert any("pubsub" in p for p in unsupported(parse_scenario(text)))
+    attack = unsupported(parse_scenario((ROOT / "scenarios" / "attack.yaml").read_text()))
+    assert any("pubsub.attackers" in p for p in attack)
+    tuned = parse_scenario("name: x\nnodes: {count: 10}\npubsub: {discovery: random, router: {d: 5, d_lo: 4}}\n")
+    assert {p.split(":")[0] for p in unsupported(tuned)} == {"pubsub.discovery", "pubsub.router"}
+    crowded = unsupported(parse_scenario((ROOT / "scenarios" / "delivery.yaml").read_text()))
+    assert [p.split(":")[0] for p in crowded] == ["pubsub.max_peers"]
+    for name in ("delivery-small.yaml", "formation.yaml"):
+        assert unsupported(parse_scenario((ROOT / "scenarios" / name).read_text())) == []
     lossy = parse_scenario("name: x\nnetwork: {loss: 0.01}\n")
     assert any("network.loss" in p for p in unsupported(lossy))
-    assert unsupported(parse_scenario((ROOT / "scenarios" / "formation.yaml").read_text())) == []
 
 
 def test_rebuilt_buckets_judge_completeness_like_the_simulator():

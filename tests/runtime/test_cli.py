@@ -205,3 +205,21 @@ def test_http_listener_answers_unknown_paths_methods_and_garbage():
             await node.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("level, quic, multiaddr", [("warning", "WARNING", "WARNING"), ("debug", "INFO", "WARNING")])
+def test_library_loggers_are_quietened_never_made_louder(level, quic, multiaddr):
+    import logging
+
+    from p2pnode.cli import setup_logging
+    from p2pnode.nodeconfig import parse_config
+
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:]
+    try:
+        setup_logging(parse_config(f'[log]\nlevel = "{level}"'), "node", None)
+        assert logging.getLevelName(logging.getLogger("quic").getEffectiveLevel()) == quic
+        assert logging.getLevelName(logging.getLogger("multiaddr").getEffectiveLevel()) == multiaddr
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]

@@ -18,6 +18,9 @@ def test_control_over_stdio(tmp_path):
         {"id": 5, "cmd": "get"},  # missing argument
         {"id": 6, "cmd": "subscribe", "topic": "t"},
         {"id": 7, "cmd": "publish", "topic": "t", "data_hex": "0102"},
+        {"id": 8, "cmd": "publish", "topic": "t", "size": 300},  # random bytes made by the node
+        {"id": 9, "cmd": "publish", "topic": "t"},  # neither data nor size
+        {"id": 10, "cmd": "status"},
     ]
     text = "\n".join(json.dumps(c) for c in commands) + "\nnot json\n"
     proc = subprocess.Popen([sys.executable, "-m", "p2pnode.cli", "run", "--config", str(tmp_path / "node.toml"),
@@ -39,3 +42,6 @@ def test_control_over_stdio(tmp_path):
     assert not answers[5]["ok"] and "key_hex" in answers[5]["error"]
     assert not answers[None]["ok"]
     assert any(x.get("event") == "message" and x["size"] == 2 for x in lines)
+    assert any(x.get("event") == "message" and x["size"] == 300 for x in lines)
+    assert answers[8]["ok"] and not answers[9]["ok"] and "data_hex or size" in answers[9]["error"]
+    assert answers[10]["pubsub"] == {"mesh": {"t": 0}, "received": 0, "first_received": 0}
