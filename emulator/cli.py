@@ -165,7 +165,8 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
                    TextColumn("{task.completed:>6.1f}/{task.total:.0f} s"), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("emu", total=scenario.warmup + scenario.duration)
-            emulation = Emulation(scenario, net, events, run_dir, lambda now, end: progress.update(task, completed=now, total=end),
+            emulation = Emulation(scenario, net, events, run_dir,
+                                  lambda now, end: progress.update(task, completed=now, total=end),
                                   transport, log_level)
             perf = asyncio.run(emulation.run())
         status = "completed"
