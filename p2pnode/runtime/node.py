@@ -287,6 +287,16 @@ class Node:
     def _connection_opened(self, conn) -> None:
         peer = conn.remote_peer
         self._identify_waiters.setdefault(peer, asyncio.Event())
+        out = self._pubsub_out.pop(peer, None)
+        if out is not None:
+            # A newer connection (the peer restarted, or we dialled each other at once): the old one may be
+            # dead without our knowing for an idle timeout, so the pub-sub stream moves to the new one,
+            # taking the frames still queued.
+            out[1].cancel()
+            queue: asyncio.Queue[bytes] = asyncio.Queue()
+            while not out[0].empty():
+                queue.put_nowait(out[0].get_nowait())
+            self._pubsub_out[peer] = (queue, self.swarm.spawn(self._pubsub_writer(self.info_of(peer), queue)))
         if conn.outbound:
             self.swarm.learn(peer, [conn.remote_addr])
         self.swarm.spawn(self._identify(conn))
@@ -501,6 +511,7 @@ class Node:
             out[0].put_nowait(frame)
 
     async def _pubsub_writer(self, peer: PeerInfo, queue: asyncio.Queue[bytes]) -> None:
+        stream = None
         try:
             stream = await self.swarm.new_stream(peer.peer_id, MESHSUB_PROTOCOLS, peer.addrs)
             while True:
@@ -510,6 +521,10 @@ class Node:
                 await stream.write(b"".join(frames))
         except PEER_ERRORS as exc:
             log.debug("pub-sub stream to %s ended: %s", peer.peer_id.short(), exc or type(exc).__name__)
+        except asyncio.CancelledError:
+            if stream is not None:  # superseded by a stream on a newer connection, or the node stops
+                stream.reset()
+            raise
         finally:
             out = self._pubsub_out.get(peer.peer_id)
             if out is not None and out[0] is queue:
