@@ -250,9 +250,18 @@ def eligible_deliveries(run: Run) -> pd.DataFrame:
     return rows[rows["ok"].fillna(0) == 1]
 
 
-def _last(run: Run, kind: str, column: str) -> float | None:
+def _last(run: Run, kind: str, column: str, until: float | None = None) -> float | None:
     rows = run.of_kind(kind)
+    if until is not None:
+        rows = rows[rows["time"] <= until]
     return _na(rows[column].iloc[-1]) if len(rows) else None
+
+
+def measured_end(run: Run) -> float | None:
+    """warmup + duration: after it a run only drains (no more publishes, so scoring thins idle meshes)."""
+    warmup, duration = setting(run.scenario, "warmup"), setting(run.scenario, "duration")
+    ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (warmup, duration))
+    return warmup + duration if ok else None
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -286,8 +295,8 @@ def pubsub_stats(run: Run) -> dict:
         "control_bytes": _int_or_none(control),
         "control_share": _ratio(control, total),
         "control_bytes_per_delivery": _ratio(control, first),
-        "mesh_degree_end": _last(run, "mesh", "value"),
-        "mesh_below_d_lo_end": _int_or_none(_last(run, "mesh", "count")),
+        "mesh_degree_end": _last(run, "mesh", "value", measured_end(run)),
+        "mesh_below_d_lo_end": _int_or_none(_last(run, "mesh", "count", measured_end(run))),
         "scoring": scoring if isinstance(scoring, bool) else None,
         "attacker_share": attackers if isinstance(attackers, int | float) else None,
     }

@@ -60,6 +60,7 @@ PUBSUB_ROWS = [
     "150.000000,mesh,,,,,5.800000,0",
     "150.000000,delivery,2,,,1,4,4",
     "150.000000,live,,,,,6,",
+    "160.000000,mesh,,,,,1.000000,5",  # the drain after warmup + duration: idle meshes thin; not "the end"
 ]
 
 
@@ -80,6 +81,8 @@ FILE_ROWS = _in_file_order(PUBSUB_ROWS)
 PUBSUB_SCENARIO = {
     **{key: value for key, value in SCENARIO.items() if key != "criteria"},
     "name": "gossip",
+    "warmup": 90,
+    "duration": 60,  # measured until t=150
     "workload": {"lookup": 0.0, "put": 0.0, "get": 0.0, "value_size": 256},
     "pubsub": {"topics": 1, "rate": 1.0, "message_size": 1024, "scoring": True, "attackers": 0.1,
                "router": {"d": 6, "d_lo": 4, "d_hi": 12, "d_lazy": 6, "heartbeat_interval": 1.0}},
