@@ -167,13 +167,12 @@ class Swarm:
         return None
 
     def _add(self, conn: Connection) -> None:
-        peer = conn.remote_peer
-        first = self.connection(peer) is None
-        self.connections.setdefault(peer, []).append(conn)
+        # Every new connection is announced, also to a peer we are still connected to: that peer may have
+        # restarted, with the old connection dead but not yet timed out, and its protocols start afresh.
+        self.connections.setdefault(conn.remote_peer, []).append(conn)
         conn.on_close(self._removed)
         self.spawn(self._accept_streams(conn))
-        if first:
-            self.on_connection(conn)
+        self.on_connection(conn)
 
     def bandwidth(self) -> tuple[int, int]:
         """Application bytes received and sent over all connections so far."""
