@@ -221,6 +221,7 @@ class Emulation:
         bootstrap = [f"{self._addrs(b)[0]}/p2p/{self.peer_ids[b]}"
                      for b in range(self.scenario.nodes.bootstrap) if b != i]
         transports = ["quic", "tcp"] if self.transport == "quic" else ["tcp", "quic"]
+        pubsub = self.pubsub.node_config() if self.pubsub is not None else "[pubsub]\nenabled = false\n"
         text = f"""# written by emulate for node {i} in host {self.hosts[i]}
 [network]
 listen_addresses = {json.dumps(list(self._addrs(i)))}
@@ -239,8 +240,7 @@ refresh_interval = {dht.refresh_interval}
 republish_interval = {dht.republish_interval}
 [mcp]
 enabled = false
-{self.pubsub.node_config() if self.pubsub else "[pubsub]" + chr(10) + "enabled = false"}
-[log]
+{pubsub}[log]
 level = "{self.log_level}"
 events_file = "events.csv"
 node_index = {i}

@@ -84,3 +84,31 @@ def test_host_load_counts_the_seconds_the_cpus_were_saturated():
     assert summary["host_cpu_saturated_seconds"] == 3.0
     assert summary["host_cpu_saturated_last_at"] == 4.0
     assert summary["host_cpu_busy_percent"] == round((50 + 99 + 2 * 97 + 10) / 5, 1)
+
+
+def test_node_configs_carry_the_scenarios_dht_and_pubsub_settings(tmp_path):
+    """What each emulated node runs with: the scenario's protocol parameters, in a file `p2pnode run` accepts."""
+    from emulator.driver import Emulation
+    from p2pnode.nodeconfig import parse_config
+
+    class Net:  # the two things the driver asks of the network before it starts processes
+        hosts = [f"h{i + 1}" for i in range(20)]
+
+        def ip6(self, host):
+            return f"fd00::{host[1:]}"
+
+    scenario = parse_scenario((ROOT / "scenarios" / "delivery-small.yaml").read_text())
+    config = parse_config(Emulation(scenario, Net(), None, tmp_path)._config(3).read_text())
+    assert (config.dht.request_timeout, config.dht.slow_after) == (scenario.dht.request_timeout,
+                                                                    scenario.dht.slow_after)
+    assert (config.pubsub.enabled, config.pubsub.peers, config.pubsub.max_peers) == (True, 8, 19)
+    assert config.pubsub.expected_rate == 2.0 and config.bootstrap.nodes[0].endswith(f"/p2p/{scenario_peer(0)}")
+    assert config.network.listen_addresses[0] == "/ip6/fd00::4/udp/4001/quic-v1"
+    dht_only = parse_scenario((ROOT / "scenarios" / "formation.yaml").read_text())
+    assert not parse_config(Emulation(dht_only, Net(), None, tmp_path)._config(3).read_text()).pubsub.enabled
+
+
+def scenario_peer(i: int, seed: int = 1):
+    import hashlib
+
+    return Keypair.from_seed(hashlib.sha256(f"{seed}:{i}".encode()).digest()).peer_id
