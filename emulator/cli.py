@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import math
 import os
 import platform
 import sys
@@ -49,9 +50,16 @@ def unsupported(scenario: Any) -> list[str]:
         for name in ("router", "score"):
             if getattr(pubsub, name) != type(getattr(pubsub, name))():
                 problems.append(f"pubsub.{name}: real nodes run the default parameters")
-    if scenario.network.loss:
-        problems.append("network.loss: per-message loss is simulation-only (links here carry no loss)")
     return problems
+
+
+def access_link_loss_pct(loss: float) -> float | None:
+    """The packet loss (percent, each direction) of a host's access link for the model's message loss.
+
+    The model loses a message with probability ``loss``; here every packet crosses two access links (the
+    sender's and the receiver's), each losing q, with (1 - q)² = 1 - loss. A message of several packets is
+    lost more often, and the transports retransmit where the model's message is simply gone."""
+    return round(100 * (1 - math.sqrt(1 - loss)), 4) if loss else None
 
 
 def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
@@ -60,8 +68,10 @@ def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     from topologies.topos import FlatLan, Regions
 
     n = scenario.nodes.count
+    access_loss = access_link_loss_pct(scenario.network.loss)
+    placement: dict[str, Any] = {"access_link_loss_pct": access_loss} if access_loss else {}
     if kind == "lan":
-        return FlatLan(n), {}
+        return FlatLan(n, loss=access_loss), placement
     path = scenario.matrix_path if scenario.network.latency.model == "matrix" else None
     names, matrix = load_matrix(path) if path else builtin_matrix()
     regions = assign_regions(n, scenario.nodes.region_shares(names))
@@ -71,8 +81,8 @@ def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     # between regions the router link makes up the rest: host-to-host RTTs equal the model's (jitter aside).
     access = {r: rtt[(r, r)] / 4 for r in used}
     delays = {(a, b): max(0.0, rtt[(a, b)] / 2 - access[a] - access[b]) for a in used for b in used if a != b}
-    topo = Regions(n, used, delays, host_regions=regions, access_ms=access)
-    return topo, {"regions": {f"h{i + 1}": r for i, r in enumerate(regions)},
+    topo = Regions(n, used, delays, host_regions=regions, access_ms=access, access_loss=access_loss)
+    return topo, {**placement, "regions": {f"h{i + 1}": r for i, r in enumerate(regions)},
                   "model_rtt_ms": {f"{a}|{b}": v for (a, b), v in rtt.items()}}
 
 

@@ -170,14 +170,16 @@ class Regions(Topo):
     ``{(name_a, name_b): ms}``; default from the model, one-way = RTT / 2. ``access_delay``: optional delay of
     each host's link to its region switch (e.g. '2ms'), adding to every path that leaves the host.
     ``host_regions``: optional region name per host (h1 first), instead of round-robin placement; ``access_ms``:
-    optional one-way access-link delay per region name (overrides ``access_delay`` for that region's hosts).
+    optional one-way access-link delay per region name (overrides ``access_delay`` for that region's hosts);
+    ``access_loss``: optional packet loss (percent, each direction) on every host's access link.
 
     Region j (1-based): switch ``s<j>``, router ``r<j>``, LAN ``fd00:<j>::/64`` and ``10.<j>.0.0/16`` (router
     ``::ffff`` / ``.255.254``), host i at ``fd00:<j>::<i>`` and ``10.<j>.x.y``. Router link number m between
     regions a < b: ``fd00:ff:<a>:<b>::1|2/64`` and ``10.254.<m>.1|2/24``.
     """
 
-    def build(self, n=6, regions=3, delays=None, access_delay=None, host_regions=None, access_ms=None, **_ignored):
+    def build(self, n=6, regions=3, delays=None, access_delay=None, host_regions=None, access_ms=None,
+              access_loss=None, **_ignored):
         names, rtt = model_matrix()
         if isinstance(regions, int):
             if not 1 <= regions <= len(names):
@@ -247,7 +249,7 @@ class Regions(Topo):
                                 region=chosen[j - 1])
             self.host_region[f"h{i}"] = chosen[j - 1]
             access = self.access_ms[chosen[j - 1]]
-            self.addLink(host, switches[j - 1], **_link_opts(delay=_ms(access) if access else None))
+            self.addLink(host, switches[j - 1], **_link_opts(delay=_ms(access) if access else None, loss=access_loss))
 
     def rtt_ms(self, a: str, b: str) -> float:
         """Expected base RTT between hosts a and b (inter-region delay both ways, plus access delays)."""

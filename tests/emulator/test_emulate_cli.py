@@ -38,8 +38,8 @@ def test_features_emulation_cannot_run_are_named():
     assert [p.split(":")[0] for p in crowded] == ["pubsub.max_peers"]
     for name in ("delivery-small.yaml", "formation.yaml"):
         assert unsupported(parse_scenario((ROOT / "scenarios" / name).read_text())) == []
-    lossy = parse_scenario("name: x\nnetwork: {loss: 0.01}\n")
-    assert any("network.loss" in p for p in unsupported(lossy))
+    lossy = parse_scenario("name: x\nnodes: {count: 10}\nnetwork: {loss: 0.01}\n")
+    assert unsupported(lossy) == []
 
 
 def test_rebuilt_buckets_judge_completeness_like_the_simulator():
@@ -112,3 +112,11 @@ def scenario_peer(i: int, seed: int = 1):
     import hashlib
 
     return Keypair.from_seed(hashlib.sha256(f"{seed}:{i}".encode()).digest()).peer_id
+
+
+def test_message_loss_becomes_loss_on_both_access_links_of_a_path():
+    from emulator.cli import access_link_loss_pct
+
+    assert access_link_loss_pct(0.0) is None
+    q = access_link_loss_pct(0.19) / 100
+    assert abs((1 - q) ** 2 - 0.81) < 1e-6  # a packet crosses the sender's and the receiver's access link
