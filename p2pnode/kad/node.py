@@ -34,6 +34,8 @@ from p2pnode.kad.query import WAITING, Lookup
 from p2pnode.kad.records import ProviderStore, RecordStore, make_record, record_is_valid
 from p2pnode.kad.routing import RoutingTable
 
+JOIN_RETRY_MAX = 60.0  # seconds: the longest wait between attempts to join when no bootstrap peer answered
+
 
 class _Query:
     """One running lookup and what to do with its answers."""
@@ -74,19 +76,30 @@ class KademliaNode:
         self._published: dict[bytes, DHTRecord] = {}
         self._timers: list[Timer] = []
         self._sweep_timer: Timer | None = None
+        self._bootstrap: list[PeerInfo] = []
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self, bootstrap: Iterable[PeerInfo] = (), on_bootstrapped: Callable[[], None] | None = None) -> None:
         """Join the network through ``bootstrap`` peers: look up our own ID, then fill the buckets that
-        the lookup left short. ``on_bootstrapped`` runs when that is done."""
+        the lookup left short. ``on_bootstrapped`` runs when that is done. If every bootstrap peer failed
+        (the table is empty at the end), the join is tried again after 1, 2, 4 … 60 s."""
         self.running = True
+        self._bootstrap = [peer for peer in bootstrap if peer.peer_id != self.peer_id]
+        self._join(on_bootstrapped, attempt=0)
+
+    def _join(self, on_bootstrapped: Callable[[], None] | None, attempt: int) -> None:
+        if not self.running:
+            return
         now = self.runtime.now()
-        for peer in bootstrap:
-            if peer.peer_id != self.peer_id:
-                self.table.update(peer, now)
+        for peer in self._bootstrap:
+            self.table.update(peer, now)
 
         def refreshed() -> None:
+            if self._bootstrap and not self.table.peers:  # nobody answered: we are not part of any network
+                delay = min(JOIN_RETRY_MAX, 2.0**attempt)
+                self._timers.append(self.runtime.call_later(delay, lambda: self._join(on_bootstrapped, attempt + 1)))
+                return
             self.bootstrapped = True
             self._every(self.config.refresh_interval, self.refresh)
             if on_bootstrapped is not None:
@@ -132,8 +145,12 @@ class KademliaNode:
         return list(range(256, lowest - 1, -1))
 
     def refresh(self) -> None:
-        """Periodic refresh: look up a random key in every bucket no lookup has covered lately."""
+        """Periodic refresh: look up a random key in every bucket no lookup has covered lately (from the
+        bootstrap peers again if every peer we knew has gone)."""
         now = self.runtime.now()
+        if not self.table.peers:
+            for peer in self._bootstrap:
+                self.table.update(peer, now)
         interval = self.config.refresh_interval
         stale = [
             i for i in self._refreshable_buckets()

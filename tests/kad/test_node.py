@@ -235,6 +235,22 @@ def test_a_crashed_peer_leaves_the_routing_table_after_a_lookup_times_out():
     assert all(net.nodes[p.peer_id].running for p in found.peers)
 
 
+def test_a_node_whose_bootstrap_peer_did_not_answer_joins_later():
+    """An overloaded or briefly unreachable bootstrap peer must not leave a node alone for good."""
+    net = MemoryNet(seed=8)
+    nodes = net.populate(10, KadConfig(k=6))
+    late = net.add_node(KadConfig(k=6))
+    cut_off = [True]
+    net.drop(lambda src, dst, message: cut_off[0] and late in (src, dst))
+    late.start([nodes[0].info])
+    net.run()
+    assert not late.bootstrapped and len(late.table) == 0  # the bootstrap peer failed and was dropped
+    cut_off[0] = False
+    net.advance(1.5)  # the first retry comes after 1 s
+    assert late.bootstrapped and len(late.table) >= 6
+    assert net.complete(late.find_node, nodes[5].peer_id.raw).peers[0].peer_id == nodes[5].peer_id
+
+
 def test_lost_messages_and_slow_peers_count_as_failures():
     net = MemoryNet(seed=7)
     nodes = net.populate(25, KadConfig(k=6))
