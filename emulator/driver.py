@@ -29,7 +29,7 @@ from p2pnode.eventlog import EventWriter
 from p2pnode.identity import Keypair, PeerId, kad_key
 from sim import churn as churn_model
 from sim.oracle import LiveSet
-from sim.simulation import DRAIN
+from sim.simulation import drain_seconds
 
 QUIC_PORT = 4001
 TCP_PORT = 4002
@@ -187,9 +187,7 @@ class Emulation:
         self._verify_took = 0.0
         self.t0 = 0.0
         self.end = scenario.warmup + scenario.duration
-        # as in simulation: operations started before the end may finish, and messages reach their deadline
-        drain = max(DRAIN, scenario.measure.delivery_deadline + 1.0) if scenario.pubsub is not None else DRAIN
-        self.stop_at = self.end + drain
+        self.stop_at = self.end + drain_seconds(scenario)  # as in simulation
         self._tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
         self.pubsub = PubSubWorkload(self, rng_pubsub) if scenario.pubsub is not None else None

@@ -14,20 +14,10 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from sim.simulation import Published
+
 if TYPE_CHECKING:
     from emulator.driver import Emulation, NodeProcess
-
-
-class _Published:
-    __slots__ = ("mid", "number", "time", "topic", "publisher", "delivered")
-
-    def __init__(self, mid: str, number: int, time_: float, topic: str, publisher: int):
-        self.mid = mid
-        self.number = number
-        self.time = time_
-        self.topic = topic
-        self.publisher = publisher
-        self.delivered: dict[int, float] = {}  # subscriber -> scenario time of its first reception
 
 
 class PubSubWorkload:
@@ -48,9 +38,9 @@ class PubSubWorkload:
         measure = emulation.scenario.measure
         self.settle, self.deadline = measure.delivery_settle, measure.delivery_deadline
         self.up_since = [float("inf")] * n
-        self.in_flight: dict[str, _Published] = {}
-        self.answered: set[str] = set()  # messages whose publish was answered (measured or not)
-        self.early: dict[str, list[tuple[int, float]]] = {}  # receptions that beat the publish answer
+        self.in_flight: dict[bytes, Published] = {}  # by message ID
+        self.answered: set[bytes] = set()  # messages whose publish was answered (measured or not)
+        self.early: dict[bytes, list[tuple[int, float]]] = {}  # receptions that beat the publish answer
         self.count = 0
         self.retired = [0, 0]  # (first receptions, copies) counted by nodes that have since stopped
         self.last_counts: dict[int, tuple[int, int]] = {}
@@ -112,12 +102,12 @@ class PubSubWorkload:
         answer = await node.call("publish", topic=topic, size=self.spec.message_size)
         if not answer.get("ok"):
             return
-        mid = answer["id_hex"]
+        mid = bytes.fromhex(answer["id_hex"])
         self.answered.add(mid)
         early = self.early.pop(mid, ())
         if not measured:
             return
-        record = _Published(mid, self.count, self._scenario_time(answer["time"]), topic, i)
+        record = Published(mid, self.count, self._scenario_time(answer["time"]), topic, i)
         self.count += 1
         self.in_flight[mid] = record
         self.emu.events.write(record.time, "publish", i, value=record.number, count=self.spec.message_size)
@@ -129,8 +119,9 @@ class PubSubWorkload:
     def _event(self, i: int, event: dict[str, Any]) -> None:
         if event.get("event") != "message":
             return
-        mid, wall = event.get("id_hex"), event.get("time")
-        if not isinstance(wall, int | float):
+        try:
+            mid, wall = bytes.fromhex(event["id_hex"]), float(event["time"])
+        except (KeyError, TypeError, ValueError):
             return
         record = self.in_flight.get(mid)
         if record is not None:
@@ -138,7 +129,7 @@ class PubSubWorkload:
         elif mid not in self.answered:
             self.early.setdefault(mid, []).append((i, wall))
 
-    def _delivered(self, i: int, record: _Published, wall: float) -> None:
+    def _delivered(self, i: int, record: Published, wall: float) -> None:
         if i == record.publisher or i in record.delivered:
             return
         now = self._scenario_time(wall)
@@ -146,7 +137,7 @@ class PubSubWorkload:
         eligible = self.up_since[i] <= record.time - self.settle
         self.emu.events.write(now, "deliver", i, now - record.time, ok=eligible, value=record.number)
 
-    async def _judge(self, record: _Published) -> None:
+    async def _judge(self, record: Published) -> None:
         """The deadline has passed: count the subscribers that were up throughout, and which got it in time."""
         del self.in_flight[record.mid]
         since, by = record.time - self.settle, record.time + self.deadline

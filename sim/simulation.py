@@ -62,7 +62,15 @@ def score_config(pubsub: Any) -> ScoreConfig:
     return ScoreConfig(enabled=pubsub.scoring, default_topic=topic, **pubsub.score.model_dump())
 
 
-class _Published:
+def drain_seconds(scenario: Any) -> float:
+    """How long a run goes on after the measured period: operations started before its end may finish, and
+    messages published then reach their delivery deadline."""
+    if scenario.pubsub is None:
+        return DRAIN
+    return max(DRAIN, scenario.measure.delivery_deadline + 1.0)
+
+
+class Published:
     """A message being measured: who should get it and who has."""
 
     __slots__ = ("mid", "number", "time", "topic", "publisher", "delivered")
@@ -133,7 +141,7 @@ class Simulation:
     def _setup_pubsub(self, rng: random.Random) -> None:
         ps = self.scenario.pubsub
         self.pubsub = ps
-        self.stop_at = self.end + DRAIN
+        self.stop_at = self.end + drain_seconds(self.scenario)
         if ps is None:
             return
         n = self.n
@@ -154,13 +162,12 @@ class Simulation:
         self.publishers = sorted(rng.sample(honest, max(1, round(ps.publishers * len(honest)))))
         self.live_list: list[int] = []  # for random discovery: live nodes, any order
         self.live_pos: dict[int, int] = {}
-        self.in_flight: dict[bytes, _Published] = {}  # by message ID (the router's default)
+        self.in_flight: dict[bytes, Published] = {}  # by message ID (the router's default)
         self.message_count = 0
         self.settle = self.scenario.measure.delivery_settle
         self.deadline = self.scenario.measure.delivery_deadline
         self.payload = bytes(ps.message_size)
         self.retired = [0, 0]  # message copies received / first receptions at nodes since stopped
-        self.stop_at = self.end + max(DRAIN, self.deadline + 1.0)
 
     def _matrix(self) -> tuple[tuple[str, ...], list[list[float]]]:
         if self.scenario.network.latency.model == "matrix":
@@ -347,7 +354,7 @@ class Simulation:
             return
         number = self.message_count
         self.message_count += 1
-        record = _Published(mid, number, now, topic, i)
+        record = Published(mid, number, now, topic, i)
         self.in_flight[mid] = record
         self.events.write(now, "publish", i, value=number, count=len(self.payload))
         self.network.call_later(self.deadline, self._judge, record)
@@ -361,7 +368,7 @@ class Simulation:
         eligible = self.up_since[i] <= record.time - self.settle
         self.events.write(now, "deliver", i, now - record.time, ok=eligible, value=record.number)
 
-    def _judge(self, record: _Published) -> None:
+    def _judge(self, record: Published) -> None:
         """The deadline has passed: count the subscribers that were up throughout, and which got it."""
         del self.in_flight[record.mid]
         since = record.time - self.settle
