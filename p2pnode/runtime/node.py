@@ -41,6 +41,7 @@ from p2pnode.pubsub import codec as pubsub_codec
 from p2pnode.pubsub.messages import RPC, Message
 from p2pnode.runtime.swarm import PEER_ERRORS, Swarm, new_correlation_id
 from p2pnode.transports import multistream
+from p2pnode.transports.addresses import peer_id_of
 from p2pnode.transports.base import Stream, Transport, TransportError
 from p2pnode.transports.multistream import read_frame
 
@@ -133,7 +134,7 @@ class Node:
         self._listen = list(listen)
         self._bootstrap = [Multiaddr(a) for a in bootstrap]
         for addr in self._bootstrap:
-            if _peer_of(addr) is None:
+            if peer_id_of(addr) is None:
                 raise ValueError(f"bootstrap address {addr} does not end in /p2p/<peer id>")
         self._transport_names = list(transports)
         self._storage = Path(storage_path) if storage_path else None
@@ -191,7 +192,7 @@ class Node:
             return
         bootstrap = []
         for addr in self._bootstrap:
-            peer = _peer_of(addr)
+            peer = peer_id_of(addr)
             if peer != self.peer_id:
                 self.swarm.learn(peer, [addr])
                 bootstrap.append(self.info_of(peer))
@@ -679,14 +680,6 @@ def _key(key: bytes | str) -> bytes:
 
 def _as_peer_id(peer: PeerId | str) -> PeerId:
     return peer if isinstance(peer, PeerId) else PeerId.from_base58(peer)
-
-
-def _peer_of(addr: Multiaddr) -> PeerId | None:
-    try:
-        text = addr.get_peer_id()
-    except Exception:
-        return None
-    return PeerId.from_base58(text) if text else None
 
 
 async def _finish(stream: Stream) -> None:

@@ -22,6 +22,7 @@ from multiaddr import Multiaddr
 from p2pnode.framing import CodecError
 from p2pnode.identity import Keypair, PeerId
 from p2pnode.transports import multistream
+from p2pnode.transports.addresses import without_peer_id
 from p2pnode.transports.base import Connection, Stream, Transport, TransportError
 
 log = logging.getLogger("p2pnode.swarm")
@@ -52,14 +53,6 @@ def to_multiaddr(addr: bytes | str | Multiaddr) -> Multiaddr | None:
         return Multiaddr(addr)
     except Exception:  # the multiaddr package raises a variety of errors for bad input
         return None
-
-
-def without_peer_id(addr: Multiaddr) -> Multiaddr:
-    try:
-        peer = addr.get_peer_id()
-    except Exception:
-        peer = None
-    return addr.decapsulate(Multiaddr(f"/p2p/{peer}")) if peer else addr
 
 
 def is_ip6(addr: Multiaddr) -> bool:

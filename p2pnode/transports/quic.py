@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import functools
 import ipaddress
 import logging
 import socket
@@ -93,7 +92,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from multiaddr import Multiaddr
 
-from p2pnode.identity import IdentityError, Keypair, PeerId
+from p2pnode.identity import Keypair, PeerId
+from p2pnode.transports.addresses import ip_endpoint, ip_multiaddr
 from p2pnode.transports.base import (
     Connection,
     ConnectionClosed,
@@ -583,6 +583,12 @@ class QuicConnection(Connection):
         self._transmit_pending = False
         if self._terminated:
             return
+        # A stream write is going out: acknowledge what arrived in the same packet rather than in a packet
+        # of its own when aioquic's ACK delay (1 ms) expires. A request/response exchange then costs one
+        # packet each way instead of two (RFC 9000 section 13.2.1 lets a receiver acknowledge at any time).
+        space = self._quic._spaces.get(tls.Epoch.ONE_RTT)
+        if space is not None and space.ack_at is not None:
+            space.ack_at = 0.0
         try:
             self._transmit()
         except Exception:
@@ -628,7 +634,12 @@ class QuicConnection(Connection):
             # Closed by the peer or by an error: aioquic reports it terminated only after a closing period
             # of three PTOs, but nothing more can be sent or received now.
             self._on_closing(close)
-        self._transmit()
+        if self._handshake_done:
+            # Send at the end of the next loop turn rather than now: the readers woken above usually answer
+            # in that turn, and their answer then leaves in the same packet as the ACK (one packet, not two).
+            self._schedule_transmit()
+        else:  # handshake flights go at once, ahead of the work the completed handshake wakes
+            self._transmit()
         if self._blocked_writers:
             for stream in [s for s in self._blocked_writers if s._drained()]:
                 self._blocked_writers.discard(stream)
@@ -1145,6 +1156,7 @@ class QuicTransport(Transport):
         sock = _bind(host, port)
         endpoint = _Endpoint(self, sock, on_connection)
         self._endpoints.append(endpoint)
+        self._credentials()  # made now rather than in the first handshake, which it would delay by a millisecond
         return endpoint.multiaddr
 
     async def close(self) -> None:
@@ -1239,27 +1251,7 @@ class QuicTransport(Transport):
 
 def _parse_multiaddr(addr: Multiaddr) -> tuple[str, int, PeerId | None]:
     """(host, port, peer ID or None) of ``/ip4|ip6/<host>/udp/<port>/quic-v1[/p2p/<id>]``; ValueError else."""
-    try:
-        parts = [(protocol.name, value) for protocol, value in addr.items()]
-    except Exception as exc:
-        raise ValueError(f"bad multiaddr {addr}: {exc}") from exc
-    if len(parts) not in (3, 4) or parts[0][0] not in ("ip4", "ip6") or parts[1][0] != "udp":
-        raise ValueError(f"not a QUIC multiaddr: {addr}")
-    if parts[2][0] != "quic-v1":
-        raise ValueError(f"not a QUIC-v1 multiaddr: {addr}")
-    peer = None
-    if len(parts) == 4:
-        if parts[3][0] != "p2p":
-            raise ValueError(f"not a QUIC multiaddr: {addr}")
-        try:
-            peer = PeerId.from_base58(parts[3][1])
-        except IdentityError as exc:
-            raise ValueError(f"bad peer ID in {addr}: {exc}") from exc
-    host = _normalise_host(parts[0][1])
-    port = int(parts[1][1])
-    if not 0 <= port <= 65535:
-        raise ValueError(f"bad UDP port in {addr}")
-    return host, port, peer
+    return ip_endpoint(addr, "udp", "quic-v1")
 
 
 def _normalise_host(host: str) -> str:
@@ -1277,11 +1269,8 @@ def _to_multiaddr(addr: tuple) -> Multiaddr:
     return _multiaddr_of(addr[0], addr[1])
 
 
-@functools.lru_cache(maxsize=4096)
-def _multiaddr_of(host: str, port: int) -> Multiaddr:  # Multiaddr parsing costs more than a QUIC packet
-    host = _normalise_host(host)
-    proto = "ip6" if ipaddress.ip_address(host).version == 6 else "ip4"
-    return Multiaddr(f"/{proto}/{host}/udp/{port}/quic-v1")
+def _multiaddr_of(host: str, port: int) -> Multiaddr:
+    return ip_multiaddr(host, port, "udp", "quic-v1")
 
 
 def _format_addr(addr: tuple) -> str:

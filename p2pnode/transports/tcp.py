@@ -16,7 +16,6 @@ calls per 64 KiB.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair, PeerId
 from p2pnode.transports import multistream, noise, yamux
+from p2pnode.transports.addresses import ip_endpoint, ip_multiaddr
 from p2pnode.transports.base import Connection, Transport, TransportError
 
 logger = logging.getLogger("p2pnode.transports.tcp")
@@ -217,26 +217,12 @@ class TcpConnection(yamux.YamuxConnection):
 
 def _parse_addr(addr: Multiaddr) -> tuple[str, int, socket.AddressFamily, PeerId | None]:
     """``(host, port, family, peer)`` of ``/ip4|ip6/<host>/tcp/<port>[/p2p/<id>]``; ValueError otherwise."""
-    items = list(addr.items())
-    if len(items) not in (2, 3):
-        raise ValueError(f"{addr} is not a TCP address")
-    (ip_proto, host), (tcp_proto, port) = items[0], items[1]
-    if ip_proto.name not in ("ip4", "ip6") or tcp_proto.name != "tcp":
-        raise ValueError(f"{addr} is not a TCP address")
-    peer = None
-    if len(items) == 3:
-        p2p_proto, value = items[2]
-        if p2p_proto.name != "p2p":
-            raise ValueError(f"{addr} is not a TCP address")
-        peer = PeerId.from_base58(str(value))
-    family = socket.AF_INET6 if ip_proto.name == "ip6" else socket.AF_INET
-    return str(host), int(port), family, peer
+    host, port, peer = ip_endpoint(addr, "tcp")
+    return host, port, socket.AF_INET6 if ":" in host else socket.AF_INET, peer
 
 
 def _to_multiaddr(sockaddr: tuple) -> Multiaddr:
-    host = str(sockaddr[0]).split("%", 1)[0]
-    ip = ipaddress.ip_address(host)
-    return Multiaddr(f"/ip{ip.version}/{ip}/tcp/{sockaddr[1]}")
+    return ip_multiaddr(str(sockaddr[0]), sockaddr[1], "tcp")
 
 
 class TcpTransport(Transport):

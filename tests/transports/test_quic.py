@@ -17,6 +17,7 @@ from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair
 from p2pnode.transports import multistream
+from p2pnode.transports import quic as quic_module
 from p2pnode.transports.base import ConnectionClosed, HandshakeError, StreamReset, TransportError
 from p2pnode.transports.quic import (
     MAX_INCOMING_BIDI_STREAMS,
@@ -259,6 +260,39 @@ def test_streams_both_ways_with_multistream_select_and_1mb_echo():
 
             # client-opened and server-opened streams at once
             await asyncio.gather(serve(accepted), request(connection), serve(connection), request(accepted))
+
+    run(test)
+
+
+def test_a_request_and_its_answer_take_one_packet_each_way(monkeypatch):
+    """The answer carries the ACK of the request, and the next request the ACK of the answer: no packets
+    of their own for ACKs (aioquic alone would send one 1 ms after each packet received)."""
+    sent = {}
+    original = quic_module._Endpoint.send
+
+    def counting_send(endpoint, data, addr):
+        sent[endpoint] = sent.get(endpoint, 0) + 1
+        original(endpoint, data, addr)
+
+    async def test():
+        async with nodes() as (server, client):
+            connection, accepted = await connected(server, client)
+            serving = asyncio.ensure_future(echo_streams(accepted))
+            stream = await connection.open_stream()
+            for _ in range(10):  # past the handshake's own packets
+                await stream.write(b"ping")
+                assert await stream.read() == b"ping"
+            await asyncio.sleep(0.05)
+            monkeypatch.setattr(quic_module._Endpoint, "send", counting_send)
+            rounds = 200
+            for _ in range(rounds):
+                await stream.write(b"ping")
+                assert await stream.read() == b"ping"
+            monkeypatch.setattr(quic_module._Endpoint, "send", original)
+            serving.cancel()
+            (client_end,) = [e for e in sent if e is not server.transport._endpoints[0]]
+            assert sent[client_end] <= rounds + 2
+            assert sent[server.transport._endpoints[0]] <= rounds + 2
 
     run(test)
 
