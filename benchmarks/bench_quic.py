@@ -1,6 +1,6 @@
 """QUIC throughput and handshake latency: bare aioquic against p2pnode's libp2p QUIC transport, on ::1.
 
-    .venv/bin/python benchmarks/bench_quic.py [--seconds 5] [--megabytes 200] [--connections 30]
+    .venv/bin/python benchmarks/bench_quic.py [--seconds 5] [--megabytes 200] [--connections 30] [--pings 500]
 
 Each measurement runs the server in a child process and the client in this one, so the two ends do not
 share a CPU (aioquic is CPU-bound; the receiver is the bottleneck).
@@ -15,7 +15,8 @@ Both use the same QUIC settings: flow-control windows, datagram size, QUIC versi
 otherwise).
 
 Latency: connect + handshake + open a stream + one byte echoed, p50 over ``--connections`` fresh
-connections to one server (for ours also with session resumption, i.e. 0-RTT).
+connections to one server (for ours also with session resumption, i.e. 0-RTT); and the round trip of a
+32-byte echo on an open stream (a libp2p ping), p50 over ``--pings``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from p2pnode.identity import Keypair, PeerId  # noqa: E402
 from p2pnode.transports import quic as p2p_quic  # noqa: E402
 
 CHUNK = 64 * 1024
-PAYLOAD = os.urandom(CHUNK)
+PAYLOAD = b"d" + os.urandom(CHUNK - 1)  # not taken for a ping ("p") or the latency probe ("x")
+PING = b"p" * 32
 
 
 def _config(is_client: bool) -> QuicConfiguration:
@@ -94,6 +96,10 @@ class _BareServer(QuicConnectionProtocol):
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.StreamDataReceived):
+            if event.data[:1] == PING[:1] and not self.received:  # echo, stream stays open
+                self._quic.send_stream_data(event.stream_id, event.data)
+                self.transmit()
+                return
             if event.data == b"x" and not self.received:
                 self._quic.send_stream_data(event.stream_id, b"x", end_stream=True)
                 self.transmit()
@@ -122,6 +128,11 @@ async def _serve_ours(pipe, resumption: bool) -> None:
         try:
             stream = await connection.accept_stream()
             data = await stream.read(1 << 20)
+            if data[:1] == PING[:1]:
+                while data:
+                    await stream.write(data)
+                    data = await stream.read(1 << 20)
+                return
             if data == b"x":
                 await stream.write(b"x")
                 await stream.close()
@@ -222,6 +233,54 @@ async def bare_latency(count: int) -> float:
     return statistics.median(samples) * 1e3
 
 
+class _BarePinger(QuicConnectionProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.echo: asyncio.Future[None] | None = None
+        self.received = b""
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.StreamDataReceived):
+            self.received += event.data
+            if len(self.received) >= len(PING) and self.echo is not None and not self.echo.done():
+                self.echo.set_result(None)
+
+
+async def bare_ping(count: int) -> float:
+    server = _Server("bare")
+    samples = []
+    async with connect("::1", server.port, configuration=_config(True), create_protocol=_BarePinger) as client:
+        quic, loop = client._quic, asyncio.get_running_loop()
+        stream_id = quic.get_next_available_stream_id()
+        for i in range(count + 20):  # the first 20 warm up
+            client.echo, client.received = loop.create_future(), b""
+            start = time.perf_counter()
+            quic.send_stream_data(stream_id, PING)
+            client.transmit()
+            await client.echo
+            if i >= 20:
+                samples.append(time.perf_counter() - start)
+    server.stop()
+    return statistics.median(samples) * 1e3
+
+
+async def ours_ping(count: int) -> float:
+    server = _Server("ours")
+    client = p2p_quic.QuicTransport(Keypair.generate())
+    connection = await client.dial(Multiaddr(f"/ip6/::1/udp/{server.port}/quic-v1"), server.peer_id)
+    stream = await connection.open_stream()
+    samples = []
+    for i in range(count + 20):
+        start = time.perf_counter()
+        await stream.write(PING)
+        assert await stream.readexactly(len(PING)) == PING
+        if i >= 20:
+            samples.append(time.perf_counter() - start)
+    await client.close()
+    server.stop()
+    return statistics.median(samples) * 1e3
+
+
 async def ours_throughput(total: int, seconds: float) -> float:
     server = _Server("ours")
     client = p2p_quic.QuicTransport(Keypair.generate())
@@ -273,6 +332,9 @@ async def main(args: argparse.Namespace) -> None:
     print(f"  bare aioquic                 {await bare_latency(args.connections):6.2f} ms")
     print(f"  p2pnode QUIC                 {await ours_latency(args.connections, False):6.2f} ms")
     print(f"  p2pnode QUIC, resumed 0-RTT  {await ours_latency(args.connections, True):6.2f} ms")
+    print(f"32-byte echo on an open stream (ping RTT), p50 of {args.pings}:")
+    print(f"  bare aioquic                 {await bare_ping(args.pings):6.3f} ms")
+    print(f"  p2pnode QUIC                 {await ours_ping(args.pings):6.3f} ms")
 
 
 if __name__ == "__main__":
@@ -280,5 +342,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--megabytes", type=int, default=200)
     parser.add_argument("--connections", type=int, default=30)
+    parser.add_argument("--pings", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1, help="throughput runs of each, alternating")
     asyncio.run(main(parser.parse_args()))
