@@ -24,7 +24,8 @@ CHILD = """
 import json, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from sim.results import EventWriter, new_run_dir
+from p2pnode.eventlog import EventWriter
+from sim.results import new_run_dir
 from sim.scenario import load_scenario
 from sim.simulation import Simulation
 scenario = load_scenario({scenario!r}).with_nodes({nodes})
