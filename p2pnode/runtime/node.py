@@ -397,13 +397,17 @@ class Node:
         peer = _as_peer_id(peer)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            stream = await self.swarm.new_stream(peer, [PING_PROTOCOL], addrs)
+            # Lazy negotiation: the first ping travels with the protocol proposal and its echo with the
+            # acceptance, so a fresh stream costs one round trip, not two.
+            stream = await self.swarm.new_stream(peer, [PING_PROTOCOL], addrs, lazy=True)
             rtts = []
             try:
-                for _ in range(count):
+                for i in range(count):
                     payload = os.urandom(PING_SIZE)
                     start = loop.time()
                     await stream.write(payload)
+                    if i == 0:
+                        await multistream.confirm(stream, PING_PROTOCOL)
                     if await stream.readexactly(PING_SIZE) != payload:
                         raise TransportError("ping answer does not echo the payload")
                     rtts.append(loop.time() - start)

@@ -10,8 +10,9 @@ import pytest
 from p2pnode.config import KadConfig
 from p2pnode.framing import encode_uvarint
 from p2pnode.identity import Keypair
-from p2pnode.runtime.node import KAD_PROTOCOL, Node
+from p2pnode.runtime.node import KAD_PROTOCOL, PING_PROTOCOL, Node
 from p2pnode.transports import multistream
+from p2pnode.transports.base import StreamReset
 from p2pnode.transports.multistream import NegotiationError
 
 LISTEN = {"quic": "/ip6/::1/udp/0/quic-v1", "tcp": "/ip6/::1/tcp/0"}
@@ -108,6 +109,26 @@ def test_ping_and_identify_over_both_transports():
             # b keeps the addresses it can dial: a's TCP ones, not its QUIC ones
             tcp = {str(x) for x in a.swarm.advertised_addrs() if "/tcp/" in str(x)}
             assert {str(m) for m in b.swarm.addrbook[a.peer_id]} == tcp
+        finally:
+            await stop_all([a, b])
+
+    run(scenario())
+
+
+def test_ping_to_a_peer_without_ping_fails_cleanly():
+    """Ping negotiates lazily (the first ping travels with the proposal): a peer that refuses the protocol
+    reads the ping as a second, malformed proposal and resets the stream, so the caller gets a prompt
+    transport error (the refusal or the reset, whichever it reads first), and the connection stays usable."""
+    async def scenario():
+        a, b = make_node("quic"), make_node("quic")
+        await a.start()
+        await b.start()
+        try:
+            del a.swarm.handlers[PING_PROTOCOL]
+            b.swarm.learn(a.peer_id, a.swarm.listen_addrs)
+            with pytest.raises((NegotiationError, StreamReset)):
+                await b.ping(a.peer_id, timeout=5)
+            assert await b.dht.find_peer(a.peer_id) is not None
         finally:
             await stop_all([a, b])
 
