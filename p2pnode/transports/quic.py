@@ -1266,11 +1266,7 @@ def _socket_address(host: str, port: int) -> tuple:
 
 
 def _to_multiaddr(addr: tuple) -> Multiaddr:
-    return _multiaddr_of(addr[0], addr[1])
-
-
-def _multiaddr_of(host: str, port: int) -> Multiaddr:
-    return ip_multiaddr(host, port, "udp", "quic-v1")
+    return ip_multiaddr(addr[0], addr[1], "udp", "quic-v1")
 
 
 def _format_addr(addr: tuple) -> str:
