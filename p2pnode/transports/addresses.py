@@ -11,7 +11,6 @@ those bytes directly and leaves every other address to the library.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
 from multiaddr import Multiaddr
@@ -72,11 +71,11 @@ def ip_endpoint(addr: Multiaddr, transport: str, *tail: str) -> tuple[str, int, 
 
 def ip_multiaddr(host: str, port: int, transport: str, *tail: str) -> Multiaddr:
     """``/ip4|ip6/<host>/<transport>/<port>/<tail…>`` (a zone index such as ``%eth0`` is dropped)."""
-    ip = ipaddress.ip_address(host.split("%", 1)[0])
-    family = "ip6" if ip.version == 6 else "ip4"
+    host = host.split("%", 1)[0]
+    family = "ip6" if ":" in host else "ip4"
     data = (
         encode_uvarint(_CODES[family])
-        + ip.packed
+        + socket.inet_pton(socket.AF_INET6 if family == "ip6" else socket.AF_INET, host)
         + encode_uvarint(_CODES[transport])
         + port.to_bytes(2, "big")
         + b"".join(encode_uvarint(_CODES[name]) for name in tail)

@@ -583,9 +583,10 @@ class QuicConnection(Connection):
         self._transmit_pending = False
         if self._terminated:
             return
-        # A stream write is going out: acknowledge what arrived in the same packet rather than in a packet
-        # of its own when aioquic's ACK delay (1 ms) expires. A request/response exchange then costs one
-        # packet each way instead of two (RFC 9000 section 13.2.1 lets a receiver acknowledge at any time).
+        # Acknowledge what arrived now, in the packet that carries whatever was written since (after a
+        # received batch: the answers of the readers it woke), rather than in a packet of its own when
+        # aioquic's ACK delay (1 ms) expires. A request/response exchange then costs one packet each way
+        # instead of two (RFC 9000 section 13.2.1 lets a receiver acknowledge at any time).
         space = self._quic._spaces.get(tls.Epoch.ONE_RTT)
         if space is not None and space.ack_at is not None:
             space.ack_at = 0.0
