@@ -10,6 +10,8 @@ replacement.
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
+
 from p2pnode.kad.messages import PeerInfo
 
 KEY_BITS = 256
@@ -38,6 +40,7 @@ class RoutingTable:
         self.stale_after = stale_after
         self.buckets: dict[int, Bucket] = {}
         self.peers: dict[int, PeerInfo] = {}  # every entry of every bucket, for closest()
+        self._indices: list[int] = []          # the buckets' indices, ascending
 
     def __len__(self) -> int:
         return len(self.peers)
@@ -58,6 +61,7 @@ class RoutingTable:
         bucket = self.buckets.get(index)
         if bucket is None:
             bucket = self.buckets[index] = Bucket()
+            insort(self._indices, index)
         entries = bucket.entries
         if entries.pop(kad_id, None) is not None:
             entries[kad_id] = info  # to the back: most recently seen
@@ -110,33 +114,40 @@ class RoutingTable:
         """The ``n`` (default k) known peers closest to ``target`` by XOR distance, closest first,
         leaving out the peer ``exclude`` (a Kademlia ID: a requester never gets itself back).
 
-        Each bucket covers one contiguous range of distances to the target: for x = target ^ local,
-        bucket i holds distances from ((x >> (i-1)) ^ 1) << (i-1), 2^(i-1) of them. So buckets are
-        taken in the order of their ranges and only as many are sorted as it takes to find n peers."""
+        Each bucket covers one contiguous range of distances to the target, so whole buckets are taken
+        in the order of their ranges until they hold enough peers, and only those are sorted. With
+        x = target ^ local, bucket i holds the distances that agree with x above bit i-1 and differ from
+        it at bit i-1: below x when bit i-1 of x is set (the higher such a bit, the nearer the range),
+        above x otherwise (the lower, the nearer)."""
         n = n or self.k
-        distance = target.__xor__
-        peers = self.peers
+        need = n
+        skip = 0  # the bucket that holds ``exclude``: taking it means taking one peer more
+        if exclude is not None and exclude in self.peers:
+            skip = (exclude ^ self.local_id).bit_length()
         x = target ^ self.local_id
-        # Sorting (distance, info) pairs keeps the work in C: distances are distinct, so the infos
-        # are never compared, and no dict lookup (hashing a 256-bit key) is needed afterwards.
-        own = self.buckets.get(x.bit_length())  # the target's own bucket holds the closest range
-        if own is not None and len(own.entries) >= n + (exclude in own.entries):
-            found = sorted(zip(map(distance, own.entries), own.entries.values(), strict=True))
-        elif len(peers) <= 4 * n:  # a small table: one sort is cheaper than ordering buckets
-            found = sorted(zip(map(distance, peers), peers.values(), strict=True))
+        top = x.bit_length()
+        buckets = self.buckets
+        indices = self._indices
+        found: list[int] = []
+        for pos in range(bisect_right(indices, top) - 1, -1, -1):  # ranges below x, nearest first
+            i = indices[pos]
+            if (x >> (i - 1)) & 1:
+                found += buckets[i].entries
+                need += i == skip
+                if len(found) >= need:
+                    break
         else:
-            found = []
-            buckets = self.buckets
-            for index in sorted(buckets, key=lambda i: ((x >> (i - 1)) ^ 1) << (i - 1)):
-                entries = buckets[index].entries
-                if entries:
-                    found += sorted(zip(map(distance, entries), entries.values(), strict=True))
-                    if len(found) > n:
+            for i in indices:  # ranges above x, nearest first (no bit of x is set above its top)
+                if i > top or not (x >> (i - 1)) & 1:
+                    found += buckets[i].entries
+                    need += i == skip
+                    if len(found) >= need:
                         break
-        if exclude is not None and exclude in peers:
-            excluded = exclude ^ target
-            found = [pair for pair in found[: n + 1] if pair[0] != excluded]
-        return [info for _, info in found[:n]]
+        found.sort(key=target.__xor__)
+        peers = self.peers
+        if skip:
+            return [peers[kad_id] for kad_id in found[: n + 1] if kad_id != exclude][:n]
+        return [peers[kad_id] for kad_id in found[:n]]
 
     def mark_lookup(self, target: int, now: float) -> None:
         """A lookup for ``target`` refreshes the bucket the target falls into."""
