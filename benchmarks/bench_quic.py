@@ -44,7 +44,8 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 from multiaddr import Multiaddr  # noqa: E402
 
 from p2pnode.identity import Keypair, PeerId  # noqa: E402
-from p2pnode.transports import quic as p2p_quic  # noqa: E402
+from p2pnode.transports.quic import QuicTransport  # noqa: E402
+from p2pnode.transports.quic import constants as p2p_quic  # noqa: E402
 
 CHUNK = 64 * 1024
 PAYLOAD = b"d" + os.urandom(CHUNK - 1)  # not taken for a ping ("p") or the latency probe ("x")
@@ -122,7 +123,7 @@ async def _serve_bare(pipe) -> None:
 
 
 async def _serve_ours(pipe, resumption: bool) -> None:
-    transport = p2p_quic.QuicTransport(Keypair.generate(), session_resumption=resumption)
+    transport = QuicTransport(Keypair.generate(), session_resumption=resumption)
 
     async def handle(connection) -> None:
         try:
@@ -266,7 +267,7 @@ async def bare_ping(count: int) -> float:
 
 async def ours_ping(count: int) -> float:
     server = _Server("ours")
-    client = p2p_quic.QuicTransport(Keypair.generate())
+    client = QuicTransport(Keypair.generate())
     connection = await client.dial(Multiaddr(f"/ip6/::1/udp/{server.port}/quic-v1"), server.peer_id)
     stream = await connection.open_stream()
     samples = []
@@ -283,7 +284,7 @@ async def ours_ping(count: int) -> float:
 
 async def ours_throughput(total: int, seconds: float) -> float:
     server = _Server("ours")
-    client = p2p_quic.QuicTransport(Keypair.generate())
+    client = QuicTransport(Keypair.generate())
     connection = await client.dial(Multiaddr(f"/ip6/::1/udp/{server.port}/quic-v1"), server.peer_id)
     stream = await connection.open_stream()
     start, sent, cpu = time.perf_counter(), 0, time.process_time()
@@ -300,7 +301,7 @@ async def ours_throughput(total: int, seconds: float) -> float:
 
 async def ours_latency(count: int, resumption: bool) -> float:
     server = _Server("ours", resumption)
-    client = p2p_quic.QuicTransport(Keypair.generate(), session_resumption=resumption)
+    client = QuicTransport(Keypair.generate(), session_resumption=resumption)
     addr = Multiaddr(f"/ip6/::1/udp/{server.port}/quic-v1")
     samples = []
     for i in range(count + 1):

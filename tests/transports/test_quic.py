@@ -17,14 +17,10 @@ from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair
 from p2pnode.transports import multistream
-from p2pnode.transports import quic as quic_module
 from p2pnode.transports.base import ConnectionClosed, HandshakeError, StreamReset, TransportError
-from p2pnode.transports.quic import (
-    MAX_INCOMING_BIDI_STREAMS,
-    SEND_BUFFER_HIGH,
-    STREAM_WINDOW,
-    QuicTransport,
-)
+from p2pnode.transports.quic import QuicTransport
+from p2pnode.transports.quic.constants import MAX_INCOMING_BIDI_STREAMS, SEND_BUFFER_HIGH, STREAM_WINDOW
+from p2pnode.transports.quic.endpoint import UdpEndpoint
 
 HOSTS = {"ip6": "::1", "ip4": "127.0.0.1"}
 CHUNKS = 64
@@ -268,7 +264,7 @@ def test_a_request_and_its_answer_take_one_packet_each_way(monkeypatch):
     """The answer carries the ACK of the request, and the next request the ACK of the answer: no packets
     of their own for ACKs (aioquic alone would send one 1 ms after each packet received)."""
     sent = {}
-    original = quic_module._Endpoint.send
+    original = UdpEndpoint.send
 
     def counting_send(endpoint, data, addr):
         sent[endpoint] = sent.get(endpoint, 0) + 1
@@ -283,12 +279,12 @@ def test_a_request_and_its_answer_take_one_packet_each_way(monkeypatch):
                 await stream.write(b"ping")
                 assert await stream.read() == b"ping"
             await asyncio.sleep(0.05)
-            monkeypatch.setattr(quic_module._Endpoint, "send", counting_send)
+            monkeypatch.setattr(UdpEndpoint, "send", counting_send)
             rounds = 200
             for _ in range(rounds):
                 await stream.write(b"ping")
                 assert await stream.read() == b"ping"
-            monkeypatch.setattr(quic_module._Endpoint, "send", original)
+            monkeypatch.setattr(UdpEndpoint, "send", original)
             serving.cancel()
             (client_end,) = [e for e in sent if e is not server.transport._endpoints[0]]
             assert sent[client_end] <= rounds + 2
