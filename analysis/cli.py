@@ -9,18 +9,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from analysis.compare import compare_runs, run_labels
+from analysis.formats import PUBSUB_STATS, fmt, fmt_micro, node_counts, target_text, verdict_text
 from analysis.load import AnalysisError
-from analysis.report import (
-    PUBSUB_STATS,
-    compare_runs,
-    fmt,
-    fmt_micro,
-    node_counts,
-    run_labels,
-    target_text,
-    verdict_text,
-    write_report,
-)
+from analysis.report import write_report
 
 PROG = "report"
 

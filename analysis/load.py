@@ -227,3 +227,8 @@ def _typed(values: pd.Series, name: str, events_path: Path) -> pd.Series:
             f"{events_path}: line {int(index) + 2}: column {name}: {float(values[index]):g} is not an integer"
         )
     return values.astype("Int64")
+
+
+def setting(section: object, key: str) -> object:
+    """section[key] of a scenario section that may be missing (None) or not a mapping."""
+    return section.get(key) if isinstance(section, dict) else None

@@ -16,17 +16,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from analysis.criteria import (
-    SPECS,
-    eligible_deliveries,
-    formation_time,
-    judged,
-    judges_scaling,
-    point_label,
-    point_perf,
-    setting,
-)
-from analysis.load import Run
+from analysis.criteria import judged, judges_scaling
+from analysis.definitions import SPECS
+from analysis.load import Run, setting
+from analysis.stats import eligible_deliveries, formation_time, point_perf
+from analysis.summary import point_label
 
 NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 MAX_BINS = 40

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -153,3 +154,10 @@ def to_html(doc: Doc) -> str:
             out.append(f"<blockquote>{_inline(block[1])}</blockquote>")
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
+
+
+def write_doc(doc: Doc, out_dir: Path) -> list[Path]:
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    md.write_text(to_markdown(doc), encoding="utf-8")
+    page.write_text(to_html(doc), encoding="utf-8")
+    return [md, page]

@@ -17,9 +17,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from analysis.cli import main, print_verdict  # noqa: E402
-from analysis.criteria import summarise  # noqa: E402
+from analysis.compare import compare_runs  # noqa: E402
 from analysis.load import AnalysisError, load_run  # noqa: E402
-from analysis.report import compare_runs, write_report  # noqa: E402
+from analysis.report import write_report  # noqa: E402
+from analysis.summary import summarise  # noqa: E402
 
 HEADER = "time,kind,node,latency,hops,ok,value,count\n"
 

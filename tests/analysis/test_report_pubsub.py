@@ -20,9 +20,11 @@ if str(ROOT) not in sys.path:
 from test_report import ROWS, SCENARIO, by_name, write_run  # noqa: E402
 
 from analysis.cli import print_comparison, print_verdict  # noqa: E402
-from analysis.criteria import default_criteria, summarise  # noqa: E402
+from analysis.compare import compare_runs  # noqa: E402
+from analysis.criteria import default_criteria  # noqa: E402
 from analysis.load import load_run  # noqa: E402
-from analysis.report import compare_runs, write_report  # noqa: E402
+from analysis.report import write_report  # noqa: E402
+from analysis.summary import summarise  # noqa: E402
 
 # 3 messages; 4 eligible subscribers each; message 1 misses node 4: delivery rate 11/12.
 # deliver rows with ok == 1: 0.1 0.12 0.15 0.2 0.22 0.25 0.3 0.32 0.35 0.4 2.0 (p50 0.25, p99 1.84, max 2.0);
