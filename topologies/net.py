@@ -5,22 +5,17 @@
 * switches are Linux bridges made with iproute2 (STP off, multicast snooping off) by default; Open vSwitch
   bridges (standalone, no controller) with ``switch="ovs"`` (an error when the probe found no working OVS)
   or ``switch="auto"`` (OVS when present, else bridges). No controller either way.
-* link delay/jitter/loss per direction: netem on both ends when the kernel has it; otherwise a relay node is
-  inserted into the link (``A ── x<k> ── B``) running ``python -m topologies.relay``; otherwise (relay
-  disabled) the property is recorded as not emulated. Rate: htb (else tbf, else netem's own ``rate``) on the
-  egress of both ends — with a relay, on the relay's two interfaces — or the relay's token bucket when no
-  qdisc works. ``links_report()`` says for every link which method emulates each property, with the values.
-* every namespace, bridge, interface and Mininet shell is named ``p2pe<tag><node>`` (tag: one character per
-  concurrent run), the namespaces are also bound to ``/run/netns/p2pe<tag><node>`` (so ``ip netns`` shows
-  them), processes started by ``popen`` carry ``P2PE_RUN=<tag>:<pid>:<start>`` in their environment and die
-  with the Python process that started them (PR_SET_PDEATHSIG; from the main thread); a state file
-  ``/run/p2pe/<tag>.json`` names the owning process. ``stop()`` (idempotent; also from ``with``, atexit,
-  SIGTERM/SIGHUP, and Ctrl-C through KeyboardInterrupt) removes everything; ``cleanup()`` removes what a
-  killed run (SIGKILL) left behind, skipping runs whose owner is still alive. ``python -m topologies.net
-  cleanup [--force]`` does the same from a shell.
+* link delay/jitter/loss/rate per direction as ``topologies.shaping`` plans it for this kernel (netem, else a
+  user-space relay node in the link, else recorded as not emulated); ``links_report()`` says for every link
+  which method emulates each property, with the values.
+* every namespace, bridge, interface and Mininet shell carries the run's tag (``topologies.registry``); processes
+  started by ``popen`` carry the run's environment mark and die with the Python process that started them
+  (PR_SET_PDEATHSIG; from the main thread). ``stop()`` (idempotent; also from ``with``, atexit, SIGTERM/SIGHUP,
+  and Ctrl-C through KeyboardInterrupt) removes everything; ``cleanup()`` removes what a killed run (SIGKILL)
+  left behind, skipping runs whose owner is still alive. ``python -m topologies.net cleanup [--force]`` does the
+  same from a shell.
 * ``net.bridge.bridge-nf-call-{ip6tables,iptables,arptables}`` are set to 0 while any run is live and restored
-  by the last one (the original values are kept in ``/run/p2pe/bridge-nf.json``, so cleanup restores them
-  after a crash).
+  by the last one.
 
 Interface: ``start()``, ``stop()``, ``hosts`` (end hosts h1..hN in order; no routers, relays), ``routers``,
 ``ip6(name)``, ``ip4(name)``, ``popen(name, argv, **kw)`` -> ``subprocess.Popen``, ``cmd(name, command)``,
@@ -29,103 +24,29 @@ Interface: ``start()``, ``stop()``, ``hosts`` (end hosts h1..hN in order; no rou
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
-import fcntl
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from topologies.ipv6 import BRIDGE_NF_KEYS, BridgeNf, global_addresses6, prepare_namespace, restore_bridge_nf
+from topologies import registry
+from topologies.ipv6 import BRIDGE_NF_KEYS, BridgeNf, global_addresses6, prepare_namespace
 from topologies.probe import Capability, probe
+from topologies.registry import ENV_MARK, NETNS_DIR, PREFIX, EmulationError, cleanup, kill, sh
+from topologies.shaping import LinkPlan, plan_links, relay_options, tc_commands
 
-PREFIX = "p2pe"
-TAGS = "0123456789abcdefghijklmnopqrstuvwxyz"
-STATE_DIR = Path("/run/p2pe")
-NETNS_DIR = Path("/run/netns")
-ENV_MARK = "P2PE_RUN"
 IFNAMSIZ = 15
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHAPING_KEYS = ("delay", "jitter", "loss", "bw", "max_queue_size", "use_tbf", "use_hfsc", "latency_ms",
-                "enable_ecn", "enable_red", "speedup", "gro", "txo", "rxo")
 
-
-class EmulationError(RuntimeError):
-    pass
-
-
-# -- small helpers ---------------------------------------------------------------------------------------------
-
-def parse_ms(value) -> float:
-    """Delay/jitter as Mininet writes them ('20ms', '500us', '0.1s') or a number of ms; None -> 0."""
-    if value is None or value == "":
-        return 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    match = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s)?\s*", str(value))
-    if not match:
-        raise ValueError(f"cannot parse a delay from {value!r}")
-    number = float(match.group(1))
-    return number * {"us": 0.001, "ms": 1.0, "s": 1000.0, None: 1.0}[match.group(2)]
-
-
-def _sh(argv: list[str], timeout: float = 10.0) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 1, str(exc)
-    return proc.returncode, (proc.stdout + proc.stderr).strip()
-
-
-def _proc_start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _alive(pid: int, start_time: int | None) -> bool:
-    current = _proc_start_time(pid)
-    return current is not None and (start_time is None or current == start_time)
-
-
-@contextlib.contextmanager
-def _locked():
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(STATE_DIR / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _read_state(tag: str) -> dict | None:
-    try:
-        return json.loads((STATE_DIR / f"{tag}.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _live_tags(exclude: str | None = None) -> list[str]:
-    live = []
-    for path in STATE_DIR.glob("?.json"):
-        tag = path.stem
-        state = _read_state(tag)
-        if tag != exclude and state and _alive(state.get("pid", -1), state.get("start_time")):
-            live.append(tag)
-    return live
+__all__ = ["EmulatedNetwork", "EmulationError", "cleanup"]
 
 
 _LIBC = None
@@ -141,168 +62,6 @@ def _load_libc() -> None:
     if _LIBC is None:
         with contextlib.suppress(OSError):
             _LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-# -- leftovers: discovery and removal ---------------------------------------------------------------------------
-
-def _our_name(name: str) -> bool:
-    return name.startswith(PREFIX) and len(name) > len(PREFIX) and name[len(PREFIX)] in TAGS
-
-
-def _netns_names() -> list[str]:
-    try:
-        return sorted(p.name for p in NETNS_DIR.iterdir())
-    except OSError:
-        return []
-
-
-def _root_links() -> list[str]:
-    code, out = _sh(["ip", "-o", "link", "show"])
-    names = []
-    for line in out.splitlines() if code == 0 else []:
-        parts = line.split(":", 2)
-        if len(parts) >= 2:
-            names.append(parts[1].strip().split("@")[0])
-    return names
-
-
-def _ovs_bridges() -> list[str]:
-    if not shutil.which("ovs-vsctl"):
-        return []
-    code, out = _sh(["ovs-vsctl", "--timeout=2", "list-br"], timeout=3)
-    return out.split() if code == 0 else []
-
-
-def _scan_processes() -> list[tuple[int, str, str, int | None]]:
-    """(pid, cmdline, P2PE_RUN value, net namespace inode) of every process but ourselves."""
-    found = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        pid = int(entry)
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            netns = os.stat(f"/proc/{pid}/ns/net").st_ino
-        except OSError:
-            continue
-        mark = ""
-        for item in environ:
-            if item.startswith(ENV_MARK.encode() + b"="):
-                mark = item.split(b"=", 1)[1].decode(errors="replace")
-                break
-        found.append((pid, cmdline, mark, netns))
-    return found
-
-
-def _kill(pids: set[int], grace: float = 1.0) -> list[int]:
-    pids = {p for p in pids if p != os.getpid()}
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_proc_start_time(p) is not None for p in pids):
-        for pid in pids:  # reap our own children so they do not linger as zombies
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    for pid in pids:
-        if _proc_start_time(pid) is not None:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-    return sorted(pids)
-
-
-def _remove_run(tag: str, protect: set[int] = frozenset()) -> dict:
-    """Kill the processes, delete the namespaces, interfaces and OVS bridges of run ``tag``.
-
-    Processes: Mininet shells named ``mininet:p2pe<tag>…``, anything inside the run's namespaces, anything
-    carrying the run's environment mark (also when it left the namespaces)."""
-    prefix = PREFIX + tag
-    report: dict[str, list] = {"processes": [], "namespaces": [], "links": [], "ovs_bridges": [], "log_dirs": []}
-    state = _read_state(tag) or {}
-    namespaces = [n for n in _netns_names() if n.startswith(prefix)]
-    inodes = set()
-    for name in namespaces:
-        with contextlib.suppress(OSError):
-            inodes.add(os.stat(NETNS_DIR / name).st_ino)
-    victims = set()
-    for pid, cmdline, mark, netns in _scan_processes():
-        if pid in protect:
-            continue
-        if f"mininet:{prefix}" in cmdline or netns in inodes or mark.startswith(f"{tag}:"):
-            victims.add(pid)
-    report["processes"] = _kill(victims)
-    for name in namespaces:
-        if _sh(["ip", "netns", "delete", name])[0] == 0:
-            report["namespaces"].append(name)
-    for name in _root_links():
-        if name.startswith(prefix) and _sh(["ip", "link", "delete", name])[0] == 0:
-            report["links"].append(name)
-    for name in _ovs_bridges():
-        if name.startswith(prefix) and _sh(["ovs-vsctl", "--timeout=2", "--if-exists", "del-br", name])[0] == 0:
-            report["ovs_bridges"].append(name)
-    log_dir = state.get("log_dir")
-    if state.get("own_log_dir") and log_dir and Path(log_dir).name.startswith(prefix) and Path(log_dir).is_dir():
-        shutil.rmtree(log_dir, ignore_errors=True)
-        report["log_dirs"].append(log_dir)
-    with contextlib.suppress(OSError):
-        (STATE_DIR / f"{tag}.json").unlink()
-    return report
-
-
-def _restore_bridge_nf_if_last(exclude: str | None = None) -> None:
-    """Called under the lock: when no run is live any more, put the original bridge-nf values back."""
-    path = STATE_DIR / "bridge-nf.json"
-    if _live_tags(exclude) or not path.exists():
-        return
-    with contextlib.suppress(OSError, ValueError):
-        restore_bridge_nf(json.loads(path.read_text()))
-    with contextlib.suppress(OSError):
-        path.unlink()
-
-
-def cleanup(force: bool = False) -> dict:
-    """Remove leftovers of emulation runs whose owning process is gone (all runs with ``force``).
-
-    Returns what was removed: ``{"runs": {tag: {...}}, "skipped_live": [...], "probe_namespaces": [...]}``.
-    Live networks of this very process are stopped properly first when ``force`` is set.
-    """
-    if force:
-        for network in list(_LIVE):
-            network.stop()
-    summary: dict = {"runs": {}, "skipped_live": [], "probe_namespaces": []}
-    if os.geteuid() != 0:
-        raise EmulationError("cleanup needs root")
-    with _locked():
-        tags = {p.stem for p in STATE_DIR.glob("?.json")}
-        tags |= {n[len(PREFIX)] for n in _netns_names() + _root_links() + _ovs_bridges() if _our_name(n)}
-        for _pid, cmdline, mark, _ in _scan_processes():
-            match = re.search(r"mininet:" + PREFIX + "([0-9a-z])", cmdline)
-            if match:
-                tags.add(match.group(1))
-            if mark[:1] in TAGS and mark[1:2] == ":":
-                tags.add(mark[0])
-        for tag in sorted(tags):
-            state = _read_state(tag)
-            alive = bool(state) and _alive(state.get("pid", -1), state.get("start_time"))
-            if alive and not force:
-                summary["skipped_live"].append(tag)
-                continue
-            report = _remove_run(tag)
-            if any(report.values()):
-                summary["runs"][tag] = report
-        for name in _netns_names():
-            match = re.fullmatch(PREFIX + r"-probe-(\d+)", name)
-            if match and (force or not _alive(int(match.group(1)), None)):
-                if _sh(["ip", "netns", "delete", name])[0] == 0:
-                    summary["probe_namespaces"].append(name)
-        _restore_bridge_nf_if_last()
-    return summary
 
 
 # -- switches --------------------------------------------------------------------------------------------------
@@ -342,57 +101,6 @@ def _switch_classes():
 
 # -- the network -----------------------------------------------------------------------------------------------
 
-@dataclass
-class _LinkPlan:
-    index: int
-    node1: str
-    node2: str
-    port1: int | None
-    port2: int | None
-    params1: dict
-    params2: dict
-    delay_ms: float = 0.0
-    jitter_ms: float = 0.0
-    loss_pct: float = 0.0
-    rate_mbit: float = 0.0
-    queue: int | None = None
-    delay: dict = field(default_factory=lambda: {"method": "none"})
-    loss: dict = field(default_factory=lambda: {"method": "none"})
-    rate: dict = field(default_factory=lambda: {"method": "none"})
-    qdisc_on: list[str] = field(default_factory=list)  # topo nodes whose link-side interface gets the qdiscs
-    relay: str | None = None  # topo name of the inserted relay node
-    relay_rate: bool = False
-    relay_info: dict = field(default_factory=dict)
-    interfaces: list[str] = field(default_factory=list)
-
-
-_LIVE: set[EmulatedNetwork] = set()
-_HANDLERS_INSTALLED = False
-
-
-def _stop_all() -> None:
-    for network in list(_LIVE):
-        with contextlib.suppress(Exception):
-            network.stop()
-
-
-def _on_signal(signum, _frame):
-    _stop_all()
-    raise SystemExit(128 + signum)
-
-
-def _install_handlers() -> None:
-    global _HANDLERS_INSTALLED
-    if _HANDLERS_INSTALLED:
-        return
-    atexit.register(_stop_all)
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(signum) in (signal.SIG_DFL, None):
-                signal.signal(signum, _on_signal)
-    _HANDLERS_INSTALLED = True
-
-
 class EmulatedNetwork:
     """A running Mininet network built from a ``Topo``; see the module docstring."""
 
@@ -413,7 +121,7 @@ class EmulatedNetwork:
         self.tag: str | None = None
         self.net = None
         self._nodes: dict[str, object] = {}
-        self._plans: list[_LinkPlan] = []
+        self._plans: list[LinkPlan] = []
         self._procs: list[subprocess.Popen] = []
         self._relays: dict[str, subprocess.Popen] = {}
         self._bridge_nf = BridgeNf(BRIDGE_NF_KEYS)
@@ -491,22 +199,7 @@ class EmulatedNetwork:
 
     def links_report(self) -> list[dict]:
         """How each link's properties are emulated: one dict per topology link, JSON-serialisable."""
-        report = []
-        for plan in self._plans:
-            entry = {
-                "link": f"{plan.node1}-{plan.node2}",
-                "nodes": [plan.node1, plan.node2],
-                "interfaces": list(plan.interfaces),
-                "configured": {"delay_ms": plan.delay_ms, "jitter_ms": plan.jitter_ms, "loss_pct": plan.loss_pct,
-                               "rate_mbit": plan.rate_mbit or None, "queue": plan.queue},
-                "delay": dict(plan.delay),
-                "loss": dict(plan.loss),
-                "rate": dict(plan.rate),
-            }
-            if plan.relay:
-                entry["relay"] = dict(plan.relay_info)
-            report.append(entry)
-        return report
+        return [plan.report() for plan in self._plans]
 
     def summary(self) -> dict:
         """For a run manifest: the run tag, switch type, hosts, routers, capabilities and ``links_report()``."""
@@ -525,14 +218,14 @@ class EmulatedNetwork:
             if self._stopped:
                 raise EmulationError("a stopped network cannot be restarted; make a new one")
             self._check_environment()
-            _install_handlers()
             self._allocate_tag()
-            _LIVE.add(self)
+            registry.register(self)
             self._started = True
             try:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
-                self._disable_bridge_nf()
-                self._plan_links()
+                registry.disable_bridge_nf(self._bridge_nf)
+                self._plans = plan_links(self.topo, self.capabilities, use_relay=self.use_relay,
+                                         force_relay=self.force_relay)
                 self._build()
                 self._apply_qdiscs()
                 self._start_relays()
@@ -561,126 +254,14 @@ class EmulatedNetwork:
         self.switch_type = "ovs" if use_ovs else "bridge"
 
     def _allocate_tag(self) -> None:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        me, start = os.getpid(), _proc_start_time(os.getpid())
-        with _locked():
-            for tag in TAGS:
-                state = _read_state(tag)
-                if state is not None:
-                    if _alive(state.get("pid", -1), state.get("start_time")):
-                        continue
-                    _remove_run(tag)  # a killed run's leftovers: its tag is free again
-                elif any(n.startswith(PREFIX + tag) for n in _netns_names() + _root_links()):
-                    _remove_run(tag)  # leftovers without a state file
-                self.tag = tag
-                self._mark = f"{tag}:{me}:{start}"
-                if self.log_dir is None:  # relay logs; removed with the run (also by cleanup() after a crash)
-                    self.log_dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{tag}-"))
-                self._write_state()
-                return
-        raise EmulationError(f"all {len(TAGS)} run tags are in use (see {STATE_DIR})")
+        def state(tag: str) -> dict:
+            if self.log_dir is None:  # relay logs; removed with the run (also by cleanup() after a crash)
+                self.log_dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{tag}-"))
+            return {"topology": type(self.topo).__name__, "started": time.time(), "log_dir": str(self.log_dir),
+                    "own_log_dir": self._own_log_dir}
 
-    def _write_state(self) -> None:
-        state = {"pid": os.getpid(), "start_time": _proc_start_time(os.getpid()), "tag": self.tag,
-                 "topology": type(self.topo).__name__, "started": time.time(),
-                 "log_dir": str(self.log_dir) if self.log_dir else None, "own_log_dir": self._own_log_dir}
-        path = STATE_DIR / f"{self.tag}.json"
-        path.write_text(json.dumps(state))
-
-    def _disable_bridge_nf(self) -> None:
-        with _locked():
-            saved = self._bridge_nf.disable()
-            path = STATE_DIR / "bridge-nf.json"
-            original = {}
-            with contextlib.suppress(OSError, ValueError):
-                original = json.loads(path.read_text())
-            for key, value in saved.items():
-                original.setdefault(key, value)  # the first run to change a value keeps the original
-            if original:
-                path.write_text(json.dumps(original))
-            self._bridge_nf.saved.clear()  # restored by the last run, from the shared file
-
-    def _plan_links(self) -> None:
-        caps = self.capabilities
-
-        def has(name: str) -> bool:
-            cap = caps.get(name)
-            return bool(cap and cap.available)
-
-        netem = has("netem") and not self.force_relay
-        relay_ok = self.use_relay and has("relay")
-        for index, (n1, n2, info) in enumerate(self.topo.links(sort=False, withInfo=True), start=1):
-            info = dict(info)
-            plan = _LinkPlan(index, n1, n2, info.get("port1"), info.get("port2"),
-                             dict(info.get("params1") or {}), dict(info.get("params2") or {}))
-            plan.delay_ms = parse_ms(info.get("delay"))
-            plan.jitter_ms = parse_ms(info.get("jitter"))
-            plan.loss_pct = float(info.get("loss") or 0.0)
-            plan.rate_mbit = float(info.get("bw") or 0.0)
-            plan.queue = int(info["max_queue_size"]) if info.get("max_queue_size") else None
-            if not 0 <= plan.loss_pct <= 100:
-                raise ValueError(f"link {n1}-{n2}: loss is a percentage, 0..100")
-            want_delay = plan.delay_ms > 0 or plan.jitter_ms > 0
-            want_loss = plan.loss_pct > 0
-            want_rate = plan.rate_mbit > 0
-            values_delay = {"value_ms": plan.delay_ms, "jitter_ms": plan.jitter_ms, "per": "direction"}
-            values_loss = {"value_pct": plan.loss_pct, "per": "direction"}
-            values_rate = {"value_mbit": plan.rate_mbit, "per": "direction"}
-            qdisc_rate = "htb" if has("htb") else "tbf" if has("tbf") else None
-            if want_delay or want_loss:
-                if netem:
-                    plan.qdisc_on = [n1, n2]
-                    if want_delay:
-                        plan.delay = {"method": "netem", **values_delay, "where": "egress of both ends"}
-                    if want_loss:
-                        plan.loss = {"method": "netem", **values_loss, "where": "egress of both ends"}
-                    if want_rate:
-                        method = qdisc_rate or "netem-rate"
-                        plan.rate = {"method": method, **values_rate, "where": "egress of both ends"}
-                elif relay_ok:
-                    plan.relay = f"x{index}"
-                    where = f"relay node x{index} (python -m topologies.relay)"
-                    if want_delay:
-                        plan.delay = {"method": "relay", **values_delay, "where": where}
-                    if want_loss:
-                        plan.loss = {"method": "relay", **values_loss, "where": where}
-                    if want_rate:
-                        if qdisc_rate:
-                            plan.qdisc_on = [plan.relay]
-                            plan.rate = {"method": qdisc_rate, **values_rate,
-                                         "where": f"egress of both interfaces of relay node x{index}"}
-                        else:
-                            plan.relay_rate = True
-                            plan.rate = {"method": "relay-token-bucket", **values_rate, "where": where}
-                else:
-                    why = ("netem unavailable (" + caps.get("netem", Capability(False, "not probed")).detail
-                           + ") and " + ("the relay is disabled" if not self.use_relay else
-                                         "the relay is unavailable: " + caps["relay"].detail))
-                    if want_delay:
-                        plan.delay = {"method": "not-emulated", **values_delay, "reason": why}
-                    if want_loss:
-                        plan.loss = {"method": "not-emulated", **values_loss, "reason": why}
-                    if want_rate:
-                        if qdisc_rate:
-                            plan.qdisc_on = [n1, n2]
-                            plan.rate = {"method": qdisc_rate, **values_rate, "where": "egress of both ends"}
-                        else:
-                            plan.rate = {"method": "not-emulated", **values_rate, "reason": "no htb/tbf"}
-            elif want_rate:
-                if qdisc_rate:
-                    plan.qdisc_on = [n1, n2]
-                    plan.rate = {"method": qdisc_rate, **values_rate, "where": "egress of both ends"}
-                elif netem:
-                    plan.qdisc_on = [n1, n2]
-                    plan.rate = {"method": "netem-rate", **values_rate, "where": "egress of both ends"}
-                elif relay_ok:
-                    plan.relay = f"x{index}"
-                    plan.relay_rate = True
-                    plan.rate = {"method": "relay-token-bucket", **values_rate,
-                                 "where": f"relay node x{index} (python -m topologies.relay)"}
-                else:
-                    plan.rate = {"method": "not-emulated", **values_rate, "reason": "no htb, tbf, netem or relay"}
-            self._plans.append(plan)
+        self.tag = registry.claim_tag(state)
+        self._mark = f"{self.tag}:{os.getpid()}:{registry.proc_start_time(os.getpid())}"
 
     def _build(self) -> None:
         from mininet.link import Link
@@ -758,11 +339,11 @@ class EmulatedNetwork:
     def _adopt(self, name: str, node) -> None:
         self._nodes[name] = node
         mn = self.mn_name(name)
-        code, out = _sh(["ip", "netns", "attach", mn, str(node.pid)])
+        code, out = sh(["ip", "netns", "attach", mn, str(node.pid)])
         if code != 0:
             raise EmulationError(f"ip netns attach {mn} {node.pid}: {out}")
 
-    def _intf_of(self, plan: _LinkPlan, name: str) -> tuple[object, str]:
+    def _intf_of(self, plan: LinkPlan, name: str) -> tuple[object, str]:
         """The Mininet node and interface name of ``name``'s end of the link (for a relay: both interfaces)."""
         node = self._nodes[name]
         prefix = self.mn_name(name) + "-eth"
@@ -774,38 +355,10 @@ class EmulatedNetwork:
             for name in plan.qdisc_on:
                 node, intfs = self._intf_of(plan, name)
                 for intf in intfs:
-                    for command in self._tc_commands(plan, intf):
+                    for command in tc_commands(plan, intf):
                         out = node.cmd(f"{command} && echo __ok")
                         if "__ok" not in out:
                             raise EmulationError(f"{name}: `{command}` failed: {out.strip()}")
-
-    def _tc_commands(self, plan: _LinkPlan, intf: str) -> list[str]:
-        cmds = []
-        parent = "root"
-        rate_method = plan.rate.get("method")
-        netem_args = []
-        if plan.delay.get("method") == "netem":
-            netem_args.append(f"delay {plan.delay_ms:g}ms")
-            if plan.jitter_ms:
-                netem_args.append(f"{plan.jitter_ms:g}ms")
-        if plan.loss.get("method") == "netem":
-            netem_args.append(f"loss {plan.loss_pct:g}%")
-        if plan.queue and netem_args:
-            netem_args.append(f"limit {plan.queue}")
-        if rate_method == "htb":
-            cmds.append(f"tc qdisc replace dev {intf} root handle 5: htb default 1")
-            cmds.append(f"tc class add dev {intf} parent 5: classid 5:1 htb rate {plan.rate_mbit:g}mbit burst 15k")
-            parent = "parent 5:1"
-        elif rate_method == "netem-rate":
-            netem_args.append(f"rate {plan.rate_mbit:g}mbit")
-        if netem_args:
-            cmds.append(f"tc qdisc replace dev {intf} {parent} handle 10: netem {' '.join(netem_args)}")
-            parent = "parent 10:1"
-        if rate_method == "tbf":
-            latency = max(50.0, 15000 * 8 / (plan.rate_mbit * 1000))
-            cmds.append(f"tc qdisc replace dev {intf} {parent} handle 20: tbf rate {plan.rate_mbit:g}mbit "
-                        f"burst 15k latency {latency:g}ms")
-        return cmds
 
     def _start_relays(self) -> None:
         env = dict(os.environ)
@@ -816,19 +369,8 @@ class EmulatedNetwork:
                 continue
             _node, intfs = self._intf_of(plan, plan.relay)
             eth0, eth1 = sorted(intfs, key=lambda i: int(i.rsplit("eth", 1)[1]))
-            argv = [self.relay_python, "-m", "topologies.relay", eth0, eth1]
-            if plan.delay.get("method") == "relay":
-                argv += ["--delay-ms", f"{plan.delay_ms:g}"]
-                if plan.jitter_ms:
-                    argv += ["--jitter-ms", f"{plan.jitter_ms:g}"]
-            if plan.loss.get("method") == "relay":
-                argv += ["--loss", f"{plan.loss_pct:g}"]
-            if plan.relay_rate:
-                argv += ["--rate-mbit", f"{plan.rate_mbit:g}"]
-            if plan.queue:
-                argv += ["--queue", str(plan.queue)]
             seed = (self.seed * 1000 + plan.index) % 2**32
-            argv += ["--seed", str(seed)]
+            argv = [self.relay_python, "-m", "topologies.relay", eth0, eth1, *relay_options(plan, seed)]
             log = self.log_dir / f"relay-{plan.relay}.log"
             with open(log, "wb") as stderr:
                 proc = self.popen(plan.relay, argv, env=env, stdout=subprocess.PIPE, stderr=stderr,
@@ -864,11 +406,9 @@ class EmulatedNetwork:
                     with contextlib.suppress(Exception), _quiet_mininet():
                         node.terminate()
             finally:
-                with _locked():
-                    _remove_run(self.tag, protect={os.getpid()})
-                    _restore_bridge_nf_if_last(exclude=self.tag)
-                _LIVE.discard(self)
-                if self._own_log_dir:  # _remove_run deleted the temporary log directory
+                registry.release(self.tag)
+                registry.unregister(self)
+                if self._own_log_dir:  # release() deleted the temporary log directory
                     for plan in self._plans:
                         plan.relay_info.pop("log", None)
 
@@ -904,10 +444,10 @@ class EmulatedNetwork:
             mn = self.mn_name(name)
             if not (NETNS_DIR / mn).exists():
                 continue
-            code, out = _sh(["ip", "netns", "pids", mn])
+            code, out = sh(["ip", "netns", "pids", mn])
             if code == 0:
                 victims |= {int(p) for p in out.split() if p.isdigit() and int(p) not in protect}
-        _kill(victims)
+        kill(victims)
 
 
 def _readline(stream, deadline: float) -> str:

@@ -37,18 +37,18 @@ def caps():
 def leftovers(tag: str) -> dict[str, list]:
     """Everything of run ``tag`` that still exists: namespaces, root-namespace links, processes, state file and
     temporary log directory."""
-    from topologies.net import NETNS_DIR, PREFIX, STATE_DIR, _netns_names, _root_links, _scan_processes
+    from topologies.registry import NETNS_DIR, PREFIX, STATE_DIR, netns_names, root_links, scan_processes
 
     prefix = PREFIX + tag
     inodes = set()
-    for name in _netns_names():
+    for name in netns_names():
         if name.startswith(prefix):
             try:
                 inodes.add(os.stat(NETNS_DIR / name).st_ino)
             except OSError:
                 pass
     processes = [
-        (pid, cmdline.strip()) for pid, cmdline, mark, netns in _scan_processes()
+        (pid, cmdline.strip()) for pid, cmdline, mark, netns in scan_processes()
         if f"mininet:{prefix}" in cmdline or mark.startswith(f"{tag}:") or netns in inodes
     ]
     import tempfile
@@ -56,8 +56,8 @@ def leftovers(tag: str) -> dict[str, list]:
 
     return {
         "log_dirs": [str(p) for p in Path(tempfile.gettempdir()).glob(f"{prefix}-*")],
-        "namespaces": [n for n in _netns_names() if n.startswith(prefix)],
-        "links": [n for n in _root_links() if n.startswith(prefix)],
+        "namespaces": [n for n in netns_names() if n.startswith(prefix)],
+        "links": [n for n in root_links() if n.startswith(prefix)],
         "processes": processes,
         "state": [str(p) for p in STATE_DIR.glob(f"{tag}.json")],
     }

@@ -6,8 +6,9 @@ import pytest
 
 pytest.importorskip("mininet.topo", reason="mininet not installed (pip install mininet==2.3.0.dev6)")
 
-from topologies.net import EmulatedNetwork, parse_ms  # noqa: E402
+from topologies.net import EmulatedNetwork  # noqa: E402
 from topologies.probe import FEATURES, Capability  # noqa: E402
+from topologies.shaping import parse_ms, plan_links, tc_commands  # noqa: E402
 from topologies.topos import FlatLan, HomeNat, Pair, Regions  # noqa: E402
 
 
@@ -20,9 +21,8 @@ NO_NETEM = caps("veth", "htb", "tbf", "bridge", "relay", "mininet", "nftables", 
 
 
 def plan(topo, capabilities, **kwargs):
-    net = EmulatedNetwork(topo, capabilities, **kwargs)
-    net._plan_links()
-    return net, net.links_report()
+    plans = plan_links(topo, capabilities, **kwargs)
+    return plans, [p.report() for p in plans]
 
 
 def test_parse_ms():
@@ -33,13 +33,13 @@ def test_parse_ms():
 
 
 def test_netem_kernel_uses_netem_and_htb():
-    net, (link,) = plan(Pair(delay="20ms", jitter="2ms", loss=1, bw=10), FULL)
+    plans, (link,) = plan(Pair(delay="20ms", jitter="2ms", loss=1, bw=10), FULL)
     assert link["delay"]["method"] == "netem" and link["delay"]["value_ms"] == 20.0
     assert link["delay"]["jitter_ms"] == 2.0
     assert link["loss"]["method"] == "netem" and link["loss"]["value_pct"] == 1.0
     assert link["rate"]["method"] == "htb" and link["rate"]["value_mbit"] == 10.0
     assert "relay" not in link
-    commands = net._tc_commands(net._plans[0], "eth0")
+    commands = tc_commands(plans[0], "eth0")
     assert commands == [
         "tc qdisc replace dev eth0 root handle 5: htb default 1",
         "tc class add dev eth0 parent 5: classid 5:1 htb rate 10mbit burst 15k",
@@ -48,31 +48,31 @@ def test_netem_kernel_uses_netem_and_htb():
 
 
 def test_no_netem_inserts_a_relay_and_shapes_on_its_interfaces():
-    net, (link,) = plan(Pair(delay="20ms", loss=1, bw=10), NO_NETEM)
+    plans, (link,) = plan(Pair(delay="20ms", loss=1, bw=10), NO_NETEM)
     assert link["delay"]["method"] == link["loss"]["method"] == "relay"
     assert link["rate"]["method"] == "htb" and "relay node x1" in link["rate"]["where"]
-    assert net._plans[0].relay == "x1" and net._plans[0].qdisc_on == ["x1"]
-    assert net._tc_commands(net._plans[0], "eth0")[-1].startswith("tc class add")  # no netem command
+    assert plans[0].relay == "x1" and plans[0].qdisc_on == ["x1"]
+    assert tc_commands(plans[0], "eth0")[-1].startswith("tc class add")  # no netem command
 
 
 def test_rate_only_link_needs_no_relay():
-    net, (link,) = plan(Pair(bw=5), NO_NETEM)
-    assert link["rate"]["method"] == "htb" and net._plans[0].relay is None
-    net, (link,) = plan(Pair(bw=5), caps("veth", "tbf", "bridge", "relay", "mininet"))
+    plans, (link,) = plan(Pair(bw=5), NO_NETEM)
+    assert link["rate"]["method"] == "htb" and plans[0].relay is None
+    plans, (link,) = plan(Pair(bw=5), caps("veth", "tbf", "bridge", "relay", "mininet"))
     assert link["rate"]["method"] == "tbf"
-    assert net._tc_commands(net._plans[0], "e")[0].startswith("tc qdisc replace dev e root handle 20: tbf rate 5mbit")
-    net, (link,) = plan(Pair(bw=5), caps("veth", "bridge", "relay", "mininet"))
-    assert link["rate"]["method"] == "relay-token-bucket" and net._plans[0].relay_rate
+    assert tc_commands(plans[0], "e")[0].startswith("tc qdisc replace dev e root handle 20: tbf rate 5mbit")
+    plans, (link,) = plan(Pair(bw=5), caps("veth", "bridge", "relay", "mininet"))
+    assert link["rate"]["method"] == "relay-token-bucket" and plans[0].relay_rate
 
 
 def test_without_netem_and_relay_delay_is_recorded_as_not_emulated():
-    _net, (link,) = plan(Pair(delay="20ms", bw=5), NO_NETEM, use_relay=False)
+    _plans, (link,) = plan(Pair(delay="20ms", bw=5), NO_NETEM, use_relay=False)
     assert link["delay"]["method"] == "not-emulated" and "relay is disabled" in link["delay"]["reason"]
     assert link["rate"]["method"] == "htb"
 
 
 def test_force_relay_even_with_netem():
-    _net, (link,) = plan(Pair(delay="20ms"), FULL, force_relay=True)
+    _plans, (link,) = plan(Pair(delay="20ms"), FULL, force_relay=True)
     assert link["delay"]["method"] == "relay"
 
 
@@ -81,7 +81,8 @@ def test_regions_delays_follow_the_latency_model():
 
     names, rtt = builtin_matrix()
     topo = Regions(6, 3)
-    net, report = plan(topo, NO_NETEM)
+    _plans, report = plan(topo, NO_NETEM)
+    net = EmulatedNetwork(topo, NO_NETEM)
     assert net.hosts == [f"h{i}" for i in range(1, 7)] and net.routers == ["r1", "r2", "r3"]
     delayed = {tuple(x["nodes"]): x["configured"]["delay_ms"] for x in report if x["configured"]["delay_ms"]}
     assert delayed == {("r1", "r2"): rtt[0][1] / 2, ("r1", "r3"): rtt[0][2] / 2, ("r2", "r3"): rtt[1][2] / 2}

@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.root, needs_root]
 
 
 def test_probe_reports_every_feature_quickly_and_cleans_up():
-    from topologies.net import _netns_names
     from topologies.probe import FEATURES, Capability, probe
+    from topologies.registry import netns_names
 
     started = time.monotonic()
     caps = probe()
@@ -28,7 +28,7 @@ def test_probe_reports_every_feature_quickly_and_cleans_up():
         assert caps[name].available, f"{name}: {caps[name].detail}"
     assert caps["bridge"].available or caps["ovs"].available
     assert elapsed < 2.0, f"probe took {elapsed:.2f}s"
-    assert not [n for n in _netns_names() if n.startswith("p2pe-probe-")]
+    assert not [n for n in netns_names() if n.startswith("p2pe-probe-")]
     print("\n" + "\n".join(f"  {k:9} {'yes' if v.available else 'no ':3} {v.detail}" for k, v in caps.items()))
     print(f"  probe took {elapsed:.3f}s")
 
