@@ -230,22 +230,23 @@ def parse_ce_address(rule: MapRule, addr: IPv6Address | str) -> tuple[IPv4Addres
     return IPv4Address((int(addr) >> 16) & 0xFFFFFFFF), 0
 
 
-def match_ipv4(rules: Sequence[MapRule], addr: IPv4Address) -> MapRule | None:
-    """Longest-prefix match of an IPv4 address among the rules."""
+def _longest(rules: Sequence[MapRule], addr, prefix_of) -> MapRule | None:
     best = None
     for rule in rules:
-        if addr in rule.ipv4_prefix and (best is None or rule.ipv4_prefix.prefixlen > best.ipv4_prefix.prefixlen):
+        prefix = prefix_of(rule)
+        if addr in prefix and (best is None or prefix.prefixlen > prefix_of(best).prefixlen):
             best = rule
     return best
+
+
+def match_ipv4(rules: Sequence[MapRule], addr: IPv4Address) -> MapRule | None:
+    """Longest-prefix match of an IPv4 address among the rules (the first of equals wins)."""
+    return _longest(rules, addr, lambda rule: rule.ipv4_prefix)
 
 
 def match_ipv6(rules: Sequence[MapRule], addr: IPv6Address) -> MapRule | None:
     """Longest-prefix match of an IPv6 address among the rules' IPv6 prefixes."""
-    best = None
-    for rule in rules:
-        if addr in rule.ipv6_prefix and (best is None or rule.ipv6_prefix.prefixlen > best.ipv6_prefix.prefixlen):
-            best = rule
-    return best
+    return _longest(rules, addr, lambda rule: rule.ipv6_prefix)
 
 
 def dmr_address(dmr: IPv6Network, ipv4: IPv4Address | str) -> IPv6Address:

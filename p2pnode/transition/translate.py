@@ -153,13 +153,12 @@ class Translator:
             return _drop("truncated ICMPv4 message")
         kind, code, rest = icmp[0], icmp[1], int.from_bytes(icmp[4:8], "big")
         if kind in (0, 8):  # echo reply / request: the identifier is the "port"
-            ident = int.from_bytes(icmp[4:6], "big")
-            src, dst = self.src4to6(h.src, ident), self.dst4to6(h.dst, ident)
-            if src is None or dst is None:
+            mapped = _map_query(self.src4to6, self.dst4to6, h.src, h.dst, icmp)
+            if mapped is None:
                 return _drop("no IPv6 mapping for the ICMPv4 query")
-            new_id = src[1] if src[1] != ident else dst[1]
-            body = bytes([129 if kind == 0 else 128, 0, 0, 0]) + new_id.to_bytes(2, "big") + icmp[6:]
-            return self._emit6(h, packet, src[0], dst[0], pk.PROTO_ICMPV6, _icmp6_checksum(src[0], dst[0], body))
+            src, dst, ident = mapped
+            body = bytes([129 if kind == 0 else 128, 0, 0, 0]) + ident + icmp[6:]
+            return self._emit6(h, packet, src, dst, pk.PROTO_ICMPV6, _icmp6_checksum(src, dst, body))
         if kind == 3:
             if code == 4:
                 mtu = rest & 0xFFFF or _plateau(_inner_length4(icmp[8:]))
@@ -275,14 +274,13 @@ class Translator:
             return _drop("truncated ICMPv6 message")
         kind, code, rest = icmp[0], icmp[1], int.from_bytes(icmp[4:8], "big")
         if kind in (128, 129):
-            ident = int.from_bytes(icmp[4:6], "big")
-            src, dst = self.src6to4(h.src, ident), self.dst6to4(h.dst, ident)
-            if src is None or dst is None:
+            mapped = _map_query(self.src6to4, self.dst6to4, h.src, h.dst, icmp)
+            if mapped is None:
                 return _drop("no IPv4 mapping for the ICMPv6 query")
-            new_id = src[1] if src[1] != ident else dst[1]
-            body = bytes([8 if kind == 128 else 0, 0, 0, 0]) + new_id.to_bytes(2, "big") + icmp[6:]
+            src, dst, ident = mapped
+            body = bytes([8 if kind == 128 else 0, 0, 0, 0]) + ident + icmp[6:]
             body = body[:2] + pk.checksum(body).to_bytes(2, "big") + body[4:]
-            return self._emit4(h, packet, src[0], dst[0], pk.PROTO_ICMP, body)
+            return self._emit4(h, packet, src, dst, pk.PROTO_ICMP, body)
         if kind == 1:
             if code not in _UNREACH6_TO_4:
                 return _drop(f"ICMPv6 destination unreachable code {code} has no ICMPv4 equivalent")
@@ -348,6 +346,17 @@ class Translator:
             return _drop(f"ICMPv6 {kind}/{code} not sent (about an error or a non-unicast source)")
         return Translated(reply=pk.icmp6_error(self.own_ipv6, packet, kind, code, rest),
                           dropped=f"ICMPv6 {kind}/{code}")
+
+
+def _map_query(src_map: Mapper, dst_map: Mapper, src: bytes, dst: bytes, icmp: bytes):
+    """Addresses and identifier of an echo message: the identifier stands in for both ports, and
+    whichever side rewrites it (a NAT64's client side) gives the new one."""
+    ident = int.from_bytes(icmp[4:6], "big")
+    new_src, new_dst = src_map(src, ident), dst_map(dst, ident)
+    if new_src is None or new_dst is None:
+        return None
+    new_id = new_src[1] if new_src[1] != ident else new_dst[1]
+    return new_src[0], new_dst[0], new_id.to_bytes(2, "big")
 
 
 def _icmp6_checksum(src: bytes, dst: bytes, body: bytes) -> bytes:
