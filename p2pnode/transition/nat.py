@@ -20,6 +20,8 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from p2pnode.transition import addresses
 from p2pnode.transition.mapping import PortSet
+from p2pnode.transition.packets import adjust as pk_adjust
+from p2pnode.transition.packets import checksum as pk_checksum
 
 
 @dataclass(slots=True)
@@ -131,3 +133,73 @@ class Nat64:
 
     def mappers(self) -> dict:
         return {"src6to4": self.src6to4, "dst6to4": self.dst6to4, "src4to6": self.src4to6, "dst4to6": self.dst4to6}
+
+
+# ---- rewriting IPv4 packets for a NAPT44 -----------------------------------------------------------
+
+def l4_port(packet: bytes, header_length: int, proto: int, source: bool) -> int | None:
+    """The source or destination port of a TCP/UDP packet, or the identifier of an ICMP echo."""
+    l4 = packet[header_length:]
+    if proto in (6, 17) and len(l4) >= 4:
+        return int.from_bytes(l4[0:2] if source else l4[2:4], "big")
+    if proto == 1 and len(l4) >= 8 and l4[0] in (0, 8):
+        return int.from_bytes(l4[4:6], "big")
+    return None
+
+
+def rewrite4(packet: bytes, *, src: tuple[bytes, int | None] | None = None,
+             dst: tuple[bytes, int | None] | None = None) -> bytes:
+    """``packet`` with a new source and/or destination address and port (the ICMP echo identifier
+    for ICMP), its IPv4 header checksum and transport checksum carried over (RFC 1624)."""
+    ihl = (packet[0] & 15) * 4
+    proto = packet[9]
+    head, l4 = bytearray(packet[:ihl]), bytearray(packet[ihl:])
+    old_addrs = bytes(head[12:20])
+    if src is not None:
+        head[12:16] = src[0]
+    if dst is not None:
+        head[16:20] = dst[0]
+    head[10:12] = b"\0\0"
+    head[10:12] = pk_checksum(bytes(head)).to_bytes(2, "big")
+    first = int.from_bytes(packet[6:8], "big") & 0x1FFF == 0
+    if first and proto in (6, 17) and len(l4) >= 4:
+        old_ports = bytes(l4[0:4])
+        if src is not None and src[1] is not None:
+            l4[0:2] = src[1].to_bytes(2, "big")
+        if dst is not None and dst[1] is not None:
+            l4[2:4] = dst[1].to_bytes(2, "big")
+        at = 16 if proto == 6 else 6
+        if len(l4) >= at + 2 and not (proto == 17 and l4[at:at + 2] == b"\0\0"):
+            old = int.from_bytes(l4[at:at + 2], "big")
+            new = pk_adjust(old, old_addrs + old_ports, bytes(head[12:20]) + bytes(l4[0:4]))
+            l4[at:at + 2] = new.to_bytes(2, "big")
+    elif first and proto == 1 and len(l4) >= 8 and l4[0] in (0, 8):
+        new = src[1] if src is not None and src[1] is not None else dst[1] if dst is not None else None
+        if new is not None:
+            old = bytes(l4[4:6])
+            l4[4:6] = new.to_bytes(2, "big")
+            l4[2:4] = pk_adjust(int.from_bytes(l4[2:4], "big"), old, bytes(l4[4:6])).to_bytes(2, "big")
+    return bytes(head) + bytes(l4)
+
+
+def icmp_error_quote(packet: bytes) -> tuple[int, bytes] | None:
+    """Where the quoted packet of an ICMPv4 error starts, and the quote, if ``packet`` is one."""
+    ihl = (packet[0] & 15) * 4
+    if packet[9] != 1 or len(packet) < ihl + 8 + 20 or packet[ihl] not in (3, 4, 5, 11, 12):
+        return None
+    return ihl + 8, packet[ihl + 8:]
+
+
+def rewrite_icmp_error4(packet: bytes, internal: tuple[bytes, int]) -> bytes:
+    """An inbound ICMPv4 error about a translated packet, turned back to its internal host: the outer
+    destination and the quoted packet's source become ``internal``; both checksums are recomputed."""
+    start, quote = icmp_error_quote(packet)
+    quote = rewrite4(quote, src=internal)
+    ihl = (packet[0] & 15) * 4
+    icmp = bytearray(packet[ihl:start] + quote)
+    icmp[2:4] = b"\0\0"
+    icmp[2:4] = pk_checksum(bytes(icmp)).to_bytes(2, "big")
+    head = bytearray(packet[:ihl])
+    head[2:4] = (ihl + len(icmp)).to_bytes(2, "big")
+    out = rewrite4(bytes(head) + bytes(icmp), dst=(internal[0], None))
+    return out
