@@ -37,6 +37,7 @@ class Endpoint:
 
     def __init__(self):
         self.drops: Counter[str] = Counter()
+        self.events: list[dict] = []  # things the runtime should know (a Teredo address obtained)
         self.now = 0.0
 
     def drop(self, reason: str) -> list[Out]:

@@ -116,6 +116,7 @@ class TeredoClient(Endpoint):
             return self.drop("router advertisement without a Teredo prefix")
         port, mapped = indication
         self.address = TeredoAddress(self.server, self.flags, port, mapped)
+        self.events.append({"qualified": str(self.address.address())})
         return []
 
     def from_tun(self, packet: bytes) -> list[Out]:
@@ -126,8 +127,9 @@ class TeredoClient(Endpoint):
         except PacketError as exc:
             return self.drop(str(exc))
         if len(packet) > TEREDO_MTU:
+            self.drops["too big for Teredo"] += 1
             if pk.must_not_answer6(packet):
-                return self.drop("too big for Teredo")
+                return []
             return [Out(TUN, pk.icmp6_error(self.address.address().packed, packet, 2, 0, TEREDO_MTU))]
         dst = IPv6Address(h.dst)
         if dst in TEREDO_PREFIX:
@@ -215,8 +217,9 @@ class TeredoRelay(Endpoint):
         if dst not in TEREDO_PREFIX:
             return self.drop("destination is not a Teredo address")
         if len(packet) > self.mtu:
+            self.drops["too big for Teredo"] += 1
             if self.own6 is None or pk.must_not_answer6(packet):
-                return self.drop("too big for Teredo")
+                return []
             return [Out(TUN, pk.icmp6_error(self.own6.packed, packet, 2, 0, self.mtu))]
         peer = TeredoAddress.parse(dst)
         return [Out(UDP, packet[:40 + h.payload_length], (peer.client.packed, peer.port))]
