@@ -179,7 +179,34 @@ def _to_softwire(packet: bytes, mtu: int, own4: bytes) -> tuple[list[bytes], byt
     return pk.fragment_ipv4(packet, mtu), None, ""
 
 
-class DsLiteB4(Endpoint):
+class _Softwire(Endpoint):
+    """What the IPv4-in-IPv6 endpoints share: reading an inner IPv4 packet, sending into the softwire,
+    and a NAT44 clock."""
+    mtu = IN6_MTU
+    napt: nat.Napt | None = None
+
+    def _inner(self, packet: bytes, prefix: str = "inner packet: ") -> tuple[pk.IPv4Header, bytes] | None:
+        try:
+            h = pk.parse_ipv4(packet)
+        except PacketError as exc:
+            self.drops[f"{prefix}{exc}"] += 1
+            return None
+        return h, packet[:h.total_length]
+
+    def _into_softwire(self, packet: bytes, own4: bytes, target: bytes) -> list[Out]:
+        out, reply, reason = _to_softwire(packet, self.mtu, own4)
+        if reason:
+            self.drops[reason] += 1
+        return [Out(TUN, reply)] if reply else [Out(IP6, p, target) for p in out]
+
+    def tick(self, now):
+        self.now = now
+        if self.napt is not None:
+            self.napt.tick(now)
+        return []
+
+
+class DsLiteB4(_Softwire):
     """The host side of DS-Lite (RFC 6333 §5): IPv4 from the stack into a softwire to the AFTR."""
     mechanism, role = "dslite", "b4"
 
@@ -189,22 +216,16 @@ class DsLiteB4(Endpoint):
         self.socket = Socket(IP6, pk.PROTO_IPV4, bind.packed if bind else None)
 
     def from_tun(self, packet: bytes) -> list[Out]:
-        out, reply, reason = _to_softwire(packet, self.mtu, AFTR_ADDRESS.packed)
-        if reason:
-            self.drops[reason] += 1
-        return [Out(TUN, reply)] if reply else [Out(IP6, p, self.aftr.packed) for p in out]
+        return self._into_softwire(packet, AFTR_ADDRESS.packed, self.aftr.packed)
 
     def from_net(self, packet: bytes, source) -> list[Out]:
         if source != self.aftr.packed:
             return self.drop("softwire packet not from the AFTR")
-        try:
-            h = pk.parse_ipv4(packet)
-        except PacketError as exc:
-            return self.drop(f"inner packet: {exc}")
-        return [Out(TUN, packet[:h.total_length])]
+        parsed = self._inner(packet)
+        return [Out(TUN, parsed[1])] if parsed else []
 
 
-class DsLiteAftr(Endpoint):
+class DsLiteAftr(_Softwire):
     """The AFTR (RFC 6333 §6): decapsulates softwires and runs a NAT44 keyed by softwire, so every
     B4 may use 192.0.0.2 and the same ports; nothing unsolicited gets in."""
     mechanism, role = "dslite", "aftr"
@@ -216,17 +237,11 @@ class DsLiteAftr(Endpoint):
         self.napt = nat.Napt([a.packed for a in pool], range(1024, 65536), rng, timeout)
         self.socket = Socket(IP6, pk.PROTO_IPV4, bind.packed if bind else None)
 
-    def tick(self, now):
-        self.now = now
-        self.napt.tick(now)
-        return []
-
     def from_net(self, packet: bytes, source) -> list[Out]:
-        try:
-            h = pk.parse_ipv4(packet)
-        except PacketError as exc:
-            return self.drop(f"inner packet: {exc}")
-        packet = packet[:h.total_length]
+        parsed = self._inner(packet)
+        if parsed is None:
+            return []
+        h, packet = parsed
         port = nat.l4_port(packet, h.header_length, h.proto, source=True) if h.offset == 0 else None
         external = self.napt.outbound(source, h.src, port)
         if external is None:
@@ -234,11 +249,10 @@ class DsLiteAftr(Endpoint):
         return [Out(TUN, nat.rewrite4(packet, src=external))]
 
     def from_tun(self, packet: bytes) -> list[Out]:
-        try:
-            h = pk.parse_ipv4(packet)
-        except PacketError as exc:
-            return self.drop(str(exc))
-        packet = packet[:h.total_length]
+        parsed = self._inner(packet, "")
+        if parsed is None:
+            return []
+        h, packet = parsed
         quote = nat.icmp_error_quote(packet)
         if quote is not None:  # an error about a packet we translated: find it by the quoted source
             qh = quote[1]
@@ -252,13 +266,10 @@ class DsLiteAftr(Endpoint):
             if entry is None:
                 return self.drop("no NAT44 mapping (unsolicited inbound)")
             packet = nat.rewrite4(packet, dst=entry.internal)
-        out, reply, reason = _to_softwire(packet, self.mtu, AFTR_ADDRESS.packed)
-        if reason:
-            self.drops[reason] += 1
-        return [Out(TUN, reply)] if reply else [Out(IP6, p, entry.context) for p in out]
+        return self._into_softwire(packet, AFTR_ADDRESS.packed, entry.context)
 
 
-class MapECe(Endpoint):
+class MapECe(_Softwire):
     """A MAP-E CE (RFC 7597 §8): NAPT44 into its port set, then IPv4 in IPv6 to the BR, or straight
     to another CE of a Forwarding Mapping Rule (mesh)."""
     mechanism, role = "map-e", "ce"
@@ -270,17 +281,11 @@ class MapECe(Endpoint):
         self.napt = nat.Napt([ce.address.packed], ce.port_set, rng, timeout)
         self.socket = Socket(IP6, pk.PROTO_IPV4, ce.ipv6.packed)
 
-    def tick(self, now):
-        self.now = now
-        self.napt.tick(now)
-        return []
-
     def from_tun(self, packet: bytes) -> list[Out]:
-        try:
-            h = pk.parse_ipv4(packet)
-        except PacketError as exc:
-            return self.drop(str(exc))
-        packet = packet[:h.total_length]
+        parsed = self._inner(packet, "")
+        if parsed is None:
+            return []
+        h, packet = parsed
         external = self.napt.outbound(b"", h.src, nat.l4_port(packet, h.header_length, h.proto, source=True)
                                       if h.offset == 0 else None)
         if external is None:
@@ -290,17 +295,13 @@ class MapECe(Endpoint):
         rule = mapping.match_ipv4(self.fmrs, dst)
         dport = nat.l4_port(packet, h.header_length, h.proto, source=False)
         target = mapping.ce_address(rule, dst, dport).packed if rule is not None else self.br.packed
-        out, reply, reason = _to_softwire(packet, self.mtu, self.ce.address.packed)
-        if reason:
-            self.drops[reason] += 1
-        return [Out(TUN, reply)] if reply else [Out(IP6, p, target) for p in out]
+        return self._into_softwire(packet, self.ce.address.packed, target)
 
     def from_net(self, packet: bytes, source) -> list[Out]:
-        try:
-            h = pk.parse_ipv4(packet)
-        except PacketError as exc:
-            return self.drop(f"inner packet: {exc}")
-        packet = packet[:h.total_length]
+        parsed = self._inner(packet)
+        if parsed is None:
+            return []
+        h, packet = parsed
         if source != self.br.packed:
             rule = mapping.match_ipv6(self.fmrs, IPv6Address(source))
             if rule is None or not _source_matches(rule, source, packet, h):
@@ -326,7 +327,7 @@ def _source_matches(rule: MapRule, source: bytes, packet: bytes, h: pk.IPv4Heade
     return True
 
 
-class MapEBr(Endpoint):
+class MapEBr(_Softwire):
     """A MAP-E border relay: stateless, checks each CE's source against its rule, and sends IPv4 for a
     CE's address (and, when shared, port) to the CE's MAP IPv6 address."""
     mechanism, role = "map-e", "br"
@@ -337,27 +338,27 @@ class MapEBr(Endpoint):
         self.socket = Socket(IP6, pk.PROTO_IPV4, own6.packed)
 
     def from_net(self, packet: bytes, source) -> list[Out]:
-        try:
-            h = pk.parse_ipv4(packet)
-        except PacketError as exc:
-            return self.drop(f"inner packet: {exc}")
+        parsed = self._inner(packet)
+        if parsed is None:
+            return []
+        h, packet = parsed
         rule = mapping.match_ipv6(self.rules, IPv6Address(source))
         if rule is None:
             return self.drop("softwire source under no mapping rule")
         if not _source_matches(rule, source, packet, h):
             return self.drop("inner source address or port not the CE's (spoofed)")
-        return [Out(TUN, packet[:h.total_length])]
+        return [Out(TUN, packet)]
 
     def from_tun(self, packet: bytes) -> list[Out]:
-        try:
-            h = pk.parse_ipv4(packet)
-        except PacketError as exc:
-            return self.drop(str(exc))
+        parsed = self._inner(packet, "")
+        if parsed is None:
+            return []
+        h, packet = parsed
         dst = IPv4Address(h.dst)
         rule = mapping.match_ipv4(self.rules, dst)
         if rule is None:
             return self.drop("destination under no mapping rule")
-        quote = nat.icmp_error_quote(packet[:h.total_length])
+        quote = nat.icmp_error_quote(packet)
         if quote is not None:
             qh = quote[1]
             port = nat.l4_port(qh, (qh[0] & 15) * 4, qh[9], source=True)
@@ -367,7 +368,4 @@ class MapEBr(Endpoint):
             target = mapping.ce_address(rule, dst, port)
         except ValueError:
             return self.drop("shared address without a port to find its CE")
-        out, reply, reason = _to_softwire(packet, self.mtu, self.own4.packed)
-        if reason:
-            self.drops[reason] += 1
-        return [Out(TUN, reply)] if reply else [Out(IP6, p, target.packed) for p in out]
+        return self._into_softwire(packet, self.own4.packed, target.packed)

@@ -62,6 +62,16 @@ def router_advertisement(dst: bytes, prefix: IPv6Network) -> bytes:
     return pk.build_ipv6(SERVER_LINK_LOCAL.packed, dst, pk.PROTO_ICMPV6, body, hop_limit=255)
 
 
+def _unwrap(endpoint: Endpoint, packet: bytes) -> tuple[pk.IPv6Header, bytes] | None:
+    """The IPv6 packet of a Teredo UDP payload after any origin indication (drop counted if none)."""
+    try:
+        _, inner = split_indication(packet)
+        return pk.parse_ipv6(inner), inner
+    except PacketError as exc:
+        endpoint.drops[str(exc)] += 1
+        return None
+
+
 def _is_bubble(h: pk.IPv6Header) -> bool:
     return h.proto == pk.PROTO_NONE and h.payload_length == 0
 
@@ -165,11 +175,10 @@ class TeredoServer(Endpoint):
         self.socket = Socket(UDP, port)
 
     def from_net(self, packet: bytes, source) -> list[Out]:
-        try:
-            _, inner = split_indication(packet)
-            h = pk.parse_ipv6(inner)
-        except PacketError as exc:
-            return self.drop(str(exc))
+        unwrapped = _unwrap(self, packet)
+        if unwrapped is None:
+            return []
+        h, inner = unwrapped
         l4 = inner[h.upper_offset:]
         if h.proto != pk.PROTO_ICMPV6 or len(l4) < 8 or l4[0] != 133:
             return self.drop("not a router solicitation")
@@ -193,11 +202,10 @@ class TeredoRelay(Endpoint):
         self.socket = Socket(UDP, port)
 
     def from_net(self, packet: bytes, source) -> list[Out]:
-        try:
-            _, inner = split_indication(packet)
-            h = pk.parse_ipv6(inner)
-        except PacketError as exc:
-            return self.drop(str(exc))
+        unwrapped = _unwrap(self, packet)
+        if unwrapped is None:
+            return []
+        h, inner = unwrapped
         if _is_bubble(h):
             return self.drop("bubble")
         src = IPv6Address(h.src)
