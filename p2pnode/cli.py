@@ -112,7 +112,7 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         raise UsageError("pubsub.peers must not exceed pubsub.max_peers")
     rate = config.pubsub.expected_rate
     score = ScoreConfig(enabled=config.pubsub.scoring,
-                        default_topic=TopicScoreParams.for_rate(rate) if rate else TopicScoreParams())
+                        default_topic=TopicScoreParams.for_rate(rate) if rate else None)
     return Node(
         keypair,
         listen=config.network.listen_addresses,

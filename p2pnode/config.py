@@ -136,11 +136,13 @@ class TopicScoreParams:
 @dataclass(frozen=True, slots=True)
 class ScoreConfig:
     """Peer scoring (gossipsub v1.1): global parameters (P5-P7), thresholds, and per-topic parameters
-    (``topics``; a topic not listed uses ``default_topic``)."""
+    (``topics``; a topic not listed uses ``default_topic``). A topic without parameters (not listed, and no
+    ``default_topic``) does not count towards a peer's score, as gossipsub v1.1 says: only P5-P7 apply there,
+    so a quiet topic nobody sized parameters for cannot get honest mesh peers pruned."""
 
     enabled: bool = True
     topics: tuple[tuple[str, TopicScoreParams], ...] = ()
-    default_topic: TopicScoreParams = TopicScoreParams()
+    default_topic: TopicScoreParams | None = None
     topic_score_cap: float = 0.0          # 0: no cap on the positive topic contribution
     app_specific_weight: float = 1.0       # P5
     ip_colocation_factor_weight: float = -10.0   # P6
@@ -165,7 +167,7 @@ class ScoreConfig:
         if self.ip_colocation_factor_weight > 0 or self.behaviour_penalty_weight > 0:
             raise ValueError("the P6 and P7 weights must not be positive")
 
-    def topic(self, name: str) -> TopicScoreParams:
+    def topic(self, name: str) -> TopicScoreParams | None:
         for topic, params in self.topics:
             if topic == name:
                 return params

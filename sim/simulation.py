@@ -57,9 +57,11 @@ def gossip_config(pubsub: Any) -> GossipConfig:
 
 
 def score_config(pubsub: Any) -> ScoreConfig:
-    """Thresholds from the scenario; per-topic parameters sized for the rate each topic carries."""
+    """Thresholds from the scenario; each of its topics gets parameters sized for the rate it carries (a
+    topic without parameters would not count towards scores)."""
     topic = TopicScoreParams.for_rate(pubsub.rate / pubsub.topics)
-    return ScoreConfig(enabled=pubsub.scoring, default_topic=topic, **pubsub.score.model_dump())
+    return ScoreConfig(enabled=pubsub.scoring, topics=tuple((name, topic) for name in pubsub.topic_names()),
+                       **pubsub.score.model_dump())
 
 
 def drain_seconds(scenario: Any) -> float:

@@ -8,6 +8,10 @@ score(p) = TopicCap(sum over topics t of t.weight * (w1 P1 + w2 P2 + w3 P3 + w3b
 - P5 application-specific; P6 IP colocation, (peers sharing an IP - threshold)^2; P7 behaviour penalty
   (broken IWANT promises, GRAFT during backoff), (penalty - threshold)^2.
 
+Only topics with score parameters count (gossipsub v1.1: "if a topic is not configured, a peer's behavior
+in that topic will not contribute to their score"): no counters are kept for the others, as go-libp2p
+keeps none, so P1-P4 are zero there whatever happens.
+
 Counters decay once per ``decay_interval`` and drop to zero below ``decay_to_zero``. Decay is applied
 lazily, when a peer's counters are next read or changed, as ``decay ** intervals elapsed``: the same
 values a sweep over every peer each interval would produce, without touching idle peers.
@@ -57,17 +61,19 @@ class PeerScore:
         self.now = now
         self.peers: dict[Any, PeerStats] = {}
         self.by_ip: dict[str, set[Any]] = {}
-        self._params: dict[str, TopicScoreParams] = {}
+        self._params: dict[str, TopicScoreParams | None] = {}
 
-    def params(self, topic: str) -> TopicScoreParams:
-        params = self._params.get(topic)
-        if params is None:
+    def params(self, topic: str) -> TopicScoreParams | None:
+        """The topic's score parameters; None for a topic that is not scored."""
+        try:
+            return self._params[topic]
+        except KeyError:
             params = self._params[topic] = self.config.topic(topic)
-        return params
+            return params
 
     def longest_window(self) -> float:
-        """The longest P3 delivery window of the topics seen so far."""
-        return max((p.mesh_message_deliveries_window for p in self._params.values()), default=0.0)
+        """The longest P3 delivery window of the scored topics seen so far."""
+        return max((p.mesh_message_deliveries_window for p in self._params.values() if p is not None), default=0.0)
 
     # ---- membership ------------------------------------------------------------------------------
 
@@ -187,7 +193,7 @@ class PeerScore:
         config = self.config
         total = 0.0
         for topic, ts in stats.topics.items():
-            p = self._params.get(topic) or self.params(topic)
+            p = self._params[topic]  # stats exist only for scored topics, whose parameters are cached
             value = ts.first_deliveries * p.first_message_deliveries_weight
             if ts.in_mesh:
                 in_mesh = now - ts.graft_time
@@ -236,7 +242,7 @@ class PeerScore:
                 return False
             if ts.in_mesh:
                 meshed = True
-                p = self._params.get(topic) or self.params(topic)
+                p = self._params[topic]
                 if now - ts.graft_time >= p.mesh_message_deliveries_activation:
                     # P3 applies: is the decayed delivery count still at the threshold?
                     deliveries = ts.mesh_deliveries * p.mesh_message_deliveries_decay**intervals
@@ -260,6 +266,10 @@ class PeerScore:
         return int(self.now() / self.config.decay_interval)
 
     def _topic(self, peer: Any, topic: str) -> TopicStats | None:
+        """The peer's counters for ``topic``, created on first use; None for an unknown peer or a topic
+        that is not scored."""
+        if self.params(topic) is None:
+            return None
         stats = self._stats(peer)
         if stats is None:
             return None

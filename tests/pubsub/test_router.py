@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from p2pnode.config import GossipConfig, ScoreConfig
+from p2pnode.config import GossipConfig, ScoreConfig, TopicScoreParams
 from p2pnode.identity import Keypair
 from p2pnode.pubsub.codec import default_message_id, signing_payload
 from p2pnode.pubsub.messages import (
@@ -32,6 +32,7 @@ from tests.pubsub.net import PubsubNet, sign
 TOPIC = "blocks"
 DEFAULTS = GossipConfig()
 NO_SCORE = ScoreConfig(enabled=False)
+SCORED = ScoreConfig(topics=((TOPIC, TopicScoreParams()),))  # the default topic parameters on TOPIC
 
 
 def noop(message: Message) -> None:
@@ -93,7 +94,7 @@ def test_meshes_settle_within_degree_bounds_and_symmetric(seed, scoring):
     connected topic peers, and at a quiet moment every mesh link is known to both ends. With scoring on,
     messages flow (P3 would otherwise prune every quiet mesh peer once it activates)."""
     net = PubsubNet(seed=seed)
-    routers = net.add_routers(30, score=ScoreConfig() if scoring else NO_SCORE)
+    routers = net.add_routers(30, score=SCORED if scoring else NO_SCORE)
     net.connect_randomly(routers, 8)
     for router in routers:
         router.subscribe(TOPIC, noop)
@@ -144,7 +145,7 @@ def _oversubscribe(net: PubsubNet, config: GossipConfig, score: ScoreConfig, n_i
 @pytest.mark.parametrize("scoring", [False, True], ids=["unscored", "scored"])
 def test_oversubscribed_mesh_is_pruned_to_d_keeping_outbound_peers(seed, scoring):
     net = PubsubNet(seed=seed)
-    hub, inbound, outbound = _oversubscribe(net, DEFAULTS, ScoreConfig() if scoring else NO_SCORE, 17, 3)
+    hub, inbound, outbound = _oversubscribe(net, DEFAULTS, SCORED if scoring else NO_SCORE, 17, 3)
     mesh = hub.mesh[TOPIC]
     # Inbound GRAFTs were accepted up to d_hi and refused (PRUNE, backoff) beyond; outbound ones past it.
     assert sum(in_mesh(net, hub, p) for p in inbound) == DEFAULTS.d_hi
@@ -172,7 +173,7 @@ def test_oversubscribed_mesh_is_pruned_to_d_keeping_outbound_peers(seed, scoring
 def test_oversubscription_prune_keeps_d_peers_when_d_score_leaves_no_room_for_outbound():
     config = GossipConfig(d=6, d_lo=4, d_hi=7, d_score=6, d_out=2)
     net = PubsubNet(seed=1)
-    hub, inbound, outbound = _oversubscribe(net, config, ScoreConfig(), 8, 2)
+    hub, inbound, outbound = _oversubscribe(net, config, SCORED, 8, 2)
     mesh = hub.mesh[TOPIC]
     assert len(mesh) == config.d_hi + 2
     net.beat(hub)
@@ -216,6 +217,25 @@ def test_prune_backoff_blocks_regraft_until_it_expires():
     assert graft_times, "never grafted again"
     assert t0 + 60 <= graft_times[0] <= t0 + 62
     assert in_mesh(net, r, p)
+
+
+@pytest.mark.parametrize("score", [ScoreConfig(), SCORED], ids=["topic without parameters", "scored topic"])
+def test_a_quiet_topic_without_score_parameters_keeps_its_mesh(score):
+    """gossipsub v1.1: a topic without score parameters does not count towards a peer's score. Scoring
+    such a topic with default parameters made P3 (the mesh delivery deficit) turn every peer of a quiet
+    mesh negative once it activated, 10 s after the GRAFT: PRUNE with backoff, re-GRAFT, PRUNE again.
+    Where the topic does have parameters, that P3 prune still happens (so this test can tell)."""
+    net = PubsubNet()
+    r, p = _meshed(net, 2, score=score)
+    net.start()
+    net.advance(120)
+    pruned = prunes(net.sent_by(r) + net.sent_by(p))
+    if score is SCORED:
+        assert pruned
+    else:
+        assert pruned == [] and in_mesh(net, r, p) and in_mesh(net, p, r)
+        assert r.score.score(net.info(p)) == 0.0
+        assert TOPIC not in r.score.peers[net.info(p)].topics  # no counters for an unscored topic
 
 
 def _prune_by_score(net: PubsubNet):
@@ -528,7 +548,7 @@ def _bad(kind: str, publisher: Keypair, other: Keypair) -> Message:
 
 def _receiver(net: PubsubNet):
     """a (subscribed, meshed with c) and b, a peer of a outside the topic that will send to it."""
-    a, b, c = net.add_routers(3)
+    a, b, c = net.add_routers(3, score=SCORED)
     c.subscribe(TOPIC, noop)
     net.connect(a, b)
     net.connect(a, c)
@@ -551,7 +571,7 @@ def test_badly_signed_messages_are_dropped_and_count_as_invalid(kind):
     assert default_message_id(message) not in a.seen
     assert (a.invalid, a.first_received) == (1, 0)
     assert a.score.peers[net.info(b)].topics[TOPIC].invalid == 1
-    w4 = ScoreConfig().default_topic.invalid_message_deliveries_weight
+    w4 = TopicScoreParams().invalid_message_deliveries_weight
     assert a.score.score(net.info(b)) == pytest.approx(w4)
 
 
@@ -606,8 +626,8 @@ def test_copies_from_mesh_peers_within_the_delivery_window_count_for_p3():
     """P3 counts a mesh peer's first delivery and its near-first ones: a duplicate that arrives within
     mesh_message_deliveries_window of the first copy, once per peer."""
     net = PubsubNet()
-    a, b, c = _meshed(net, 3, score=ScoreConfig(decay_interval=100.0))  # no decay during the test
-    window = ScoreConfig().default_topic.mesh_message_deliveries_window
+    a, b, c = _meshed(net, 3, score=replace(SCORED, decay_interval=100.0))  # no decay during the test
+    window = TopicScoreParams().mesh_message_deliveries_window
     stats = {p: a.score.peers[net.info(p)].topics[TOPIC] for p in (b, c)}
     on_time, late = sign(keypair(1), TOPIC, b"1", 1), sign(keypair(1), TOPIC, b"2", 2)
     t0 = net.time

@@ -220,6 +220,29 @@ def test_topic_weight_and_cap():
     assert score.score("p") == pytest.approx(25.0 + 3.0)  # the cap is on the topic part only
 
 
+def test_a_topic_without_parameters_does_not_count():
+    """gossipsub v1.1: "If a topic is not configured, a peer's behavior in that topic will not contribute
+    to their score" -- neither P1/P2 credit nor P3/P3b/P4 penalties; P5-P7 still apply."""
+    params = TopicScoreParams()  # P3 active after 10 s: a silent mesh peer would fall to -40
+    clock = Clock()
+    score = PeerScore(ScoreConfig(topics=(("scored", params),), behaviour_penalty_weight=-1.0), clock)
+    score.add_peer("p")
+    for topic in ("scored", "quiet"):
+        score.graft("p", topic)
+    clock.t = 30.0
+    assert score.score("p") < -30  # the scored topic's P3 deficit
+    score.prune("p", "scored")
+    clock.t = 300.0  # the sticky P3b has decayed away
+    assert score.score("p") == 0.0
+    score.invalid_delivery("p", "quiet")
+    score.first_delivery("p", "quiet")
+    score.prune("p", "quiet")
+    assert score.score("p") == 0.0 and set(score.peers["p"].topics) == {"scored"}
+    assert score.surely_nonnegative("p", clock.t)
+    score.add_penalty("p", 2.0)
+    assert score.score("p") == pytest.approx(-4.0)  # P7 is global: it counts whatever the topic
+
+
 def test_decay_to_zero():
     score, clock = scorer({"first_message_deliveries_weight": 1.0, "first_message_deliveries_decay": 0.5},
                           decay_to_zero=0.1)
