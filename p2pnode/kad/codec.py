@@ -24,7 +24,9 @@ The type alone cannot tell a request from its response, so ``decode`` is told wh
 A ``DHTRecord`` travels as ``Record{key, value}`` where ``value`` is our ``SignedRecord`` envelope
 (``pb/record.proto``): value, publisher (peer-ID bytes), signature, ``ttl_ms`` (the record's ``ttl`` in
 seconds, rounded to milliseconds) and version. libp2p nodes accept records only under a namespace they
-have a validator for, so these records live under our own key namespace.
+have a validator for, so these records live under our own key namespace. A record under a namespace that
+libp2p defines travels in that namespace's form (``p2pnode.kad.namespaces``): ``/pk/`` records bare, as
+``Record{key, value}``; ``/ipns/`` records are refused both ways.
 
 Proto3 leaves out fields that hold their default value (0, empty bytes), and PUT_VALUE is type 0, so a
 PUT_VALUE message has no type field at all; ``encoded_size`` follows the same rules.
@@ -39,7 +41,7 @@ from google.protobuf.message import DecodeError
 
 from p2pnode import framing
 from p2pnode.framing import CodecError, encode_uvarint, varint_len
-from p2pnode.identity import IdentityError, PeerId, decode_public_key
+from p2pnode.identity import IdentityError, PeerId
 from p2pnode.kad.messages import (
     MESSAGE_TYPE,
     AddProvider,
@@ -60,6 +62,7 @@ from p2pnode.kad.messages import (
     Request,
     Response,
 )
+from p2pnode.kad.namespaces import is_pk_key, make_pk_record, refuse_unsupported
 from p2pnode.kad.pb import dht_pb2, record_pb2
 
 KadMessage = Request | Response
@@ -68,9 +71,6 @@ MAX_FRAME_SIZE = 16 * 1024
 """Default largest frame body ``FrameReader`` accepts."""
 
 MAX_TTL_MS = (1 << 50) - 1
-PK_NAMESPACE = b"/pk/"
-# A /pk/ record carries no lifetime on the wire; the receiver keeps it this long (as for our default TTL).
-PK_RECORD_TTL = 3600.0
 """Largest ``ttl_ms`` we encode or accept. ``ttl`` is a float of seconds: below 2**50 ms, converting
 ms -> seconds -> ms gives back the same integer, so a decoded record re-encodes (and verifies) identically.
 That is still about 35,000 years."""
@@ -121,32 +121,18 @@ def signing_payload(key: bytes, value: bytes, publisher: PeerId, ttl: float, ver
     return SIGNING_PREFIX + encode_uvarint(len(key)) + key + signed
 
 
-def pk_record_owner(key: bytes, value: bytes) -> PeerId | None:
-    """For libp2p's ``/pk/`` namespace: the peer whose public key ``value`` (a protobuf ``PublicKey``) is, if
-    ``key`` names that very peer, else None. The key is ``/pk/`` + the peer-ID multihash, raw (go-libp2p) or
-    as hex text (py-libp2p). Such a record certifies itself: no signature, version or TTL travels with it."""
-    if not key.startswith(PK_NAMESPACE):
-        return None
-    try:
-        owner = PeerId.from_public_key(decode_public_key(value))
-    except IdentityError:
-        return None
-    suffix = key[len(PK_NAMESPACE):]
-    return owner if suffix in (owner.raw, owner.raw.hex().encode()) else None
-
-
-def make_pk_record(key: bytes, value: bytes) -> DHTRecord | None:
-    owner = pk_record_owner(key, value)
-    return None if owner is None else DHTRecord(key, value, owner, b"", PK_RECORD_TTL, 0)
-
-
-def is_pk_record(record: DHTRecord) -> bool:
-    """Our signed records always carry a signature; a ``/pk/`` record never does."""
-    return not record.signature and record.key.startswith(PK_NAMESPACE)
+def _is_bare(record: DHTRecord) -> bool:
+    """Whether ``record`` travels in libp2p's bare form (a ``/pk/`` record), not in our envelope."""
+    if not is_pk_key(record.key):
+        return False
+    if record.signature:
+        raise CodecError("a /pk/ record travels bare: it certifies itself and carries no signature")
+    return True
 
 
 def _check_record(record: DHTRecord) -> int:
     """Refuse what ``decode`` would refuse, so that every encodable record decodes; returns ttl_ms."""
+    refuse_unsupported(record.key)
     if not record.key:
         raise CodecError("a record needs a key")
     if not record.signature:
@@ -156,7 +142,7 @@ def _check_record(record: DHTRecord) -> int:
 
 
 def _record_to_pb(record: DHTRecord, out: dht_pb2.Record) -> None:
-    if is_pk_record(record):
+    if _is_bare(record):
         out.key, out.value = record.key, record.value
         return
     ttl_ms = _check_record(record)
@@ -169,9 +155,9 @@ def _record_from_pb(pb: dht_pb2.Record) -> DHTRecord:
         raise CodecError("record has no key")
     if not pb.value:
         raise CodecError("record has no value (expected a p2pnode SignedRecord)")
-    pk = make_pk_record(pb.key, pb.value)
-    if pk is not None:
-        return pk
+    if is_pk_key(pb.key):  # libp2p's form only: a /pk/ record in our envelope is refused, not served
+        return make_pk_record(pb.key, pb.value)
+    refuse_unsupported(pb.key)
     try:
         signed = record_pb2.SignedRecord.FromString(pb.value)
     except DecodeError as exc:
@@ -389,7 +375,7 @@ def _peers_field(peers: tuple[PeerInfo, ...]) -> int:
 @lru_cache(maxsize=1 << 16)
 def _record_field(record: DHTRecord) -> int:
     """Size of the ``Message.record`` field, tag and length included."""
-    if is_pk_record(record):
+    if _is_bare(record):
         return _bytes_field(_bytes_field(len(record.key)) + _optional_bytes_field(len(record.value)))
     ttl_ms = _check_record(record)
     signed = (

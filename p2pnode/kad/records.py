@@ -5,19 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from p2pnode.identity import IdentityError, Keypair, PeerId, verify
-from p2pnode.kad.codec import is_pk_record, pk_record_owner, signing_payload
+from p2pnode.kad.codec import signing_payload
 from p2pnode.kad.messages import DHTRecord, PeerInfo
+from p2pnode.kad.namespaces import IPNS, is_pk_key, make_pk_record, pk_record_is_valid, refuse_unsupported
 
 
 def make_record(keypair: Keypair, key: bytes, value: bytes, ttl: float, version: int) -> DHTRecord:
-    """A record signed by ``keypair``: the signature covers key, value, publisher, ttl and version."""
+    """A record signed by ``keypair``: the signature covers key, value, publisher, ttl and version.
+
+    Under a namespace libp2p defines, the record takes that namespace's form instead: a ``/pk/`` record is
+    the bare public key (``NamespaceError`` unless the key names it), an ``/ipns/`` key is refused."""
+    if is_pk_key(key):
+        return make_pk_record(key, value, ttl)
+    refuse_unsupported(key)
     signature = keypair.sign(signing_payload(key, value, keypair.peer_id, ttl, version))
     return DHTRecord(key, value, keypair.peer_id, signature, ttl, version)
 
 
 def record_is_valid(record: DHTRecord) -> bool:
-    if is_pk_record(record):  # libp2p's /pk/ namespace: the key names the peer whose public key the value is
-        return pk_record_owner(record.key, record.value) == record.publisher
+    """libp2p's validator for its namespaces (``/pk/``: the key names the value's public key; ``/ipns/``:
+    unsupported, never valid), our signature check for every other key."""
+    if is_pk_key(record.key):
+        return pk_record_is_valid(record)
+    if record.key.startswith(IPNS):
+        return False
     try:
         public_key = record.publisher.public_key()
     except IdentityError:

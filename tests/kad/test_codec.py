@@ -61,15 +61,26 @@ keys = st.binary(max_size=80)
 addrs = st.lists(st.binary(max_size=40), max_size=4).map(tuple)  # opaque to the codec
 peer_infos = st.builds(PeerInfo, peer_ids, addrs, st.sampled_from(ConnectionType))
 peer_lists = st.lists(peer_infos, max_size=20).map(tuple)
-records = st.builds(
+def _pk_record(seed: bytes, hex_key: bool) -> DHTRecord:
+    from p2pnode.identity import encode_public_key
+    from p2pnode.kad.namespaces import make_pk_record
+
+    peer = Keypair.from_seed(seed)
+    suffix = peer.peer_id.raw.hex().encode() if hex_key else peer.peer_id.raw
+    return make_pk_record(b"/pk/" + suffix, encode_public_key(peer.public_key))
+
+
+# Our signed records live outside the namespaces libp2p defines; /pk/ records travel bare.
+signed_records = st.builds(
     DHTRecord,
-    key=st.binary(min_size=1, max_size=80),
+    key=st.binary(min_size=1, max_size=80).filter(lambda key: not key.startswith((b"/pk/", b"/ipns/"))),
     value=blobs,
     publisher=peer_ids,
     signature=st.binary(min_size=1, max_size=96),
     ttl=st.integers(0, MAX_TTL_MS).map(lambda ms: ms / 1000),
     version=st.integers(0, 2**64 - 1),
 )
+records = st.one_of(signed_records, st.builds(_pk_record, seeds, st.booleans()))
 
 requests = st.one_of(
     st.builds(FindNode, keys),

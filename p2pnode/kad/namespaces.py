@@ -1,0 +1,69 @@
+"""Record namespaces that libp2p defines, and the form their records must take on the wire.
+
+Other libp2p implementations accept a PUT_VALUE only under a namespace they hold a validator for, and read
+the value in that namespace's own format, so a record under such a key must not travel in our signed
+envelope (js-libp2p, reading our envelope as a public key, fails with "Invalid enum value"):
+
+- ``/pk/`` (go-libp2p-record's ``PublicKeyValidator``): the key is ``/pk/`` + the multihash of the
+  public key, i.e. the peer ID's bytes (go-libp2p writes them raw; py-libp2p writes them as hex text, which
+  we accept too); the value is the peer's protobuf ``PublicKey``. The record certifies itself: it is valid
+  when the key names the peer whose key the value is. All valid values for a key are the same key, so the
+  selector keeps the first one found. No signature, TTL or version travels with it.
+- ``/ipns/``: IPNS records carry their own signature, sequence number and validity. This node does not
+  implement them, so it refuses such keys by name rather than store them in a form nobody else accepts.
+
+Every other key is ours, and its records travel in our signed envelope (``p2pnode.kad.codec``).
+"""
+
+from __future__ import annotations
+
+from p2pnode.framing import CodecError
+from p2pnode.identity import IdentityError, PeerId, decode_public_key
+from p2pnode.kad.messages import DHTRecord
+
+PK = b"/pk/"
+IPNS = b"/ipns/"
+PK_RECORD_TTL = 3600.0
+"""How long a ``/pk/`` record is kept when it arrives (none travels with it): our default record TTL."""
+
+
+class NamespaceError(CodecError):
+    """A key or value that the libp2p namespace it falls under does not allow (a ``CodecError``: such a
+    record can be neither encoded nor decoded)."""
+
+
+def is_pk_key(key: bytes) -> bool:
+    return key.startswith(PK)
+
+
+def pk_record_owner(key: bytes, value: bytes) -> PeerId | None:
+    """The peer whose public key ``value`` (a protobuf ``PublicKey``) is, if the ``/pk/`` key names that very
+    peer; else None."""
+    if not key.startswith(PK):
+        return None
+    try:
+        owner = PeerId.from_public_key(decode_public_key(value))
+    except IdentityError:
+        return None
+    suffix = key[len(PK):]
+    return owner if suffix in (owner.raw, owner.raw.hex().encode()) else None
+
+
+def make_pk_record(key: bytes, value: bytes, ttl: float = PK_RECORD_TTL) -> DHTRecord:
+    """The ``/pk/`` record of ``key``; ``NamespaceError`` unless the key names the value's public key."""
+    owner = pk_record_owner(key, value)
+    if owner is None:
+        raise NamespaceError(f"{key[:48]!r}: a /pk/ record's key must be /pk/ + the multihash (peer ID) of the "
+                             "public key its value holds, and its value a protobuf PublicKey")
+    return DHTRecord(key, value, owner, b"", ttl, 0)
+
+
+def refuse_unsupported(key: bytes) -> None:
+    """``NamespaceError`` for a key under a libp2p namespace this node does not implement (``/ipns/``)."""
+    if key.startswith(IPNS):
+        raise NamespaceError(f"{key[:48]!r}: /ipns/ records are not supported (this node does not check IPNS "
+                             "signatures and sequence numbers, so it neither stores nor sends them)")
+
+
+def pk_record_is_valid(record: DHTRecord) -> bool:
+    return not record.signature and pk_record_owner(record.key, record.value) == record.publisher
