@@ -77,6 +77,15 @@ def print_verdict(summary: dict, console: Console) -> None:
     console.print(text, style=style)
 
 
+def report_run(directory: Path, console: Console) -> dict:
+    """Write a run's summary.json and report and print its verdict: what ``report DIR`` does, and what
+    ``simulate`` and ``emulate`` do at the end of a run."""
+    summary, _ = write_report(directory)
+    print_verdict(summary, console)
+    console.print(f"report: {directory / 'report.html'}", highlight=False, soft_wrap=True)
+    return summary
+
+
 def print_comparison(summaries: list[dict], labels: list[str], console: Console) -> None:
     table = Table(title="comparison", title_justify="left")
     table.add_column("criterion")
@@ -123,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dir2 is None:
             if args.out:
                 raise AnalysisError("--out is only for comparing two directories")
-            summary, paths = write_report(args.dir)
-            print_verdict(summary, console)
-            console.print(f"report: {Path(args.dir) / 'report.html'}", highlight=False, soft_wrap=True)
+            report_run(Path(args.dir), console)
         else:
             out = Path(args.out) if args.out else Path(args.dir) / f"compare-{Path(args.dir2).resolve().name}"
             summaries, paths = compare_runs(args.dir, args.dir2, out)

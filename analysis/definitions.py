@@ -6,6 +6,8 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
+from experiment.criteria import DEFAULT_TARGETS, PUBSUB_CRITERIA
+
 FORMATION_DEFINITION = (
     "Formation is reached when every checked live node has finished bootstrapping and lookups for one "
     "random key, started from all of them at the same moment, all return exactly the true k closest live "
@@ -49,7 +51,7 @@ SPECS = {
             "Simulated seconds from t=0 until lookups for one random key from every checked live node "
             "(all bootstrapped) returned exactly the true k closest live peers; fails if never reached.",
             "s",
-            30.0,
+            DEFAULT_TARGETS["formation_time"],
             "<",
         ),
         Spec(
@@ -57,14 +59,14 @@ SPECS = {
             "99th percentile of lookup latency over all lookups, successful or not "
             "(linear interpolation between samples).",
             "s",
-            0.5,
+            DEFAULT_TARGETS["lookup_p99"],
             "<",
         ),
         Spec(
             "lookup_success",
             "Share of lookups that found the closest live peer to the key (ok == 1).",
             "share",
-            0.99,
+            DEFAULT_TARGETS["lookup_success"],
             ">=",
         ),
         Spec(
@@ -72,7 +74,7 @@ SPECS = {
             "Share of gets, for keys put earlier and under churn, that returned the newest stored version "
             "(ok == 1).",
             "share",
-            0.99,
+            DEFAULT_TARGETS["put_get_success"],
             ">=",
         ),
         Spec(
@@ -84,7 +86,7 @@ SPECS = {
             "publisher, not an attacker, not a node that went down or joined in between); messages whose "
             "deadline had not passed when the run ended are not counted.",
             "share",
-            0.999,
+            DEFAULT_TARGETS["delivery_rate"],
             ">=",
         ),
         Spec(
@@ -93,7 +95,7 @@ SPECS = {
             "(receptions at honest subscribers up since at least `measure.delivery_settle` s before the "
             "publish, within the deadline or not; linear interpolation between samples).",
             "s",
-            1.0,
+            DEFAULT_TARGETS["delivery_p99"],
             "<",
         ),
         Spec(
@@ -101,10 +103,10 @@ SPECS = {
             "Wall-clock seconds per simulated message at the largest node count divided by the same at the "
             "smallest (each point's manifest perf: wall_seconds / messages).",
             "ratio",
-            1.5,
+            DEFAULT_TARGETS["scaling"],
             "<=",
         ),
     )
 }
-DELIVERY_CRITERIA = ("delivery_rate", "delivery_p99")
+DELIVERY_CRITERIA = PUBSUB_CRITERIA
 RUN_CRITERIA = ("formation_time", "lookup_p99", "lookup_success", "put_get_success", *DELIVERY_CRITERIA)

@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-COLUMNS = ("time", "kind", "node", "latency", "hops", "ok", "value", "count")
-KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation",
-         "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh")
-PUBSUB_KINDS = KINDS[KINDS.index("publish"):]
+from experiment.events import COLUMNS, KINDS
+
 FLOAT_COLUMNS = ("time", "latency", "value")
 INT_COLUMNS = ("node", "hops", "ok", "count")
 

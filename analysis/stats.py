@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.load import PUBSUB_KINDS, Run, setting
+from analysis.load import Run, setting
+from experiment.events import PUBSUB_KINDS
 
 
 def num(value: object) -> object:

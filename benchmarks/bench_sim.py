@@ -25,8 +25,8 @@ import json, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from p2pnode.eventlog import EventWriter
-from sim.results import new_run_dir
-from sim.scenario import load_scenario
+from experiment.rundir import new_run_dir
+from experiment.scenario import load_scenario
 from sim.simulation import Simulation
 scenario = load_scenario({scenario!r}).with_nodes({nodes})
 if {duration} is not None:

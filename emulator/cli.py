@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import math
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,12 +20,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-import p2pnode
+from analysis.cli import report_run
+from experiment import rundir
+from experiment.latency import MatrixError, scenario_matrix
+from experiment.rundir import new_run_dir, write_json
+from experiment.scenario import ScenarioError, load_scenario
 from p2pnode.eventlog import EventWriter
-from sim.cli import _report
-from sim.latency import MatrixError
-from sim.results import new_run_dir, write_json
-from sim.scenario import ScenarioError, load_scenario
+
+PACKAGES = ("mininet", "aioquic", "cryptography")  # whose versions the manifest records
 
 
 class UsageError(Exception):
@@ -64,7 +64,6 @@ def access_link_loss_pct(loss: float) -> float | None:
 
 def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     """The Mininet topology, and where each host went (for the manifest)."""
-    from sim.latency import builtin_matrix, load_matrix
     from topologies.topos import FlatLan, Regions
 
     n = scenario.nodes.count
@@ -72,8 +71,7 @@ def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     placement: dict[str, Any] = {"access_link_loss_pct": access_loss} if access_loss else {}
     if kind == "lan":
         return FlatLan(n, loss=access_loss), placement
-    path = scenario.matrix_path if scenario.network.latency.model == "matrix" else None
-    names, matrix = load_matrix(path) if path else builtin_matrix()
+    names, matrix = scenario_matrix(scenario)
     regions = assign_regions(n, scenario.nodes.region_shares(names))
     used = sorted(set(regions), key=names.index)
     rtt = {(a, b): matrix[names.index(a)][names.index(b)] for a in used for b in used}
@@ -126,28 +124,7 @@ def pin_neighbours(net: Any, run_dir: Path) -> None:
 
 
 def _manifest(scenario: Any, status: str, **extra: Any) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version(), "p2pnode": p2pnode.__version__}
-    for package in ("mininet", "aioquic", "cryptography"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "missing"
-    return {
-        "scenario": scenario.to_dict(),
-        "scenario_file": str(scenario.source) if getattr(scenario, "source", None) else None,
-        "seed": scenario.seed,
-        "nodes": scenario.nodes.count,
-        "runtime": "emulation",
-        "status": status,
-        "versions": versions,
-        "host": {"name": platform.node(), "system": platform.system(), "machine": platform.machine(),
-                 "kernel": platform.release(), "cpus": os.cpu_count()},
-        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["emulate", *sys.argv[1:]]),
-        **extra,
-    }
+    return rundir.manifest(scenario, "emulation", "emulate", status, PACKAGES, **extra)
 
 
 def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Console, transport: str = "quic",
@@ -234,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = new_run_dir(args.out, f"{scenario.name}-emu")
         console.print(f"run directory: {run_dir}")
         run(scenario, run_dir, args.topology, args.keep, console, args.transport, args.node_log)
-        _report(run_dir, console)
+        report_run(run_dir, console)
         return 0
     except (ScenarioError, MatrixError, UsageError) as exc:
         complain(str(exc))
@@ -243,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         complain(f"interrupted; the network is torn down and events so far are in {run_dir}")
         if run_dir is not None and (run_dir / "events.csv").exists():
             try:
-                _report(run_dir, console)  # what was measured before the interruption
+                report_run(run_dir, console)  # what was measured before the interruption
             except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus
                 complain(f"no report for the partial run: {exc}")
         return 130

@@ -25,11 +25,11 @@ from typing import Any
 import psutil
 
 from emulator.pubsub import PubSubWorkload
+from experiment import churn as churn_model
+from experiment.measure import drain_seconds
+from experiment.oracle import LiveSet
 from p2pnode.eventlog import EventWriter
 from p2pnode.identity import Keypair, PeerId, kad_key
-from sim import churn as churn_model
-from sim.oracle import LiveSet
-from sim.simulation import drain_seconds
 
 QUIC_PORT = 4001
 TCP_PORT = 4002

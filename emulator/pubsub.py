@@ -14,7 +14,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from sim.simulation import Published
+from experiment.measure import Published
 
 if TYPE_CHECKING:
     from emulator.driver import Emulation, NodeProcess

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,46 +10,23 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-import p2pnode
+from analysis.cli import report_run
+from experiment import rundir
+from experiment.latency import MatrixError
+from experiment.rundir import new_run_dir, write_json
+from experiment.scenario import ScenarioError, load_scenario
 from p2pnode.eventlog import EventWriter
-from sim.latency import MatrixError
-from sim.results import new_run_dir, write_json
-from sim.scenario import ScenarioError, load_scenario
 from sim.simulation import Simulation
+
+PACKAGES = ("simpy", "cryptography", "protobuf")  # whose versions the manifest records
 
 
 class UsageError(Exception):
     pass
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "p2pnode": p2pnode.__version__}
-    for package in ("simpy", "cryptography", "protobuf"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "missing"
-    return out
-
-
 def _manifest(scenario: Any, status: str, perf: dict | None = None, **extra: Any) -> dict[str, Any]:
-    return {
-        "scenario": scenario.to_dict(),
-        "scenario_file": str(scenario.source) if getattr(scenario, "source", None) else None,
-        "seed": scenario.seed,
-        "nodes": scenario.nodes.count,
-        "runtime": "sim",
-        "status": status,
-        "versions": _versions(),
-        "host": {"name": platform.node(), "system": platform.system(), "machine": platform.machine(),
-                 "cpus": os.cpu_count()},
-        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["simulate", *sys.argv[1:]]),
-        "perf": perf,
-        **extra,
-    }
+    return rundir.manifest(scenario, "sim", "simulate", status, PACKAGES, perf=perf, **extra)
 
 
 def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") -> dict[str, Any]:
@@ -80,15 +54,6 @@ def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") ->
         manifest.update(status=status, perf=perf)
         write_json(run_dir / "manifest.json", manifest)
     return perf
-
-
-def _report(run_dir: Path, console: Console) -> None:
-    from analysis.cli import print_verdict
-    from analysis.report import write_report
-
-    summary, _ = write_report(run_dir)
-    print_verdict(summary, console)
-    console.print(f"report: {run_dir / 'report.html'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                 point_dir = run_dir / name
                 point_dir.mkdir()
                 perf = run_once(point, point_dir, console, label=label)
-                _report(point_dir, console)
+                report_run(point_dir, console)
                 points.append({"nodes": n, "scoring": scoring, "label": label, "dir": point_dir.name,
                                "perf": perf})
             write_json(run_dir / "manifest.json", _manifest(scenario, "completed", sweep=points))
         else:
             run_once(scenario, run_dir, console)
-        _report(run_dir, console)
+        report_run(run_dir, console)
         return 0
     except (ScenarioError, MatrixError, UsageError) as exc:
         complain(str(exc))
@@ -146,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         complain(f"interrupted; events written so far are kept in {run_dir}")
         if run_dir is not None and scenario.sweep is None:
             try:
-                _report(run_dir, console)  # a report of what was measured before the interruption
+                report_run(run_dir, console)  # a report of what was measured before the interruption
             except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus
                 complain(f"no report for the partial run: {exc}")
         return 130

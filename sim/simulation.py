@@ -1,7 +1,7 @@
 """One simulated run: build the nodes and the network from a scenario, drive churn and workload, measure.
 
 Measurements come from outside the protocol: the simulation knows every live node, so it can say whether a
-lookup found the truly closest peers (``sim.oracle``) and whether routing tables have formed.
+lookup found the truly closest peers (``experiment.oracle``) and whether routing tables have formed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from typing import Any
 
 import simpy
 
+from experiment import churn as churn_model
+from experiment.latency import scenario_matrix
+from experiment.measure import Published, drain_seconds
+from experiment.oracle import LiveSet
 from p2pnode.config import GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
 from p2pnode.eventlog import EventWriter
 from p2pnode.host import Host
@@ -24,13 +28,9 @@ from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import default_message_id
 from p2pnode.pubsub.messages import Message
 from p2pnode.pubsub.router import GossipSub
-from sim import churn as churn_model
 from sim.attacks import DroppingGossipSub
-from sim.latency import LatencyModel, builtin_matrix, load_matrix
-from sim.oracle import LiveSet
+from sim.latency import LatencyModel
 from sim.runtime import SimNetwork, SimRuntime
-
-DRAIN = 10.0  # simulated seconds after the measured period for running operations to finish
 
 
 def _spread(shares: dict[str, float], count: int, rng: random.Random) -> list[str]:
@@ -64,28 +64,6 @@ def score_config(pubsub: Any) -> ScoreConfig:
                        **pubsub.score.model_dump())
 
 
-def drain_seconds(scenario: Any) -> float:
-    """How long a run goes on after the measured period: operations started before its end may finish, and
-    messages published then reach their delivery deadline."""
-    if scenario.pubsub is None:
-        return DRAIN
-    return max(DRAIN, scenario.measure.delivery_deadline + 1.0)
-
-
-class Published:
-    """A message being measured: who should get it and who has."""
-
-    __slots__ = ("mid", "number", "time", "topic", "publisher", "delivered")
-
-    def __init__(self, mid: bytes, number: int, time_: float, topic: str, publisher: int):
-        self.mid = mid
-        self.number = number
-        self.time = time_
-        self.topic = topic
-        self.publisher = publisher
-        self.delivered: dict[int, float] = {}
-
-
 class Simulation:
     def __init__(self, scenario: Any, events: EventWriter, progress: Callable[[float, float], None] | None = None):
         self.scenario = scenario
@@ -105,7 +83,7 @@ class Simulation:
         n = scenario.nodes.count
         self.n = n
         self.keypairs = [Keypair.from_seed(rng_build.randbytes(32)) for _ in range(n)]
-        names, rtt = self._matrix()
+        names, rtt = scenario_matrix(scenario)
         regions = scenario.nodes.region_shares(names)
         region_index = {name: i for i, name in enumerate(names)}
         node_regions = [region_index[r] for r in _spread(regions, n, rng_build)]
@@ -170,11 +148,6 @@ class Simulation:
         self.deadline = self.scenario.measure.delivery_deadline
         self.payload = bytes(ps.message_size)
         self.retired = [0, 0]  # message copies received / first receptions at nodes since stopped
-
-    def _matrix(self) -> tuple[tuple[str, ...], list[list[float]]]:
-        if self.scenario.network.latency.model == "matrix":
-            return load_matrix(self.scenario.matrix_path)
-        return builtin_matrix()
 
     # ---- node lifecycle --------------------------------------------------------------------------
 

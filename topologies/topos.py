@@ -4,7 +4,7 @@
 * ``FlatLan(n)`` — dual-stack hosts h1..hn on one switch s1: IPv6 ``fd00:1::<i>/64``, IPv4 ``10.0.0.<i>/16``.
 * ``Regions(n, regions, delays)`` — hosts spread round-robin over regions; region j is a switch ``s<j>`` plus a
   router host ``r<j>``; every pair of routers has a direct link whose one-way delay is the inter-region delay
-  (default: the simulator's latency model, ``sim/latency.py``, one-way = RTT / 2). Routed IPv6 (and IPv4)
+  (default: the latency model's region table, ``experiment/latency.py``, one-way = RTT / 2). Routed IPv6 (and IPv4)
   between regions with static routes.
 * ``HomeNat(n, nat)`` — public hosts on an "internet" switch s1, the other hosts each in a home network
   (switch + router ``n<k>``) behind an nftables IPv4 NAT; IPv6 is routed to every host (no NAT for IPv6).
@@ -22,7 +22,6 @@ All addressing plans are in topologies/README.md.
 
 from __future__ import annotations
 
-import ast
 import ipaddress
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ if __name__ != "topologies.topos" and str(_HERE.parent.parent) not in sys.path:
 from mininet.node import Host  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
+from experiment.latency import builtin_matrix  # noqa: E402
 from topologies.ipv6 import configure_node, prepare_namespace, run  # noqa: E402
 
 NAT_TYPES = ("cone", "symmetric")
@@ -138,30 +138,6 @@ def _ms(value: float) -> str:
     return f"{value:g}ms"
 
 
-def model_matrix() -> tuple[tuple[str, ...], list[list[float]]]:
-    """The simulator's built-in RTT matrix (ms). Under ``mn`` (Debian's python3 without numpy) the table is
-    read from sim/latency.py's source instead of importing it."""
-    try:
-        from sim.latency import builtin_matrix
-    except ImportError:
-        return _parse_latency_source(_HERE.parent.parent / "sim" / "latency.py")
-    return builtin_matrix()
-
-
-def _parse_latency_source(path: Path) -> tuple[tuple[str, ...], list[list[float]]]:
-    values = {}
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("REGIONS", "_RTT_MS"):
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-    names, upper = values["REGIONS"], values["_RTT_MS"]
-    rtt = [[0.0] * len(names) for _ in names]
-    for i, row in enumerate(upper):
-        for offset, value in enumerate(row):
-            rtt[i][i + offset] = rtt[i + offset][i] = float(value)
-    return tuple(names), rtt
-
-
 class Regions(Topo):
     """Hosts spread round-robin over regions joined pairwise by router-to-router links.
 
@@ -180,7 +156,7 @@ class Regions(Topo):
 
     def build(self, n=6, regions=3, delays=None, access_delay=None, host_regions=None, access_ms=None,
               access_loss=None, **_ignored):
-        names, rtt = model_matrix()
+        names, rtt = builtin_matrix()
         if isinstance(regions, int):
             if not 1 <= regions <= len(names):
                 raise ValueError(f"regions must be 1..{len(names)} (latency model) or a list of names")

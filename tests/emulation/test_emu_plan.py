@@ -77,7 +77,7 @@ def test_force_relay_even_with_netem():
 
 
 def test_regions_delays_follow_the_latency_model():
-    from sim.latency import builtin_matrix
+    from experiment.latency import builtin_matrix
 
     names, rtt = builtin_matrix()
     topo = Regions(6, 3)

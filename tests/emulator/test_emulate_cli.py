@@ -11,10 +11,10 @@ import pytest
 
 from emulator.cli import assign_regions, main, unsupported
 from emulator.driver import buckets_of
+from experiment.oracle import LiveSet
+from experiment.scenario import parse_scenario
 from p2pnode.identity import Keypair
 from p2pnode.kad.routing import RoutingTable
-from sim.oracle import LiveSet
-from sim.scenario import parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

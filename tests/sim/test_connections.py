@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import simpy
 
+from experiment.latency import builtin_matrix
 from p2pnode.config import GossipConfig, ScoreConfig
 from p2pnode.host import Host
 from p2pnode.identity import Keypair
 from p2pnode.kad.messages import PeerInfo
 from sim.cli import main as simulate
-from sim.latency import LatencyModel, builtin_matrix
+from sim.latency import LatencyModel
 from sim.runtime import DIAL_TIMEOUT, SimNetwork, SimRuntime
 from tests.sim.test_delivery import TINY
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from experiment.scenario import load_scenario
 from p2pnode.eventlog import EventWriter
 from p2pnode.pubsub.router import GossipSub
 from sim.attacks import DroppingGossipSub
 from sim.cli import main as simulate
-from sim.scenario import load_scenario
 from sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from experiment.oracle import LiveSet
 from sim.cli import main as simulate
-from sim.oracle import LiveSet
 
 SMALL = """
 name: small

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2pnode.config import GossipConfig, ScoreConfig
-from sim.scenario import (
-    DEFAULT_TARGETS,
+from experiment.criteria import DEFAULT_TARGETS
+from experiment.scenario import (
     Exponential,
     Lognormal,
     Router,
@@ -26,10 +25,11 @@ from sim.scenario import (
     parse_scenario,
     validate_regions,
 )
+from p2pnode.config import GossipConfig, ScoreConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
-# The latency model's region names (sim.latency.REGIONS); spelled out so these tests do not depend on it.
+# The latency model's region names (experiment.latency.REGIONS); spelled out so these tests do not depend on it.
 REGIONS = (
     "na-east",
     "na-west",
@@ -755,7 +755,7 @@ def _fake_runs(monkeypatch):
         return {"wall_seconds": 1.0}
 
     monkeypatch.setattr(cli, "run_once", run_once)
-    monkeypatch.setattr(cli, "_report", lambda run_dir, console: None)
+    monkeypatch.setattr(cli, "report_run", lambda run_dir, console: None)
     return cli, ran
 
 

@@ -1,27 +1,19 @@
-"""Scenario files: the loader and validator for the format described in docs/scenarios.md.
+"""The scenario schema: every section and field of a scenario file (docs/scenarios.md), as pydantic models.
 
-A scenario is read with PyYAML's composer so that every value keeps its line, converted to plain
-Python, validated with pydantic and, when anything is wrong, reported as a `ScenarioError` whose
-text has one line per problem::
-
-    scenarios/bad.yaml:12: churn.session.distribution: 'weibul' is not one of exponential, weibull, lognormal
-
-Public API: `load_scenario`, `parse_scenario`, `validate_regions`, `Scenario` (and its section
-models), `ScenarioError`, `Problem`.
+`build` validates plain data (a converted YAML document, or a dumped scenario with a value changed) into a
+`Scenario`, turning pydantic's errors into `ScenarioError` problems with lines (experiment.scenario.errors).
 """
 
 from __future__ import annotations
 
 import math
 import random
-import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -36,45 +28,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sim.yaml_lines import MAX_VALUES as _MAX_VALUES
-from sim.yaml_lines import Converter as _Converter
-from sim.yaml_lines import Lines as _Lines
-from sim.yaml_lines import Problem
-from sim.yaml_lines import TooBig as _TooBig
-from sim.yaml_lines import dotted as _dotted
-from sim.yaml_lines import node_line as _line
-from sim.yaml_lines import source_label as _label
-from sim.yaml_lines import yaml_error as _yaml_error
-
-__all__ = [
-    "ADDRESS_FAMILIES",
-    "CRITERIA",
-    "DEFAULT_TARGETS",
-    "DISTRIBUTIONS",
-    "NAT_TYPES",
-    "TRANSITIONS",
-    "Churn",
-    "Criterion",
-    "Dht",
-    "Exponential",
-    "Latency",
-    "Lognormal",
-    "Measure",
-    "Network",
-    "Nodes",
-    "Problem",
-    "Pubsub",
-    "Router",
-    "Scenario",
-    "ScenarioError",
-    "Score",
-    "Sweep",
-    "Weibull",
-    "Workload",
-    "load_scenario",
-    "parse_scenario",
-    "validate_regions",
-]
+from experiment.criteria import CRITERIA, DEFAULT_TARGETS, PUBSUB_CRITERIA, SHARE_CRITERIA
+from experiment.scenario.errors import (
+    Loc,
+    ScenarioError,
+    got,
+    problem,
+    raise_if,
+    validation_problems,
+)
+from experiment.scenario.yaml_lines import Lines, Problem, source_label
+from p2pnode.nodeconfig import TRANSITION_MECHANISMS as TRANSITIONS
 
 SHARE_TOLERANCE = 1e-6
 
@@ -82,7 +46,6 @@ SHARE_TOLERANCE = 1e-6
 # value that is merely not modelled yet); only the first group of each is accepted today.
 NAT_TYPES = ("none", "full-cone", "restricted", "port-restricted", "symmetric")
 ADDRESS_FAMILIES = ("dual", "ipv6", "ipv4")
-TRANSITIONS = ("native", "dslite", "teredo", "6to4", "isatap", "6over4", "map-e", "map-t", "464xlat", "6rd")
 _MODELLED = {
     "nat": (("none",), "NAT traversal lands"),
     "address_families": (("dual", "ipv6"), "IPv4-only support lands"),
@@ -94,57 +57,6 @@ LATENCY_MODELS = ("regions", "matrix")
 WIRE_MODES = ("objects", "exact")
 ARRIVALS = ("poisson", "periodic")
 DISCOVERY = ("dht", "random")
-CRITERIA = (
-    "formation_time",
-    "lookup_p99",
-    "lookup_success",
-    "put_get_success",
-    "delivery_rate",
-    "delivery_p99",
-    "scaling",
-)
-# Targets used when a criterion is listed without one ({} or null); the same as analysis.criteria.SPECS.
-DEFAULT_TARGETS: dict[str, float] = {
-    "formation_time": 30.0,  # simulated seconds until the network is formed (<)
-    "lookup_p99": 0.5,  # seconds, 99th percentile lookup latency (<)
-    "lookup_success": 0.99,  # share of lookups that find the closest live peer (>=)
-    "put_get_success": 0.99,  # share of gets that return the newest stored version (>=)
-    "delivery_rate": 0.999,  # share of (message, live subscriber) pairs delivered within the deadline (>=)
-    "delivery_p99": 1.0,  # seconds, 99th percentile publish-to-delivery latency (<)
-    "scaling": 1.5,  # wall-clock seconds per message, largest sweep point / smallest (<=)
-}
-_SHARE_CRITERIA = ("lookup_success", "put_get_success", "delivery_rate")
-_PUBSUB_CRITERIA = ("delivery_rate", "delivery_p99")
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-class ScenarioError(ValueError):
-    """A scenario that cannot be used; str() has one line per problem, sorted by line."""
-
-    def __init__(self, problems: Iterable[Problem]) -> None:
-        self.problems: list[Problem] = sorted(
-            problems, key=lambda p: (p.line is None, p.line or 0, p.file, p.path, p.message)
-        )
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.problems,))
-
-
-class _Problems(ValueError):
-    """Raised by cross-field validators: problems with locations relative to the model validated."""
-
-    def __init__(self, items: list[tuple[tuple[str | int, ...], str]]) -> None:
-        self.items = items
-        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in items))
-
-
-def _raise_if(items: list[tuple[tuple[str | int, ...], str]]) -> None:
-    if items:
-        raise _Problems(items)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +75,7 @@ def _choice(allowed: Sequence[str]) -> BeforeValidator:
         if isinstance(value, str) and value in allowed:
             return value
         raise PydanticCustomError(
-            "choice", "{got} is not one of {allowed}", {"got": _got(value), "allowed": ", ".join(allowed)}
+            "choice", "{got} is not one of {allowed}", {"got": got(value), "allowed": ", ".join(allowed)}
         )
 
     return BeforeValidator(check)
@@ -204,31 +116,20 @@ def _check_name(name: str) -> str:
 
 Share = NonNegFloat
 NatType = Annotated[
-    Literal["none", "full-cone", "restricted", "port-restricted", "symmetric"],
+    Literal[NAT_TYPES],
     _choice(NAT_TYPES),
     _modelled("nat"),
 ]
 AddressFamily = Annotated[
-    Literal["dual", "ipv6", "ipv4"], _choice(ADDRESS_FAMILIES), _modelled("address_families")
+    Literal[ADDRESS_FAMILIES], _choice(ADDRESS_FAMILIES), _modelled("address_families")
 ]
 Transition = Annotated[
-    Literal["native", "dslite", "teredo", "6to4", "isatap", "6over4", "map-e", "map-t", "464xlat", "6rd"],
+    Literal[TRANSITIONS],
     _choice(TRANSITIONS),
     _modelled("transition"),
 ]
 RegionName = Annotated[str, Strict()]
-CriterionName = Annotated[
-    Literal[
-        "formation_time",
-        "lookup_p99",
-        "lookup_success",
-        "put_get_success",
-        "delivery_rate",
-        "delivery_p99",
-        "scaling",
-    ],
-    _choice(CRITERIA),
-]
+CriterionName = Annotated[Literal[CRITERIA], _choice(CRITERIA)]
 
 
 class _Model(BaseModel):
@@ -283,7 +184,7 @@ class Nodes(_Model):
     @model_validator(mode="after")
     def _check(self) -> Nodes:
         if self.bootstrap > self.count:
-            _raise_if([(("bootstrap",), f"{self.bootstrap} bootstrap nodes but only {self.count} nodes")])
+            raise_if([(("bootstrap",), f"{self.bootstrap} bootstrap nodes but only {self.count} nodes")])
         return self
 
     def region_shares(self, known: Iterable[str]) -> dict[str, float]:
@@ -295,14 +196,14 @@ class Nodes(_Model):
 
 
 class Latency(_Model):
-    model: Annotated[Literal["regions", "matrix"], _choice(LATENCY_MODELS)] = "regions"
+    model: Annotated[Literal[LATENCY_MODELS], _choice(LATENCY_MODELS)] = "regions"
     matrix: Path | None = None
     jitter: NonNegFloat = 0.1
     access: tuple[NonNegFloat, NonNegFloat] = (0.002, 0.02)
 
     @model_validator(mode="after")
     def _check(self) -> Latency:
-        items: list[tuple[tuple[str | int, ...], str]] = []
+        items: list[tuple[Loc, str]] = []
         if self.model == "matrix" and self.matrix is None:
             items.append((("matrix",), "required when model is 'matrix' (a CSV file of RTTs in ms)"))
         if self.model == "regions" and self.matrix is not None:
@@ -310,7 +211,7 @@ class Latency(_Model):
         lo, hi = self.access
         if lo > hi:
             items.append((("access",), f"range [{lo}, {hi}] has its lower bound above its upper bound"))
-        _raise_if(items)
+        raise_if(items)
         return self
 
 
@@ -329,11 +230,11 @@ class Dht(_Model):
     record_ttl: PosFloat = 3600.0
     republish_interval: PosFloat = 1800.0
     refresh_interval: PosFloat = 600.0
-    wire: Annotated[Literal["objects", "exact"], _choice(WIRE_MODES)] = "objects"
+    wire: Annotated[Literal[WIRE_MODES], _choice(WIRE_MODES)] = "objects"
 
     @model_validator(mode="after")
     def _check(self) -> Dht:
-        items: list[tuple[tuple[str | int, ...], str]] = []
+        items: list[tuple[Loc, str]] = []
         if self.disjoint_paths > self.alpha:
             items.append((("disjoint_paths",), f"{self.disjoint_paths} exceeds alpha ({self.alpha})"))
         if self.slow_after > self.request_timeout:
@@ -345,7 +246,7 @@ class Dht(_Model):
                     f"{self.republish_interval:g} must be shorter than record_ttl ({self.record_ttl:g})",
                 )
             )
-        _raise_if(items)
+        raise_if(items)
         return self
 
 
@@ -434,7 +335,7 @@ class Router(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Router:
-        items: list[tuple[tuple[str | int, ...], str]] = []
+        items: list[tuple[Loc, str]] = []
         if self.d_lo > self.d:
             items.append((("d_lo",), f"{self.d_lo} exceeds d ({self.d})"))
         if self.d > self.d_hi:
@@ -449,7 +350,7 @@ class Router(_Model):
             items.append(
                 (("history_gossip",), f"{self.history_gossip} exceeds history_length ({self.history_length})")
             )
-        _raise_if(items)
+        raise_if(items)
         return self
 
 
@@ -464,7 +365,7 @@ class Score(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Score:
-        items: list[tuple[tuple[str | int, ...], str]] = []
+        items: list[tuple[Loc, str]] = []
         if self.publish_threshold > self.gossip_threshold:
             items.append(
                 (
@@ -479,7 +380,7 @@ class Score(_Model):
                     f"{self.graylist_threshold:g} must be below publish_threshold ({self.publish_threshold:g})",
                 )
             )
-        _raise_if(items)
+        raise_if(items)
         return self
 
 
@@ -488,9 +389,9 @@ class Pubsub(_Model):
     subscribers: Annotated[float, Strict(), Field(gt=0, le=1)] = 1.0
     publishers: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.05
     rate: PosFloat = 1.0
-    arrivals: Annotated[Literal["poisson", "periodic"], _choice(ARRIVALS)] = "poisson"
+    arrivals: Annotated[Literal[ARRIVALS], _choice(ARRIVALS)] = "poisson"
     message_size: Annotated[int, Strict(), Field(ge=1, le=1024 * 1024)] = 1024
-    discovery: Annotated[Literal["dht", "random"], _choice(DISCOVERY)] = "dht"
+    discovery: Annotated[Literal[DISCOVERY], _choice(DISCOVERY)] = "dht"
     peers: PosCount = 20
     max_peers: PosCount = 40
     scoring: Flag = True
@@ -500,12 +401,12 @@ class Pubsub(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Pubsub:
-        items: list[tuple[tuple[str | int, ...], str]] = []
+        items: list[tuple[Loc, str]] = []
         if self.peers < self.router.d:
             items.append((("peers",), f"{self.peers} is below router.d ({self.router.d})"))
         if self.max_peers < self.peers:
             items.append((("max_peers",), f"{self.max_peers} is below peers ({self.peers})"))
-        _raise_if(items)
+        raise_if(items)
         return self
 
     def topic_names(self) -> list[str]:
@@ -535,15 +436,15 @@ def _criteria_before(data: Any) -> Any:
 
 def _criteria_after(criteria: dict[str, Criterion]) -> dict[str, Criterion]:
     out: dict[str, Criterion] = {}
-    items: list[tuple[tuple[str | int, ...], str]] = []
+    items: list[tuple[Loc, str]] = []
     for name, crit in criteria.items():
         target = DEFAULT_TARGETS[name] if crit.target is None else crit.target
-        if name in _SHARE_CRITERIA and not 0 < target <= 1:
+        if name in SHARE_CRITERIA and not 0 < target <= 1:
             items.append(((name, "target"), f"{target:g} is a share and must be in (0, 1]"))
         elif target <= 0:
             items.append(((name, "target"), f"{target:g} must be > 0"))
         out[name] = Criterion(target=target)
-    _raise_if(items)
+    raise_if(items)
     return out
 
 
@@ -556,15 +457,15 @@ class Sweep(_Model):
     @model_validator(mode="after")
     def _check(self) -> Sweep:
         if self.nodes is None and self.scoring is None:
-            _raise_if([((), "needs nodes, scoring or both (the values to run the scenario with)")])
+            raise_if([((), "needs nodes, scoring or both (the values to run the scenario with)")])
         nodes = self.nodes or []
         for i in range(1, len(nodes)):
             if nodes[i] <= nodes[i - 1]:
-                _raise_if([(("nodes", i), f"{nodes[i]} after {nodes[i - 1]}: must be ascending")])
+                raise_if([(("nodes", i), f"{nodes[i]} after {nodes[i - 1]}: must be ascending")])
         scoring = self.scoring or []
         for i in range(1, len(scoring)):
             if scoring[i] in scoring[:i]:
-                _raise_if([(("scoring", i), f"{_got(scoring[i])} is given twice")])
+                raise_if([(("scoring", i), f"{got(scoring[i])} is given twice")])
         return self
 
 
@@ -606,7 +507,7 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> Scenario:
-        items: list[tuple[tuple[str | int, ...], str]] = []
+        items: list[tuple[Loc, str]] = []
         if self.nodes.join_over > self.warmup:
             items.append(
                 (("nodes", "join_over"), f"{self.nodes.join_over:g} exceeds warmup ({self.warmup:g})")
@@ -619,7 +520,7 @@ class Scenario(_Model):
                 items.append(
                     (("criteria", name), "needs puts and gets (workload.put > 0 and workload.get > 0)")
                 )
-            elif name in _PUBSUB_CRITERIA and self.pubsub is None:
+            elif name in PUBSUB_CRITERIA and self.pubsub is None:
                 items.append((("criteria", name), "needs a pubsub section"))
             elif name == "scaling" and (self.sweep is None or len(self.sweep.nodes or []) < 2):
                 items.append(
@@ -631,7 +532,7 @@ class Scenario(_Model):
         matrix = _resolve(self.network.latency.matrix, source)
         if matrix is not None and not matrix.is_file():
             items.append((("network", "latency", "matrix"), f"file not found: {matrix}"))
-        _raise_if(items)
+        raise_if(items)
         return self
 
     def with_nodes(self, n: int) -> Scenario:
@@ -640,10 +541,10 @@ class Scenario(_Model):
         data["nodes"]["count"] = n
         if isinstance(n, int) and not isinstance(n, bool):
             data["nodes"]["bootstrap"] = min(self.nodes.bootstrap, max(n, 1))
-        return _build(
+        return build(
             data,
             source=self._source,
-            label=_label(self._source),
+            label=source_label(self._source),
             lines=self._lines,
             overridden={("nodes", "count")},
         )
@@ -654,10 +555,10 @@ class Scenario(_Model):
             raise ValueError("with_scoring needs a scenario with a pubsub section")
         data = self.model_dump()
         data["pubsub"]["scoring"] = flag
-        return _build(
+        return build(
             data,
             source=self._source,
-            label=_label(self._source),
+            label=source_label(self._source),
             lines=self._lines,
             overridden={("pubsub", "scoring")},
         )
@@ -704,203 +605,54 @@ def _resolve(path: Path | None, source: Path | str | None) -> Path | None:
 
 
 # --------------------------------------------------------------------------------------------
-# pydantic errors -> problems
+# Validation
 
 
-def _got(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
-
-
-_TYPE_MESSAGES = {
-    "int_type": "expected an integer",
-    "int_parsing": "expected an integer",
-    "int_from_float": "expected an integer",
-    "float_type": "expected a number",
-    "float_parsing": "expected a number",
-    "string_type": "expected a string",
-    "bool_type": "expected true or false",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "model_attributes_type": "expected a mapping",
-    "list_type": "expected a list",
-    "tuple_type": "expected a list",
-    "path_type": "expected a file path",
-    "finite_number": "expected a finite number",
-}
-_BOUNDS = {
-    "greater_than": ("gt", ">"),
-    "greater_than_equal": ("ge", ">="),
-    "less_than": ("lt", "<"),
-    "less_than_equal": ("le", "<="),
-}
-
-
-def _message(err: Mapping[str, Any], loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str]:
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    if kind == "missing":
-        if loc and isinstance(loc[-1], int):
-            return loc[:-1], f"expected at least {loc[-1] + 1} items"
-        return loc, "required field is missing"
-    if kind == "extra_forbidden":
-        allowed = _fields_at(err["loc"][:-1])
-        return loc, "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
-    if kind == "union_tag_invalid":
-        disc = str(ctx.get("discriminator", "distribution")).strip("'")
-        tags = ", ".join(t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(","))
-        return (*loc, disc), f"{ctx.get('tag')!r} is not one of {tags}"
-    if kind == "union_tag_not_found":
-        disc = str(ctx.get("discriminator", "distribution")).strip("'")
-        return (*loc, disc), f"required field is missing (one of {', '.join(DISTRIBUTIONS)})"
-    if kind in _TYPE_MESSAGES:
-        value = err.get("input")
-        message = f"{_TYPE_MESSAGES[kind]}, got {_got(value)}"
-        if kind == "float_type" and isinstance(value, str) and _EXPONENT_AS_TEXT.match(value.strip()):
-            message += " (YAML reads an exponent without '.' and sign as text: write 1.0e+3)"
-        return loc, message
-    if kind in ("too_short", "too_long"):
-        most = "least" if kind == "too_short" else "most"
-        limit = ctx.get("min_length" if kind == "too_short" else "max_length")
-        items = "item" if limit == 1 else "items"
-        return loc, f"expected at {most} {limit} {items}, got {ctx.get('actual_length')}"
-    if kind in _BOUNDS:
-        key, op = _BOUNDS[kind]
-        bound = ctx.get(key)
-        bound = f"{bound:g}" if isinstance(bound, float) else bound
-        return loc, f"must be {op} {bound}, got {_got(err.get('input'))}"
-    msg = str(err["msg"])
-    if kind == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    return loc, msg
-
-
-_EXPONENT_AS_TEXT = re.compile(r"^[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+$")
-
-
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-            continue
-        args = typing.get_args(tp)
-        if args and type(None) in args:
-            rest = [a for a in args if a is not type(None)]
-            if len(rest) == 1:
-                tp = rest[0]
-                continue
-        return tp
-
-
-def _fields_at(loc: Sequence[str | int]) -> list[str] | None:
-    """The field names of the model that pydantic's `loc` points into (for 'unknown field')."""
-    tp: Any = Scenario
-    for el in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = tp.model_fields.get(str(el))
-            if field is None:
-                return None
-            tp = field.annotation
-            continue
-        if typing.get_origin(tp) is dict:
-            tp = typing.get_args(tp)[1]
-            continue
-        members = typing.get_args(tp)
-        chosen = None
-        for member in members:
-            if (
-                isinstance(member, type)
-                and issubclass(member, BaseModel)
-                and "distribution" in member.model_fields
-            ):
-                if typing.get_args(member.model_fields["distribution"].annotation) == (el,):
-                    chosen = member
-        if chosen is None:
-            return None
-        tp = chosen
-    tp = _unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
-    return None
-
-
-def _locate(loc: tuple[str | int, ...], data: Any) -> tuple[tuple[str | int, ...], tuple[str | int, ...]]:
-    """Split pydantic's loc into (path to show, deepest path present in the data)."""
-    shown: list[str | int] = []
-    present: list[str | int] = []
-    cur = data
-    found = True
-    for el in loc:
-        if el == "[key]":
-            continue
-        if found and isinstance(cur, dict) and el in cur:
-            cur = cur[el]
-            present.append(el)
-        elif found and isinstance(cur, list) and isinstance(el, int) and 0 <= el < len(cur):
-            cur = cur[el]
-            present.append(el)
-        elif found and isinstance(cur, dict) and cur.get("distribution") == el:
-            continue  # the tag pydantic adds for a discriminated union
-        else:
-            found = False
-        shown.append(el)
-    return tuple(shown), tuple(present)
-
-
-def _validation_problems(
-    exc: ValidationError,
+def build(
     data: Any,
+    *,
+    source: Path | None,
     label: str,
-    lines: Mapping[tuple[str | int, ...], int] | _Lines,
-    overridden: set[tuple[str | int, ...]],
-) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        error = (err.get("ctx") or {}).get("error")
-        if isinstance(error, _Problems):
-            raw = [(tuple(err["loc"]) + tuple(rel), msg) for rel, msg in error.items]
-        else:
-            raw = [_message(err, tuple(err["loc"]))]
-        for loc, msg in raw:
-            shown, present = _locate(loc, data)
-            problems.append(_problem(label, lines, overridden, shown, present, msg))
-    return problems
-
-
-def _problem(
-    label: str,
-    lines: Mapping[tuple[str | int, ...], int] | _Lines,
-    overridden: set[tuple[str | int, ...]],
-    shown: tuple[str | int, ...],
-    present: tuple[str | int, ...],
-    message: str,
-) -> Problem:
-    if any(shown[:i] in overridden for i in range(1, len(shown) + 1)):
-        return Problem(f"{label} (override)", None, _dotted(shown), message)
-    line = None
-    for i in range(len(present), -1, -1):
-        line = lines.line(present[:i]) if isinstance(lines, _Lines) else lines.get(present[:i])
-        if line is not None:
-            break
-    return Problem(label, line, _dotted(shown), message)
+    lines: Mapping[Loc, int] | Lines,
+    overridden: set[Loc],
+    known_regions: Iterable[str] | None = None,
+    early: list[Problem] | None = None,
+) -> Scenario:
+    """Validate `data` into a Scenario; raises ScenarioError with every problem (`early` ones first found
+    by the YAML reader), located with `lines` (values in `overridden` were set by an override)."""
+    problems = list(early or [])
+    try:
+        scenario = Scenario.model_validate(data, context={"source": source})
+    except ValidationError as exc:
+        # a value the YAML reader already refused (an unsupported tag, ...) is not reported twice
+        refused = {p.path for p in problems}
+        problems += [
+            p
+            for p in validation_problems(exc, Scenario, data, label, lines, overridden)
+            if not any(p.path == r or p.path.startswith((r + ".", r + "[")) for r in refused)
+        ]
+        scenario = None
+    if known_regions is not None and isinstance(data, dict):
+        nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
+        network = data.get("network") if isinstance(data.get("network"), dict) else {}
+        latency = network.get("latency") if isinstance(network.get("latency"), dict) else {}
+        for loc, msg in _region_problems(
+            nodes.get("regions"), latency.get("model", "regions"), known_regions
+        ):
+            problems.append(problem(label, lines, overridden, loc, loc, msg))
+    if problems or scenario is None:
+        raise ScenarioError(problems)
+    scenario._source = source
+    flat = lines if not isinstance(lines, Lines) else {p: lines.line(p) for p in {*lines.key, *lines.value}}
+    scenario._lines = {p: ln for p, ln in flat.items() if ln is not None}
+    return scenario
 
 
 # --------------------------------------------------------------------------------------------
 # Regions
 
 
-def _region_problems(
-    regions: Any, model: Any, known: Iterable[str]
-) -> list[tuple[tuple[str | int, ...], str]]:
+def _region_problems(regions: Any, model: Any, known: Iterable[str]) -> list[tuple[Loc, str]]:
     if model == "matrix" or not isinstance(regions, dict):
         return []
     names = list(known)
@@ -920,153 +672,5 @@ def validate_regions(scenario: Scenario, known: Iterable[str]) -> None:
     names = list(known)
     items = _region_problems(scenario.nodes.regions, "regions", names)
     if items:
-        label = _label(scenario.source)
-        raise ScenarioError(_problem(label, scenario._lines, set(), loc, loc, msg) for loc, msg in items)
-
-
-def _known_regions() -> tuple[str, ...] | None:
-    try:
-        from sim.latency import REGIONS
-    except ModuleNotFoundError as exc:
-        if exc.name in ("sim.latency", "sim"):
-            return None
-        raise
-    return tuple(REGIONS)
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-
-
-def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> set[tuple[str | int, ...]]:
-    """Apply {"nodes.count": 500} or {"nodes": {"count": 500}} style overrides in place."""
-    touched: set[tuple[str | int, ...]] = set()
-
-    def put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-        for i, key in enumerate(path[:-1]):
-            nxt = target.get(key)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                target[key] = nxt
-                touched.add(path[: i + 1])
-            target = nxt
-        if isinstance(value, Mapping) and isinstance(target.get(path[-1]), dict):
-            for k, v in value.items():
-                put(target[path[-1]], (str(k),), v)
-                touched.add((*path, str(k)))
-            return
-        target[path[-1]] = dict(value) if isinstance(value, Mapping) else value
-        touched.add(path)
-
-    for key, value in overrides.items():
-        put(data, tuple(str(key).split(".")), value)
-    return touched
-
-
-def _build(
-    data: Any,
-    *,
-    source: Path | None,
-    label: str,
-    lines: Mapping[tuple[str | int, ...], int] | _Lines,
-    overridden: set[tuple[str | int, ...]],
-    known_regions: Iterable[str] | None = None,
-    early: list[Problem] | None = None,
-) -> Scenario:
-    problems = list(early or [])
-    try:
-        scenario = Scenario.model_validate(data, context={"source": source})
-    except ValidationError as exc:
-        # a value the YAML reader already refused (an unsupported tag, ...) is not reported twice
-        refused = {p.path for p in problems}
-        problems += [
-            p
-            for p in _validation_problems(exc, data, label, lines, overridden)
-            if not any(p.path == r or p.path.startswith((r + ".", r + "[")) for r in refused)
-        ]
-        scenario = None
-    if known_regions is not None and isinstance(data, dict):
-        nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
-        network = data.get("network") if isinstance(data.get("network"), dict) else {}
-        latency = network.get("latency") if isinstance(network.get("latency"), dict) else {}
-        for loc, msg in _region_problems(
-            nodes.get("regions"), latency.get("model", "regions"), known_regions
-        ):
-            problems.append(_problem(label, lines, overridden, loc, loc, msg))
-    if problems or scenario is None:
-        raise ScenarioError(problems)
-    scenario._source = source
-    flat = lines if not isinstance(lines, _Lines) else {p: lines.line(p) for p in {*lines.key, *lines.value}}
-    scenario._lines = {p: ln for p, ln in flat.items() if ln is not None}
-    return scenario
-
-
-def parse_scenario(
-    text: str,
-    *,
-    source: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Scenario:
-    """Parse and validate scenario text; `source` (the file it came from) labels errors and anchors
-    relative paths. Raises ScenarioError."""
-    source = None if source is None else Path(source)
-    label = _label(source)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise ScenarioError([_yaml_error(exc, label)]) from None
-    except RecursionError:
-        raise ScenarioError([Problem(label, None, "", "invalid YAML: nested too deeply")]) from None
-    if root is None:
-        raise ScenarioError(
-            [Problem(label, None, "", "the file is empty; expected a mapping with at least 'name'")]
-        )
-    if not isinstance(root, yaml.MappingNode):
-        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
-        raise ScenarioError(
-            [
-                Problem(
-                    label,
-                    _line(root),
-                    "",
-                    f"expected a mapping of scenario fields at the top level, got {kind}",
-                )
-            ]
-        )
-    conv = _Converter(label)
-    try:
-        data = conv.convert(root, ())
-    except RecursionError:
-        raise ScenarioError([Problem(label, None, "", "invalid YAML: nested too deeply")]) from None
-    except _TooBig as exc:
-        message = f"more than {_MAX_VALUES} values once aliases are expanded"
-        raise ScenarioError([Problem(label, exc.line, "", message)]) from None
-    overridden = _apply_overrides(data, overrides) if overrides else set()
-    return _build(
-        data,
-        source=source,
-        label=label,
-        lines=conv.lines,
-        overridden=overridden,
-        known_regions=_known_regions(),
-        early=conv.problems,
-    )
-
-
-def load_scenario(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Scenario:
-    """Read, parse and validate a scenario file. Raises ScenarioError for every user mistake.
-
-    `overrides` replace values before validation: {"nodes.count": 500} or {"nodes": {"count": 500}}.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([Problem(str(path), None, "", "no such file")]) from None
-    except IsADirectoryError:
-        raise ScenarioError([Problem(str(path), None, "", "is a directory, not a scenario file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {exc.strerror or exc}")]) from None
-    return parse_scenario(text, source=path, overrides=overrides)
+        label = source_label(scenario.source)
+        raise ScenarioError(problem(label, scenario._lines, set(), loc, loc, msg) for loc, msg in items)

@@ -1,0 +1,15 @@
+"""The measured events of a run (``events.csv``, docs/results.md): the columns and every kind of row.
+
+The columns are those a real node writes (``p2pnode.eventlog``, which cannot import this layer); the kinds are
+all the rows a driver or a node writes. `analysis/` reads files with these names.
+"""
+
+from __future__ import annotations
+
+from p2pnode.eventlog import COLUMNS
+
+__all__ = ["COLUMNS", "KINDS", "PUBSUB_KINDS"]
+
+KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation",
+         "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh")
+PUBSUB_KINDS = KINDS[KINDS.index("publish"):]

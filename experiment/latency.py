@@ -1,0 +1,91 @@
+"""The latency model's inputs: region names and the round-trip times between them (ms).
+
+The built-in table gives median RTTs in milliseconds between nine regions. The figures are rounded from
+public inter-datacentre ping measurements (cloud-provider region-to-region tables and WonderNetwork-style
+city pings, 2023-2025); they describe backbone paths between well-connected hosts, so each node also gets a
+last-mile access latency on top (scenario ``network.latency.access``). A scenario can replace the table
+with its own CSV matrix (``model: matrix``): a header row ``region,<name>,<name>…`` and one row of RTTs in
+milliseconds per region, symmetric, with the diagonal the intra-region RTT.
+
+Both drivers read their model from here: the simulator's per-message delay (``sim/latency.py``) and the
+emulator's link delays (``emulator/``, ``topologies/topos.py``). Standard library only: the
+topologies are also loaded by Mininet's own interpreter.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+REGIONS = (
+    "na-east", "na-west", "sa-east", "eu-west", "eu-central", "ap-northeast", "ap-southeast", "oceania", "africa",
+)
+
+# Median RTT in ms, upper triangle including the diagonal (intra-region), in REGIONS order.
+_RTT_MS = (
+    (8, 65, 115, 75, 90, 160, 215, 200, 225),
+    (8, 170, 135, 150, 105, 165, 140, 275),
+    (8, 180, 200, 255, 320, 305, 340),
+    (6, 15, 215, 160, 260, 155),
+    (6, 225, 150, 250, 165),
+    (6, 70, 110, 330),
+    (6, 95, 290),
+    (6, 390),
+    (10,),
+)
+
+
+def builtin_matrix() -> tuple[tuple[str, ...], list[list[float]]]:
+    n = len(REGIONS)
+    rtt = [[0.0] * n for _ in range(n)]
+    for i, row in enumerate(_RTT_MS):
+        for offset, value in enumerate(row):
+            j = i + offset
+            rtt[i][j] = rtt[j][i] = float(value)
+    return REGIONS, rtt
+
+
+class MatrixError(ValueError):
+    pass
+
+
+def load_matrix(path: Path) -> tuple[tuple[str, ...], list[list[float]]]:
+    """Read a CSV RTT matrix (ms). Errors name the file and line."""
+    try:
+        with open(path, newline="") as f:
+            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    except OSError as exc:
+        raise MatrixError(f"{path}: cannot read latency matrix: {exc.strerror}") from exc
+    if len(rows) < 2:
+        raise MatrixError(f"{path}: a latency matrix needs a header row and at least one region row")
+    names = tuple(cell.strip() for cell in rows[0][1:])
+    if len(set(names)) != len(names) or not all(names):
+        raise MatrixError(f"{path}:1: region names in the header must be unique and non-empty")
+    if len(rows) - 1 != len(names):
+        raise MatrixError(f"{path}: {len(names)} regions in the header but {len(rows) - 1} rows")
+    rtt = []
+    for line, row in enumerate(rows[1:], start=2):
+        if row[0].strip() != names[line - 2]:
+            raise MatrixError(f"{path}:{line}: row is for {row[0].strip()!r}, expected {names[line - 2]!r}")
+        if len(row) - 1 != len(names):
+            raise MatrixError(f"{path}:{line}: expected {len(names)} RTT values, found {len(row) - 1}")
+        try:
+            values = [float(cell) for cell in row[1:]]
+        except ValueError as exc:
+            raise MatrixError(f"{path}:{line}: RTT values must be numbers (ms)") from exc
+        if any(v < 0 or v != v for v in values):
+            raise MatrixError(f"{path}:{line}: RTT values must be >= 0")
+        rtt.append(values)
+    for i in range(len(names)):
+        for j in range(i):
+            if abs(rtt[i][j] - rtt[j][i]) > 1e-9:
+                raise MatrixError(f"{path}:{i + 2}: matrix is not symmetric ({names[i]} <-> {names[j]})")
+    return names, rtt
+
+
+def scenario_matrix(scenario: Any) -> tuple[tuple[str, ...], list[list[float]]]:
+    """The region names and RTT matrix (ms) a scenario's latency model uses: its CSV matrix, or the table."""
+    if scenario.network.latency.model == "matrix":
+        return load_matrix(scenario.matrix_path)
+    return builtin_matrix()

@@ -1,0 +1,113 @@
+"""Reading a scenario: YAML text (with the line of every value) or a file, overrides, then the schema.
+
+Public API: `load_scenario`, `parse_scenario`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiment.latency import REGIONS
+from experiment.scenario.errors import Loc, ScenarioError
+from experiment.scenario.schema import Scenario, build
+from experiment.scenario.yaml_lines import MAX_VALUES, Converter, Problem, TooBig, node_line, source_label, yaml_error
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> set[Loc]:
+    """Apply {"nodes.count": 500} or {"nodes": {"count": 500}} style overrides in place."""
+    touched: set[Loc] = set()
+
+    def put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+        for i, key in enumerate(path[:-1]):
+            nxt = target.get(key)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                target[key] = nxt
+                touched.add(path[: i + 1])
+            target = nxt
+        if isinstance(value, Mapping) and isinstance(target.get(path[-1]), dict):
+            for k, v in value.items():
+                put(target[path[-1]], (str(k),), v)
+                touched.add((*path, str(k)))
+            return
+        target[path[-1]] = dict(value) if isinstance(value, Mapping) else value
+        touched.add(path)
+
+    for key, value in overrides.items():
+        put(data, tuple(str(key).split(".")), value)
+    return touched
+
+
+def parse_scenario(
+    text: str,
+    *,
+    source: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Scenario:
+    """Parse and validate scenario text; `source` (the file it came from) labels errors and anchors
+    relative paths. Raises ScenarioError."""
+    source = None if source is None else Path(source)
+    label = source_label(source)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([yaml_error(exc, label)]) from None
+    except RecursionError:
+        raise ScenarioError([Problem(label, None, "", "invalid YAML: nested too deeply")]) from None
+    if root is None:
+        raise ScenarioError(
+            [Problem(label, None, "", "the file is empty; expected a mapping with at least 'name'")]
+        )
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        raise ScenarioError(
+            [
+                Problem(
+                    label,
+                    node_line(root),
+                    "",
+                    f"expected a mapping of scenario fields at the top level, got {kind}",
+                )
+            ]
+        )
+    conv = Converter(label)
+    try:
+        data = conv.convert(root, ())
+    except RecursionError:
+        raise ScenarioError([Problem(label, None, "", "invalid YAML: nested too deeply")]) from None
+    except TooBig as exc:
+        message = f"more than {MAX_VALUES} values once aliases are expanded"
+        raise ScenarioError([Problem(label, exc.line, "", message)]) from None
+    overridden = _apply_overrides(data, overrides) if overrides else set()
+    return build(
+        data,
+        source=source,
+        label=label,
+        lines=conv.lines,
+        overridden=overridden,
+        known_regions=REGIONS,
+        early=conv.problems,
+    )
+
+
+def load_scenario(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """Read, parse and validate a scenario file. Raises ScenarioError for every user mistake.
+
+    `overrides` replace values before validation: {"nodes.count": 500} or {"nodes": {"count": 500}}.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([Problem(str(path), None, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise ScenarioError([Problem(str(path), None, "", "is a directory, not a scenario file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    return parse_scenario(text, source=path, overrides=overrides)
