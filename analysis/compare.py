@@ -124,6 +124,6 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
     if links:
         doc.links(links)
     doc.heading(f"Network model of {la}", 3)
-    doc.bullets(model_lines(first.scenario))
+    doc.bullets(model_lines(first.scenario, first.runtime))
     paths = write_doc(doc, out)
     return [a, b], [*paths, *overlays.values()]

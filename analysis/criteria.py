@@ -69,13 +69,13 @@ def _target(name: str, setting: object) -> float:
     return float(setting)
 
 
-def criterion(name: str, value: float | None, target: float, description: str | None = None) -> dict:
+def criterion(name: str, value: float | None, target: float, description: str) -> dict:
     spec = SPECS[name]
     value = num(value)
     passed = value is not None and OPS[spec.op](value, target)
     return {
         "name": name,
-        "description": description or spec.description,
+        "description": description,
         "value": value,
         "target": num(float(target)),
         "op": spec.op,
@@ -102,7 +102,7 @@ def criterion_value(run: Run, name: str) -> float | None:
 
 
 def run_criteria(run: Run) -> list[dict]:
-    return [criterion(name, criterion_value(run, name), target)
+    return [criterion(name, criterion_value(run, name), target, SPECS[name].describe(run.runtime))
             for name, target in judged(run.scenario, scaling=False)]
 
 
@@ -143,9 +143,9 @@ def sweep_criteria(run: Run, ratio: float | None) -> list[dict]:
     result = []
     for name, target in judged(run.scenario, scaling=judges_scaling(run)):
         if name == "scaling":
-            result.append(criterion(name, ratio, target))
+            result.append(criterion(name, ratio, target, SPECS[name].describe(run.runtime)))
         else:
-            description = f"Worst over the sweep points. {SPECS[name].description}"
+            description = f"Worst over the sweep points. {SPECS[name].describe(run.runtime)}"
             result.append(criterion(name, worst_over_points(run.points, name), target, description))
     return result
 

@@ -31,6 +31,16 @@ DELIVERY_DEFINITION = (
     "or not the reception came within the deadline."
 )
 
+# What event times count, by the manifest's runtime: the simulator's clock, or real seconds since an emulated
+# run's scenario started.
+CLOCKS = {"sim": "simulated", "emulation": "emulated"}
+
+
+def clock(runtime: str | None) -> str:
+    """How a report names a run's time: "simulated", "emulated", or "scenario" when the manifest does not say."""
+    return CLOCKS.get(runtime, "scenario") if runtime else "scenario"
+
+
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
@@ -42,13 +52,17 @@ class Spec:
     target: float
     op: str
 
+    def describe(self, runtime: str | None) -> str:
+        """The description with its time named for the run's runtime."""
+        return self.description.replace("{Clock}", clock(runtime).capitalize())
+
 
 SPECS = {
     spec.name: spec
     for spec in (
         Spec(
             "formation_time",
-            "Simulated seconds from t=0 until lookups for one random key from every checked live node "
+            "{Clock} seconds from t=0 until lookups for one random key from every checked live node "
             "(all bootstrapped) returned exactly the true k closest live peers; fails if never reached.",
             "s",
             DEFAULT_TARGETS["formation_time"],

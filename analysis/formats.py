@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from analysis.criteria import verdict
+from analysis.definitions import clock
 from analysis.render import Doc
 
 MISSING = "—"
@@ -75,7 +76,7 @@ CAPTIONS = {
                       "(grey bars: lookups per bin).",
     "get_success": "Share of gets per time bin that returned the newest stored version, against the target "
                    "(grey bars: gets per bin).",
-    "live_nodes": "Live nodes over simulated time, with joins and rejoins (up) and departures (down) "
+    "live_nodes": "Live nodes over {clock} time, with joins and rejoins (up) and departures (down) "
                   "counted per time bin below.",
     "formation": "Routing-table completeness: share of checked live nodes whose every bucket holds "
                  "min(k, live peers in its range) live peers; dots mark lookup checks that agreed, lines "
@@ -156,9 +157,19 @@ def rel(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
 
-def plots_section(doc: Doc, pngs: dict[str, Path], base: Path) -> None:
+def caption(name: str, runtime: str | None) -> str:
+    """A plot's caption, its time named for the run's runtime."""
+    return CAPTIONS[name].replace("{clock}", clock(runtime))
+
+
+def time_covered(runtime: str | None, seconds: float | None) -> str:
+    gloss = " (real seconds since the scenario started)" if runtime == "emulation" else ""
+    return f"{clock(runtime).capitalize()} time covered by events{gloss}: {fmt(seconds, 's')}."
+
+
+def plots_section(doc: Doc, pngs: dict[str, Path], base: Path, runtime: str | None = None) -> None:
     doc.heading("Plots")
     if not pngs:
         doc.para("No plots: the events hold no data to plot.")
     for name, path in pngs.items():
-        doc.image(rel(path, base), name.replace("_", " "), CAPTIONS[name])
+        doc.image(rel(path, base), name.replace("_", " "), caption(name, runtime))

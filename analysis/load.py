@@ -43,6 +43,12 @@ class Run:
         return str(self.scenario.get("name") or self.path.name)
 
     @property
+    def runtime(self) -> str | None:
+        """The manifest's runtime (`sim` or `emulation`); a sweep's, else its first point's."""
+        runtime = self.manifest.get("runtime") or next((p.manifest.get("runtime") for p in self.points), None)
+        return runtime if isinstance(runtime, str) else None
+
+    @property
     def is_sweep(self) -> bool:
         return "sweep" in self.manifest
 

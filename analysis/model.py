@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analysis.definitions import clock
 from analysis.formats import fmt, given
 from analysis.load import setting
 
@@ -20,8 +21,8 @@ def _shares(spec: object) -> str:
                      for key, value in spec.items())
 
 
-def model_lines(scenario: dict) -> list[str]:
-    """Human-readable network model assumptions from a resolved scenario."""
+def model_lines(scenario: dict, runtime: str | None) -> list[str]:
+    """Human-readable network model assumptions from a resolved scenario (times named for the runtime)."""
     nodes, network, dht = scenario.get("nodes"), scenario.get("network"), scenario.get("dht")
     latency, churn, workload = setting(network, "latency"), scenario.get("churn"), scenario.get("workload")
     model = setting(latency, "model")
@@ -67,7 +68,7 @@ def model_lines(scenario: dict) -> list[str]:
     lines.append("DHT: " + ", ".join(dht_parts) + ".")
     if isinstance(workload, dict):
         lines.append(
-            f"Workload per live node per simulated minute: {given(workload.get('lookup'))} lookups, "
+            f"Workload per live node per {clock(runtime)} minute: {given(workload.get('lookup'))} lookups, "
             f"{given(workload.get('put'))} puts, {given(workload.get('get'))} gets; values of "
             f"{given(workload.get('value_size'), ' bytes')}."
         )

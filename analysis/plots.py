@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from analysis.criteria import judged, judges_scaling
-from analysis.definitions import SPECS
+from analysis.definitions import SPECS, clock
 from analysis.load import Run, setting
 from analysis.stats import eligible_deliveries, formation_time, point_perf
 from analysis.summary import point_label
@@ -184,7 +184,7 @@ def _success_over_time(run: Run, kind: str, criterion: str, path: Path, title: s
             label=f"share ok per {width:g} s bin")
     target = _target(run, criterion)
     ax.axhline(target, color="tab:red", linewidth=1, linestyle="--", label=f"target {target:g}")
-    ax.set_xlabel("simulated time (s)")
+    ax.set_xlabel(f"{clock(run.runtime)} time (s)")
     ax.set_ylabel("share ok")
     _share_limits(ax, target, float(bins["mean"].min()))
     ax.set_title(title)
@@ -220,7 +220,7 @@ def plot_delivery_rate(run: Run, out_dir: str | Path | None = None) -> Path | No
             label=f"delivery rate of the messages published per {width:g} s bin")
     target = _target(run, "delivery_rate")
     ax.axhline(target, color="tab:red", linewidth=1, linestyle="--", label=f"target {target:g}")
-    ax.set_xlabel("publish time, simulated (s)")
+    ax.set_xlabel(f"publish time, {clock(run.runtime)} (s)")
     ax.set_ylabel("delivery rate")
     _share_limits(ax, target, float(np.nanmin(rate)) if np.isfinite(rate).any() else target)
     ax.set_title(f"{run.name}: delivery rate over time")
@@ -246,7 +246,7 @@ def plot_mesh_degree(run: Run, out_dir: str | Path | None = None) -> Path | None
         value = setting(router, key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             ax.axhline(value, color="tab:red", linewidth=1, linestyle=style, label=f"{key} = {value:g}")
-    ax.set_xlabel("simulated time (s)")
+    ax.set_xlabel(f"{clock(run.runtime)} time (s)")
     ax.set_ylabel("mesh degree")
     ax.set_ylim(bottom=0)
     ax.set_title(f"{run.name}: mesh degree")
@@ -285,7 +285,7 @@ def plot_live_nodes(run: Run, out_dir: str | Path | None = None) -> Path | None:
     bottom.axhline(0, color="black", linewidth=0.5)
     bottom.set_ylabel("events")
     bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
-    bottom.set_xlabel("simulated time (s)")
+    bottom.set_xlabel(f"{clock(run.runtime)} time (s)")
     bottom.grid(True, alpha=0.3)
     if not (ups.empty and downs.empty):
         bottom.legend(loc="upper right", fontsize="small")
@@ -314,7 +314,7 @@ def plot_formation(run: Run, out_dir: str | Path | None = None) -> Path | None:
         ax.axvline(reached, color="tab:green", linestyle="--", label=f"formed at {reached:.1f} s")
     target = _target(run, "formation_time")
     ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {target:g} s")
-    ax.set_xlabel("simulated time (s)")
+    ax.set_xlabel(f"{clock(run.runtime)} time (s)")
     ax.set_ylabel("share of checked nodes")
     ax.set_ylim(-0.02, 1.05)
     ax.set_title(f"{run.name}: network formation" + ("" if reached is not None else " (never reached)"))

@@ -6,20 +6,28 @@ from pathlib import Path
 
 from analysis import plots
 from analysis.criteria import judged, judges_scaling
-from analysis.definitions import DELIVERY_CRITERIA, DELIVERY_DEFINITION, FORMATION_DEFINITION, RUN_CRITERIA, SPECS
+from analysis.definitions import (
+    DELIVERY_CRITERIA,
+    DELIVERY_DEFINITION,
+    FORMATION_DEFINITION,
+    RUN_CRITERIA,
+    SPECS,
+    clock,
+)
 from analysis.formats import (
-    CAPTIONS,
     MISSING,
     PUBSUB_NOTE,
     PUBSUB_PLOTS,
     PUBSUB_STATS,
     STATS,
+    caption,
     fmt,
     fmt_micro,
     given,
     plots_section,
     rel,
     target_text,
+    time_covered,
     title,
     verdict_text,
 )
@@ -70,15 +78,14 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
     if notes:
         doc.bullets(notes)
     doc.heading("Statistics")
-    simulated = summary.get("simulated_seconds")
-    doc.para(f"Simulated time covered by events: {fmt(simulated, 's')}.")
+    doc.para(time_covered(run.runtime, summary.get("simulated_seconds")))
     stats = _measured(summary["stats"])
     if "pubsub" in summary and stats.get("formation_time") is None:
         stats.pop("formation_time", None)  # formation is a DHT matter; a pub-sub run may not join the DHT
     doc.table(["statistic", "value"], [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in stats.items()])
     if "pubsub" in summary:
         _pubsub_section(doc, run, summary["pubsub"], {n: p for n, p in pngs.items() if n in PUBSUB_PLOTS})
-    plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path)
+    plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path, run.runtime)
     _definitions(doc, run, sweep=False)
     _run_info(doc, run)
     return summary, [summary_path, *write_doc(doc, run.path), *pngs.values()]
@@ -98,15 +105,15 @@ def _pubsub_section(doc: Doc, run: Run, stats: dict, pngs: dict[str, Path]) -> N
               [[PUBSUB_STATS[key][0], fmt(value, PUBSUB_STATS[key][1])] for key, value in stats.items()])
     doc.para(PUBSUB_NOTE)
     for name, path in pngs.items():
-        doc.image(rel(path, run.path), name.replace("_", " "), CAPTIONS[name])
+        doc.image(rel(path, run.path), name.replace("_", " "), caption(name, run.runtime))
 
 
 def _notes(run: Run) -> list[str]:
     notes = []
     status = run.manifest.get("status")
     if status not in (None, "completed"):
-        notes.append(f"The run did not complete (status: {status}): the figures cover only the simulated time "
-                     "before it stopped.")
+        notes.append(f"The run did not complete (status: {status}): the figures cover only the "
+                     f"{clock(run.runtime)} time before it stopped.")
     perf = run.manifest.get("perf")
     saturated = perf.get("host_cpu_saturated_seconds") if isinstance(perf, dict) else None
     if isinstance(saturated, int | float) and saturated > 0:
@@ -152,7 +159,7 @@ def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
     _delivery_points(doc, sweep, summary["points"])
     doc.links([(f"{p['label']}: {p['dir']}/report.html", f"{p['dir']}/report.html")
                for p in summary["points"]])
-    plots_section(doc, pngs, sweep.path)
+    plots_section(doc, pngs, sweep.path, sweep.runtime)
     _definitions(doc, sweep, sweep=True)
     _run_info(doc, sweep)
     return summary, [summary_path, *write_doc(doc, sweep.path), *pngs.values()]
@@ -203,7 +210,7 @@ def _definitions(doc: Doc, run: Run, sweep: bool) -> None:
         if name == "scaling" and not scaling:
             state = "not judged: the sweep has fewer than two node counts"
         worst = "Worst over the sweep points. " if sweep and name != "scaling" else ""
-        items.append(f"`{name}` ({spec.op} {fmt(target, spec.unit)}, {state}): {worst}{spec.description}")
+        items.append(f"`{name}` ({spec.op} {fmt(target, spec.unit)}, {state}): {worst}{spec.describe(run.runtime)}")
     doc.bullets(items)
     doc.para("Formation, as defined in docs/results.md:")
     doc.quote(FORMATION_DEFINITION)
@@ -211,7 +218,7 @@ def _definitions(doc: Doc, run: Run, sweep: bool) -> None:
         doc.para("Percentiles interpolate linearly between the sorted samples; shares count rows with "
                  "`ok == 1` among all rows of that kind. Messages and bytes are the last `traffic` sample.")
     doc.heading("Network model", 3)
-    doc.bullets(model_lines(run.scenario))
+    doc.bullets(model_lines(run.scenario, run.runtime))
 
 
 def _run_info(doc: Doc, run: Run) -> None:

@@ -75,7 +75,7 @@ def _summarise_sweep(run: Run) -> dict:
         "scenario": run.name,
         "seed": run.manifest.get("seed", run.scenario.get("seed")),
         "nodes": [p["nodes"] for p in points],
-        "runtime": run.manifest.get("runtime") or next((p.manifest.get("runtime") for p in run.points), None),
+        "runtime": run.runtime,
         "criteria": sweep_criteria(run, ratio),
         "points": points,
         "missing_points": list(run.missing_points),

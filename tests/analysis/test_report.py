@@ -77,11 +77,11 @@ SCENARIO = {
 
 
 def write_run(path: Path, rows: list[str] = ROWS, scenario: dict | None = None, nodes: int = 10,
-              perf: dict | None = None, tail: str = "") -> Path:
+              perf: dict | None = None, tail: str = "", runtime: str = "sim") -> Path:
     """A run directory as the simulator writes it: manifest.json and events.csv (plus an optional tail)."""
     path.mkdir(parents=True)
     manifest = {
-        "scenario": scenario or SCENARIO, "seed": 7, "nodes": nodes, "runtime": "sim",
+        "scenario": scenario or SCENARIO, "seed": 7, "nodes": nodes, "runtime": runtime,
         "versions": {"python": "3.11", "p2pnode": "0.1.0"}, "host": {"name": "test"},
         "started_at": "2025-01-01T00:00:00+00:00",
         "perf": perf or {"wall_seconds": 1.5, "messages": 50, "bytes": 5000, "events_processed": 100,
@@ -396,3 +396,17 @@ def test_a_saturated_emulation_host_is_called_out(tmp_path):
     calm = {**busy, "host_cpu_saturated_seconds": 0.0, "host_cpu_saturated_last_at": None}
     write_report(write_run(tmp_path / "calm", perf=calm))
     assert "CPUs were saturated" not in (tmp_path / "calm" / "report.md").read_text()
+
+
+def test_report_names_the_time_by_the_runtime(tmp_path):
+    sim = write_run(tmp_path / "sim")
+    emu = write_run(tmp_path / "emu", runtime="emulation")
+    write_report(sim)
+    write_report(emu)
+    sim_md, emu_md = ((path / "report.md").read_text() for path in (sim, emu))
+    assert "Simulated time covered by events: 40 s." in sim_md
+    assert "Emulated time covered by events (real seconds since the scenario started): 40 s." in emu_md
+    assert "per emulated minute" in emu_md and "Live nodes over emulated time" in emu_md
+    assert "simulated" not in emu_md.lower()
+    formation = by_name(json.loads((emu / "summary.json").read_text()))["formation_time"]
+    assert formation["description"].startswith("Emulated seconds from t=0")
