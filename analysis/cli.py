@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.compare import compare_runs, run_labels
+from analysis.fidelity import Fidelity, distance_text, tolerance_text
 from analysis.formats import PUBSUB_STATS, fmt, fmt_micro, node_counts, target_text, verdict_text
 from analysis.load import AnalysisError
 from analysis.report import write_report
@@ -86,6 +87,24 @@ def report_run(directory: Path, console: Console) -> dict:
     return summary
 
 
+def print_fidelity(fidelity: Fidelity, labels: list[str], console: Console) -> None:
+    """The fidelity figures of a comparison as a rich table, then what was compared and the agreement line."""
+    table = Table(title="fidelity", title_justify="left")
+    for column in ("figure", *labels, "distance", "p", "tolerance", "result"):
+        table.add_column(column, justify="left" if column in ("figure", "result") else "right")
+    for figure in fidelity.figures:
+        values = [fmt(value, figure.unit) for value in (figure.a, figure.b)]
+        p_value = "—" if figure.p_value is None else f"{figure.p_value:.3g}"
+        result = "—" if figure.agrees is None else ("[green]agrees[/]" if figure.agrees else "[red]differs[/]")
+        table.add_row(figure.label, *values, distance_text(figure), p_value,
+                      tolerance_text(figure), result)
+    if table.row_count:
+        console.print(table)
+    console.print(fidelity.compares, highlight=False)
+    style = {True: "bold green", False: "bold red"}.get(fidelity.agrees, "bold")
+    console.print(fidelity.verdict, style=style, highlight=False)
+
+
 def print_comparison(summaries: list[dict], labels: list[str], console: Console) -> None:
     table = Table(title="comparison", title_justify="left")
     table.add_column("criterion")
@@ -135,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             report_run(Path(args.dir), console)
         else:
             out = Path(args.out) if args.out else Path(args.dir) / f"compare-{Path(args.dir2).resolve().name}"
-            summaries, paths = compare_runs(args.dir, args.dir2, out)
+            summaries, fidelity, paths = compare_runs(args.dir, args.dir2, out)
             labels = list(run_labels(Path(args.dir), Path(args.dir2)))
             print_comparison(summaries, labels, console)
+            print_fidelity(fidelity, labels, console)
             console.print(f"comparison: {out / 'report.html'}", highlight=False, soft_wrap=True)
     except AnalysisError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

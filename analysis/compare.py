@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from analysis import plots
 from analysis.criteria import verdict
 from analysis.definitions import SPECS
+from analysis.fidelity import KIND_TEXT, MEANINGS, Fidelity, compare_fidelity, distance_text, flatten, tolerance_text
 from analysis.formats import (
+    CAPTIONS,
     MISSING,
     PUBSUB_NOTE,
     PUBSUB_STATS,
     STATS,
     fmt,
     given,
-    plots_section,
     rel,
     target_text,
     title,
@@ -23,6 +25,7 @@ from analysis.formats import (
 from analysis.load import AnalysisError, load_run
 from analysis.model import model_lines
 from analysis.render import Doc, write_doc
+from analysis.stats import DELIVERIES, LOOKUPS
 from analysis.summary import summarise
 
 
@@ -32,15 +35,6 @@ def run_labels(a: Path, b: Path) -> tuple[str, str]:
     pa, pb = a.resolve(), b.resolve()
     la, lb = f"{pa.parent.name}/{pa.name}", f"{pb.parent.name}/{pb.name}"
     return (la, lb) if la != lb else ("A", "B")
-
-
-def _flatten(value: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        flat = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
 
 
 def _delta(a: object, b: object, unit: str) -> str:
@@ -60,10 +54,34 @@ def _compared(a: dict, b: dict, labels: dict[str, tuple[str, str]]) -> list[list
             for key, (label, unit) in labels.items()]
 
 
-def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tuple[list[dict], list[Path]]:
-    """Write a side-by-side comparison of two runs into out_dir (report.md, report.html, overlaid CDF).
+def _fidelity_section(doc: Doc, fidelity: Fidelity, labels: tuple[str, str], overlays: dict[str, Path],
+                      out: Path) -> None:
+    model = {run["runtime"] for run in fidelity.runs} == {"sim", "emulation"}
+    doc.heading("Fidelity: model against emulation" if model else "Agreement of the two runs")
+    doc.para(fidelity.compares)
+    doc.verdict(fidelity.agrees, fidelity.verdict)
+    rows = []
+    for figure in fidelity.figures:
+        unit = figure.unit
+        values = [fmt(value, unit) if unit != "count" else f"n = {fmt(value, unit)}" for value in (figure.a, figure.b)]
+        p_value = MISSING if figure.p_value is None else ("< 0.001" if figure.p_value < 0.001
+                                                           else f"{figure.p_value:.3g}")
+        result = MISSING if figure.agrees is None else ("agrees" if figure.agrees else "differs")
+        chance = MISSING if figure.chance is None else f"{figure.chance:.3f}"
+        rows.append([f"{figure.label}: {KIND_TEXT[figure.kind]}", *values, distance_text(figure), p_value, chance,
+                     tolerance_text(figure), result])
+    if rows:
+        doc.table(["figure", *labels, "distance or difference", "p", "chance gap", "tolerance", "result"], rows)
+    doc.bullets(list(MEANINGS))
+    for name, path in overlays.items():
+        doc.image(rel(path, out), name.replace("_", " "), CAPTIONS[name])
 
-    Returns the two summaries and the paths written.
+
+def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tuple[list[dict], Fidelity, list[Path]]:
+    """Write a side-by-side comparison of two runs into out_dir: report.md, report.html, fidelity.json and the
+    two runs' latency CDFs overlaid.
+
+    Returns the two summaries, the fidelity figures and the paths written.
     """
     first, second = load_run(dir1), load_run(dir2)
     for run in (first, second):
@@ -93,6 +111,20 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
         rows.append(row)
     if rows:
         doc.table(["criterion", "target", la, "", lb, ""], rows)
+    fidelity = compare_fidelity(first, second, (la, lb))
+    gaps = {figure.name: figure for figure in fidelity.figures if figure.where is not None}
+    overlays = {}
+    for name, file, sample in (("compare_cdf", plots.COMPARE_CDF, LOOKUPS),
+                               ("compare_delivery_cdf", plots.COMPARE_DELIVERY_CDF, DELIVERIES)):
+        gap = gaps.get(f"{sample.noun}_latency_ks")
+        overlay = plots.plot_cdf_overlay([first, second], [la, lb], out / file,
+                                         f"{sample.noun} latency CDF of both runs", sample,
+                                         gap=None if gap is None else (gap.where, gap.cdf_a, gap.cdf_b))
+        if overlay is not None:
+            overlays[name] = overlay
+    _fidelity_section(doc, fidelity, (la, lb), overlays, out)
+    fidelity_path = out / "fidelity.json"
+    fidelity_path.write_text(json.dumps(fidelity.as_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     doc.heading("Statistics")
     doc.table(["statistic", la, lb, f"{lb} − {la}"], _compared(a["stats"], b["stats"], STATS))
     if "pubsub" in a or "pubsub" in b:
@@ -100,16 +132,8 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
         doc.table(["statistic", la, lb, f"{lb} − {la}"], _compared(a.get("pubsub", {}), b.get("pubsub", {}),
                                                                  PUBSUB_STATS))
         doc.para(PUBSUB_NOTE)
-    overlays = {}
-    for name, file, sample in (("compare_cdf", plots.COMPARE_CDF, plots.LOOKUPS),
-                               ("compare_delivery_cdf", plots.COMPARE_DELIVERY_CDF, plots.DELIVERIES)):
-        overlay = plots.plot_cdf_overlay([first, second], [la, lb], out / file,
-                                         f"{sample.noun} latency CDF: {la} vs {lb}", sample)
-        if overlay is not None:
-            overlays[name] = overlay
-    plots_section(doc, overlays, out)
     doc.heading("Differences in scenario and versions")
-    flat = [_flatten({"seed": s.manifest.get("seed"), "nodes": s.manifest.get("nodes"),
+    flat = [flatten({"seed": s.manifest.get("seed"), "nodes": s.manifest.get("nodes"),
                       "runtime": s.manifest.get("runtime"), "scenario": s.scenario,
                       "versions": s.manifest.get("versions")}) for s in (first, second)]
     keys = sorted(set(flat[0]) | set(flat[1]))
@@ -126,4 +150,4 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
     doc.heading(f"Network model of {la}", 3)
     doc.bullets(model_lines(first.scenario, first.runtime))
     paths = write_doc(doc, out)
-    return [a, b], [*paths, *overlays.values()]
+    return [a, b], fidelity, [*paths, fidelity_path, *overlays.values()]

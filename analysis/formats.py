@@ -84,7 +84,8 @@ CAPTIONS = {
     "scaling": "Wall-clock time per simulated message at each node count; the dashed line is the scaling "
                "target relative to the smallest point.",
     "sweep_cdf": "Lookup latency CDF of every sweep point on one axes.",
-    "compare_cdf": "Lookup latency CDFs of both runs on one axes.",
+    "compare_cdf": "Lookup latency CDFs of both runs on one axes; the black bar marks the largest gap between "
+                   "them, the KS distance.",
     "delivery_cdf": "Share of deliveries (first receptions at subscribers up since `delivery_settle` before "
                     "the publish) within a given latency of the publish, with the median, the 99th "
                     "percentile and the target marked.",
@@ -93,7 +94,8 @@ CAPTIONS = {
     "mesh_degree": "Mean mesh degree of the live subscribed nodes over all their topics, with the router's "
                    "d, d_lo and d_hi; grey: nodes whose mesh for some topic is below d_lo.",
     "sweep_delivery_cdf": "Delivery latency CDF of every sweep point on one axes.",
-    "compare_delivery_cdf": "Delivery latency CDFs of both runs on one axes.",
+    "compare_delivery_cdf": "Delivery latency CDFs of both runs on one axes; the black bar marks the largest gap "
+                            "between them, the KS distance.",
 }
 
 

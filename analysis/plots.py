@@ -6,8 +6,6 @@ the run has no data for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from analysis.criteria import judged, judges_scaling
 from analysis.definitions import SPECS, clock
 from analysis.load import Run, setting
-from analysis.stats import eligible_deliveries, formation_time, point_perf
+from analysis.stats import DELIVERIES, LOOKUPS, Latencies, formation_time, point_perf
 from analysis.summary import point_label
 
 NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -40,20 +38,6 @@ DELIVERY_RATE = "delivery_rate.png"
 MESH_DEGREE = "mesh_degree.png"
 SWEEP_DELIVERY_CDF = "sweep_delivery_cdf.png"
 COMPARE_DELIVERY_CDF = "compare_delivery_cdf.png"
-
-
-@dataclass(frozen=True)
-class Latencies:
-    """A latency sample drawn as a CDF: the rows holding it and the criterion whose target is marked."""
-
-    noun: str
-    plural: str
-    criterion: str
-    rows: Callable[[Run], pd.DataFrame]
-
-
-LOOKUPS = Latencies("lookup", "lookups", "lookup_p99", lambda run: run.of_kind("lookup"))
-DELIVERIES = Latencies("delivery", "deliveries", "delivery_p99", eligible_deliveries)
 
 
 def _log_seconds(ax) -> None:
@@ -363,8 +347,10 @@ def _scaling_target(sweep: Run) -> float:
 
 
 def plot_cdf_overlay(runs: list[Run], labels: list[str], path: str | Path,
-                     title: str = "lookup latency CDF", sample: Latencies = LOOKUPS) -> Path | None:
-    """Latency CDFs (lookups unless told otherwise) of several runs on one axes, one labelled curve per run."""
+                     title: str = "lookup latency CDF", sample: Latencies = LOOKUPS,
+                     gap: tuple[float, float, float] | None = None) -> Path | None:
+    """Latency CDFs (lookups unless told otherwise) of several runs on one axes, one labelled curve per run;
+    ``gap`` (latency, one CDF there, the other) marks where two CDFs are furthest apart (the KS distance)."""
     path = Path(path)
     pairs = zip(runs, labels, strict=True)
     curves = [(_cdf(sample.rows(run)["latency"]), label) for run, label in pairs]
@@ -379,6 +365,10 @@ def plot_cdf_overlay(runs: list[Run], labels: list[str], path: str | Path,
     target = _target(runs[0], sample.criterion)
     ax.axvline(target, color="tab:red", linewidth=1.5, label=f"target {_seconds(target)}")
     ax.axhline(0.99, color="grey", linewidth=0.8, linestyle=":")
+    if gap is not None:
+        where, low, high = gap
+        ax.vlines(where, min(low, high), max(low, high), color="black", linewidth=2.5,
+                  label=f"KS distance {abs(high - low):.3f} at {_seconds(where)}")
     if _log_friendly(all_values):
         _log_seconds(ax)
     ax.set_xlabel(f"{sample.noun} latency (s)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -200,3 +202,17 @@ def point_perf(point: Run) -> dict:
         "peak_rss_mb": perf.get("peak_rss_mb"),
         "wall_per_message": per_message,
     }
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """A latency sample (drawn as a CDF, compared between runs): the rows holding it and its criterion."""
+
+    noun: str
+    plural: str
+    criterion: str
+    rows: Callable[[Run], pd.DataFrame]
+
+
+LOOKUPS = Latencies("lookup", "lookups", "lookup_p99", lambda run: run.of_kind("lookup"))
+DELIVERIES = Latencies("delivery", "deliveries", "delivery_p99", eligible_deliveries)

@@ -298,8 +298,8 @@ def test_compare_two_runs(tmp_path):
     a = write_run(tmp_path / "v1")
     faster = [row.replace(",1.000000,5,0,0.400000,14", ",0.450000,5,1,1.000000,14") for row in ROWS]
     b = write_run(tmp_path / "v2", faster)
-    summaries, paths = compare_runs(a, b, tmp_path / "cmp")
-    assert [p.name for p in paths] == ["report.md", "report.html", "compare_lookup_cdf.png"]
+    summaries, _fidelity, paths = compare_runs(a, b, tmp_path / "cmp")
+    assert [p.name for p in paths] == ["report.md", "report.html", "fidelity.json", "compare_lookup_cdf.png"]
     assert by_name(summaries[0])["lookup_success"]["value"] == 0.8
     assert by_name(summaries[1])["lookup_success"]["value"] == 0.9
     md = (tmp_path / "cmp" / "report.md").read_text()

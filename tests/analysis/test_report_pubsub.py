@@ -236,8 +236,8 @@ def test_compare_includes_delivery(tmp_path):
         **PUBSUB_SCENARIO["pubsub"], "scoring": False}})
     complete = [row.replace("delivery,1,,,0,3,4", "delivery,1,,,1,4,4") for row in FILE_ROWS]
     b = write_pubsub_run(tmp_path / "on", complete)
-    summaries, paths = compare_runs(a, b, tmp_path / "cmp")
-    assert [p.name for p in paths] == ["report.md", "report.html", "compare_delivery_cdf.png"]
+    summaries, _fidelity, paths = compare_runs(a, b, tmp_path / "cmp")
+    assert [p.name for p in paths] == ["report.md", "report.html", "fidelity.json", "compare_delivery_cdf.png"]
     assert by_name(summaries[1])["delivery_rate"]["value"] == 1.0
     md = (tmp_path / "cmp" / "report.md").read_text()
     assert "| delivery_rate | >= 99.90 % | 91.67 % | FAIL | 100.00 % | PASS |" in md
