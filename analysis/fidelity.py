@@ -166,7 +166,8 @@ def flatten(value: object, prefix: str = "") -> dict[str, object]:
 
 
 def setting_differences(first: Run, second: Run) -> list[str]:
-    """The scenario settings (dotted keys) in which the two runs differ, the seed and node count aside."""
+    """The settings (dotted keys: the node count, the resolved scenario) in which the two runs differ; seed,
+    name and description aside."""
     flat = [flatten({"nodes": run.manifest.get("nodes"), "scenario": run.scenario}) for run in (first, second)]
     ignored = {"scenario.seed", "scenario.name", "scenario.description"}
     return sorted(key for key in set(flat[0]) | set(flat[1])
