@@ -154,3 +154,21 @@ SCENARIOS = {"6to4": sixtofour, "6rd": sixrd, "isatap": isatap, "6over4": sixove
 
 def settle():
     time.sleep(0.2)
+
+
+def native4(net: Net) -> str:
+    """The kernel's own forwarding between h and f over IPv4: the baseline the tunnels are compared with."""
+    net.link("h", "h0", "i", "i0", ["10.9.0.2/24"], ["10.9.0.1/24"])
+    net.run("h", "ip", "route", "add", "default", "via", "10.9.0.1")
+    _far4(net)
+    return FAR4
+
+
+def native6(net: Net) -> str:
+    net.link("h", "h0", "i", "i0", ["2001:db8:9::2/64"], ["2001:db8:9::1/64"])
+    net.run("h", "ip", "-6", "route", "add", "default", "via", "2001:db8:9::1")
+    _far6(net)
+    return FAR6
+
+
+RECEIVER = {"6over4": "i"}  # the namespace the pinged address lives in (6over4 has no far side)
