@@ -10,7 +10,8 @@ import pytest
 from p2pnode.config import KadConfig
 from p2pnode.framing import encode_uvarint
 from p2pnode.identity import Keypair
-from p2pnode.runtime.node import KAD_PROTOCOL, PING_PROTOCOL, Node
+from p2pnode.runtime.asyncio_runtime import KAD_PROTOCOL, PING_PROTOCOL
+from p2pnode.runtime.node import Node
 from p2pnode.transports import multistream
 from p2pnode.transports.base import StreamReset
 from p2pnode.transports.multistream import NegotiationError
