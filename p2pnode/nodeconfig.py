@@ -20,8 +20,9 @@ from p2pnode.identity import IdentityError, PeerId
 
 TRANSITION_MECHANISMS = ("native", "dslite", "teredo", "6to4", "isatap", "6over4", "map-e", "map-t", "464xlat",
                          "6rd")
-DEFAULT_LISTEN = ["/ip6/::/tcp/9000", "/ip4/0.0.0.0/tcp/9000", "/ip6/::/udp/9001/quic-v1",
-                  "/ip4/0.0.0.0/udp/9001/quic-v1"]
+# The spec's; also what ``Node(listen=...)`` defaults to.
+DEFAULT_LISTEN = ("/ip6/::/tcp/9000", "/ip4/0.0.0.0/tcp/9000", "/ip6/::/udp/9001/quic-v1",
+                  "/ip4/0.0.0.0/udp/9001/quic-v1")
 
 
 class NodeConfigError(ValueError):

@@ -32,6 +32,7 @@ from p2pnode.host import Host
 from p2pnode.identity import Keypair, PeerId
 from p2pnode.kad.events import GetFinished, LookupFinished, ProvidersFound, PutFinished
 from p2pnode.kad.messages import DHTRecord, PeerInfo
+from p2pnode.nodeconfig import DEFAULT_LISTEN
 from p2pnode.pubsub.messages import Message
 from p2pnode.runtime.asyncio_runtime import AsyncioRuntime
 from p2pnode.runtime.record_file import RecordFile
@@ -40,9 +41,6 @@ from p2pnode.transports.addresses import peer_id_of
 from p2pnode.transports.base import Transport
 
 log = logging.getLogger("p2pnode.node")
-
-DEFAULT_LISTEN = ("/ip6/::/udp/0/quic-v1", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip4/0.0.0.0/tcp/0")
-
 
 def make_transports(keypair: Keypair, names: Sequence[str]) -> list[Transport]:
     """Transports by name, in dialling preference order."""
@@ -62,7 +60,10 @@ def make_transports(keypair: Keypair, names: Sequence[str]) -> list[Transport]:
 
 
 class Node:
-    """A real p2pnode: DHT, GossipSub and request/response over QUIC and TCP+Noise+Yamux."""
+    """A real p2pnode: DHT, GossipSub and request/response over QUIC and TCP+Noise+Yamux.
+
+    ``listen`` defaults to the configuration file's default, the spec's four addresses (TCP 9000 and QUIC
+    9001 on every interface); port 0 picks a free port."""
 
     def __init__(
         self,
