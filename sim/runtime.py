@@ -70,6 +70,8 @@ class SimNetwork:
         self.conns: list[dict[int, None]] = []  # open connections per node (ordered, for determinism)
         self.handshakes: dict[tuple[int, int], _Call] = {}  # (dialer, listener) -> the dialer's "opened"
         self.idle_timeout = idle_timeout
+        # Tests lose chosen messages: drop(src, dst, message) is true to lose it (message None: a dial).
+        self.drop: Callable[[int, int, Any], bool] | None = None
         # Pub-sub traffic: bytes of published-message copies, the rest of the RPCs, copies, RPCs.
         self.pubsub_data_bytes = 0
         self.pubsub_control_bytes = 0
@@ -126,8 +128,10 @@ class SimNetwork:
             return codec.decode(codec.encode(message), response=isinstance(message, RESPONSE_TYPES))
         return message
 
-    def _lost(self) -> bool:
-        return self.loss > 0 and self.rng.random() < self.loss
+    def _lost(self, src: int, dst: int, message: Any) -> bool:
+        if self.loss > 0 and self.rng.random() < self.loss:
+            return True
+        return self.drop is not None and self.drop(src, dst, message)
 
     def request(self, src: int, peer: PeerInfo, message: Any, timeout: float,
                 on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
@@ -140,7 +144,7 @@ class SimNetwork:
             else:
                 _Call(self.env, timeout, on_failure, ("timeout",))
             return
-        if self._lost():
+        if self._lost(src, dst, message):
             _Call(self.env, timeout, on_failure, ("timeout",))
             return
         _Call(self.env, self.latency.one_way(src, dst), self._deliver_request,
@@ -155,7 +159,7 @@ class SimNetwork:
             return
         response = self._charge(handler.handle_request(self.infos[src], message))
         delay = self.latency.one_way(dst, src)
-        if self._lost() or env.now + delay > deadline:
+        if self._lost(dst, src, response) or env.now + delay > deadline:
             _Call(env, deadline - env.now, on_failure, ("timeout",))
         else:
             _Call(env, delay, on_response, (response,))
@@ -163,7 +167,7 @@ class SimNetwork:
     def send(self, src: int, peer: PeerInfo, message: Any) -> None:
         dst = self.index[peer.peer_id.raw]
         message = self._charge(message)
-        if self.handlers[dst] is not None and not self._lost():
+        if self.handlers[dst] is not None and not self._lost(src, dst, message):
             _Call(self.env, self.latency.one_way(src, dst), self._deliver_oneway, (src, dst, message))
 
     def _deliver_oneway(self, src: int, dst: int, message: Any) -> None:
@@ -183,7 +187,7 @@ class SimNetwork:
         if self.handlers[dst] is None:
             delay = self.latency.base_rtt(src, dst) if self.refuses[dst] else DIAL_TIMEOUT
             _Call(self.env, delay, self._dial_failed, (src, dst))
-        elif not self._lost():
+        elif not self._lost(src, dst, None):
             _Call(self.env, self.latency.one_way(src, dst), self._accept, (src, dst))
         else:
             _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))

@@ -17,7 +17,6 @@ from p2pnode.kad.messages import DHTRecord, GetValueResponse, PutValue
 from p2pnode.kad.namespaces import NamespaceError
 from p2pnode.kad.pb import dht_pb2, record_pb2
 from p2pnode.kad.records import RecordStore, make_record, record_is_valid
-from tests.memnet import MemoryNet
 
 ALICE, BOB = Keypair.from_seed(b"a" * 32), Keypair.from_seed(b"b" * 32)
 
@@ -31,23 +30,23 @@ def wire_record(message) -> dht_pb2.Record:
     return dht_pb2.Message.FromString(encode(message)).record
 
 
-def test_put_of_a_public_key_goes_out_bare_and_every_replica_serves_it_bare():
-    net = MemoryNet(seed=5)
+def test_put_of_a_public_key_goes_out_bare_and_every_replica_serves_it_bare(make_net):
+    net = make_net(seed=5)
     nodes = net.populate(12, KadConfig(k=4))
     publisher, owner = nodes[0], nodes[5]
     key, value = pk_key(owner.keypair), encode_public_key(owner.keypair.public_key)
-    put = net.complete(publisher.put_value, key, value)
+    put = net.complete(publisher.dht.put_value, key, value)
     assert put.replicas == 4
-    sent = [m for (_, src, _, m) in net.sent if isinstance(m, PutValue) and src == publisher.peer_id]
+    sent = [m for (_, src, _, m) in net.sent if isinstance(m, PutValue) and src is publisher]
     assert sent and all(wire_record(m).value == value for m in sent)  # the PublicKey itself, no envelope
-    holders = [n for n in nodes if n.records.get(key, net.time) is not None]
+    holders = [n for n in nodes if n.dht.records.get(key, net.time) is not None]
     assert len(holders) >= 4
     for node in holders:
-        stored = node.records.get(key, net.time)
+        stored = node.dht.records.get(key, net.time)
         assert (stored.value, stored.signature, stored.publisher) == (value, b"", owner.peer_id)
         assert wire_record(GetValueResponse(stored, ())).value == value
     getter = next(n for n in nodes if n not in holders)
-    assert net.complete(getter.get_value, key).record.value == value
+    assert net.complete(getter.dht.get_value, key).record.value == value
 
 
 @pytest.mark.parametrize("key, value, match", [

@@ -1,12 +1,12 @@
-"""Kademlia nodes talking over an in-memory network with explicit time (``tests.memnet.MemoryNet``):
-joining, lookups, records (signatures, versions, expiry, republishing), providers, failure handling,
-liveness checks and determinism."""
+"""Kademlia on real hosts over the test network (``tests.net``), on each runtime: joining, lookups, records
+(signatures, versions, expiry, republishing), providers, failure handling, liveness checks and determinism."""
 
 from __future__ import annotations
 
 import pytest
 
 from p2pnode.config import KadConfig
+from p2pnode.host import Host
 from p2pnode.identity import kad_key
 from p2pnode.kad.messages import (
     AddProvider,
@@ -17,19 +17,18 @@ from p2pnode.kad.messages import (
     PutValue,
     PutValueResponse,
 )
-from p2pnode.kad.node import KademliaNode
 from p2pnode.kad.records import StoredRecord
-from tests.memnet import MemoryNet
+from tests.net import TestNet
 
 
-def finds_every_other(net: MemoryNet, nodes: list[KademliaNode]) -> list[tuple[int, int]]:
+def finds_every_other(net: TestNet, nodes: list[Host]) -> list[tuple[int, int]]:
     """Every node looks up every other node's peer ID; returns the (searcher, target) pairs that failed
     to come back with the target as the closest peer."""
     missed = []
     for a, searcher in enumerate(nodes):
         for b, target in enumerate(nodes):
             if a != b:
-                found = net.complete(searcher.find_node, target.peer_id.raw)
+                found = net.complete(searcher.dht.find_node, target.peer_id.raw)
                 if not found.peers or found.peers[0].peer_id != target.peer_id:
                     missed.append((a, b))
     return missed
@@ -40,19 +39,19 @@ def finds_every_other(net: MemoryNet, nodes: list[KademliaNode]) -> list[tuple[i
 
 @pytest.mark.parametrize("config", [KadConfig(), KadConfig(k=6, alpha=3), KadConfig(disjoint_paths=2)],
                          ids=["k20", "k6", "disjoint2"])
-def test_every_node_finds_every_other(config):
-    net = MemoryNet(seed=1)
+def test_every_node_finds_every_other(make_net, config):
+    net = make_net(seed=1)
     nodes = net.populate(40, config)
     assert all(node.bootstrapped for node in nodes)
-    assert all(len(node.table) >= min(config.k, 39) for node in nodes)
+    assert all(len(node.dht.table) >= min(config.k, 39) for node in nodes)
     assert finds_every_other(net, nodes) == []
 
 
-def test_lookup_results_are_closest_first_and_exclude_the_searcher():
-    net = MemoryNet(seed=2)
+def test_lookup_results_are_closest_first_and_exclude_the_searcher(make_net):
+    net = make_net(seed=2)
     nodes = net.populate(30, KadConfig(k=8))
     searcher, target = nodes[3], kad_key(b"some key")
-    found = net.complete(searcher.find_node, b"some key")
+    found = net.complete(searcher.dht.find_node, b"some key")
     others = sorted((n for n in nodes if n is not searcher), key=lambda n: n.peer_id.kad_id ^ target)
     assert [p.peer_id for p in found.peers] == [n.peer_id for n in others[:8]]
     assert found.requests > 0 and found.hops >= 1 and found.finished > found.started
@@ -62,58 +61,58 @@ def test_lookup_results_are_closest_first_and_exclude_the_searcher():
 
 
 @pytest.fixture
-def small_net() -> tuple[MemoryNet, list[KademliaNode]]:
-    net = MemoryNet(seed=3)
+def small_net(make_net) -> tuple[TestNet, list[Host]]:
+    net = make_net(seed=3)
     return net, net.populate(30, KadConfig(k=6, expiry_sweep_interval=1000.0))
 
 
-def holders(nodes: list[KademliaNode], key: bytes, now: float) -> list[KademliaNode]:
-    return [n for n in nodes if n.records.get(key, now) is not None]
+def holders(nodes: list[Host], key: bytes, now: float) -> list[Host]:
+    return [n for n in nodes if n.dht.records.get(key, now) is not None]
 
 
 def test_put_then_get_from_another_node(small_net):
     net, nodes = small_net
     publisher = nodes[0]
-    put = net.complete(publisher.put_value, b"greeting", b"hello")
+    put = net.complete(publisher.dht.put_value, b"greeting", b"hello")
     assert put.replicas == 6 and put.version >= 1
     assert len(holders(nodes, b"greeting", net.time)) >= 6
     getter = next(n for n in nodes if n not in holders(nodes, b"greeting", net.time))
-    got = net.complete(getter.get_value, b"greeting")
+    got = net.complete(getter.dht.get_value, b"greeting")
     assert got.record is not None and got.record.value == b"hello"
     assert got.record.publisher == publisher.peer_id
-    assert net.complete(getter.get_value, b"no such key").record is None
+    assert net.complete(getter.dht.get_value, b"no such key").record is None
 
 
 def test_a_newer_version_replaces_the_older(small_net):
     net, nodes = small_net
     publisher = nodes[4]
-    first = net.complete(publisher.put_value, b"k", b"one")
-    second = net.complete(publisher.put_value, b"k", b"two")
+    first = net.complete(publisher.dht.put_value, b"k", b"one")
+    second = net.complete(publisher.dht.put_value, b"k", b"two")
     assert second.version == first.version + 1
     for getter in (nodes[10], nodes[20]):
-        got = net.complete(getter.get_value, b"k")
+        got = net.complete(getter.dht.get_value, b"k")
         assert (got.record.value, got.record.version) == (b"two", second.version)
     for holder in holders(nodes, b"k", net.time):
-        assert holder.records.get(b"k", net.time).value == b"two"
+        assert holder.dht.records.get(b"k", net.time).value == b"two"
 
 
 def test_an_older_version_is_refused(small_net):
     net, nodes = small_net
     publisher = nodes[4]
-    v1 = publisher.put_value(b"k", b"one")
+    v1 = publisher.dht.put_value(b"k", b"one")
     net.run()
-    net.complete(publisher.put_value, b"k", b"two")
+    net.complete(publisher.dht.put_value, b"k", b"two")
     holder = holders(nodes[1:], b"k", net.time)[0]
     response = holder.handle_request(publisher.info, PutValue(v1))
     assert isinstance(response, PutValueResponse) and not response.stored
-    assert holder.records.get(b"k", net.time).value == b"two"
+    assert holder.dht.records.get(b"k", net.time).value == b"two"
 
 
 def test_a_record_with_a_bad_signature_is_refused_and_never_returned(small_net):
     net, nodes = small_net
     publisher, attacker, getter = nodes[0], nodes[1], nodes[2]
-    good = net.complete(publisher.put_value, b"k", b"genuine")
-    record = publisher.records.get(b"k", net.time)
+    good = net.complete(publisher.dht.put_value, b"k", b"genuine")
+    record = publisher.dht.records.get(b"k", net.time)
     assert good.version == record.version
     # the value changed under the publisher's signature (and a higher version, to win if accepted)
     forged = DHTRecord(record.key, b"forged", record.publisher, record.signature, record.ttl,
@@ -121,69 +120,69 @@ def test_a_record_with_a_bad_signature_is_refused_and_never_returned(small_net):
     for holder in holders(nodes, b"k", net.time):
         response = holder.handle_request(attacker.info, PutValue(forged))
         assert response.stored is False
-        assert holder.records.get(b"k", net.time).value == b"genuine"
+        assert holder.dht.records.get(b"k", net.time).value == b"genuine"
     # a forged record for a fresh key, sent over the network to the nodes closest to it
     fresh = DHTRecord(b"fresh", b"forged", record.publisher, record.signature, record.ttl, 1)
     answers = []
-    for target in net.complete(attacker.find_node, b"fresh").peers:
+    for target in net.complete(attacker.dht.find_node, b"fresh").peers:
         attacker.runtime.request(target, PutValue(fresh), 2.0, answers.append, answers.append)
     net.run()
     assert answers and all(a.stored is False for a in answers)
     assert holders(nodes, b"fresh", net.time) == []
-    assert net.complete(getter.get_value, b"fresh").record is None
+    assert net.complete(getter.dht.get_value, b"fresh").record is None
 
 
 def test_get_ignores_a_forged_record_held_by_a_replica(small_net):
     # a replica that stores (or makes up) a bad record cannot get it past the reader's check
     net, nodes = small_net
     publisher, getter = nodes[0], nodes[5]
-    record = publisher.put_value(b"k", b"genuine")
+    record = publisher.dht.put_value(b"k", b"genuine")
     forged = DHTRecord(b"k2", b"forged", record.publisher, record.signature, record.ttl, 1)
     for node in nodes:
         if node is not getter:
-            node.records._records[b"k2"] = StoredRecord(forged, net.time + 100)
+            node.dht.records._records[b"k2"] = StoredRecord(forged, net.time + 100)
     net.run()
-    assert net.complete(getter.get_value, b"k2").record is None
+    assert net.complete(getter.dht.get_value, b"k2").record is None
 
 
 def test_records_expire_and_reads_drop_them(small_net):
     net, nodes = small_net
     publisher = nodes[7]
-    net.complete(publisher.put_value, b"short", b"lived", ttl=5)
-    assert net.complete(nodes[8].get_value, b"short").record is not None
-    replicas = [n for n in nodes if len(n.records)]
+    net.complete(publisher.dht.put_value, b"short", b"lived", ttl=5)
+    assert net.complete(nodes[8].dht.get_value, b"short").record is not None
+    replicas = [n for n in nodes if len(n.dht.records)]
     net.advance(6)
-    assert all(len(n.records) == 1 for n in replicas)  # the sweep interval is long: nothing dropped yet
-    assert net.complete(publisher.get_value, b"short").record is None
-    assert sum(len(n.records) for n in nodes) == 0  # the reads of the lookup dropped every copy
+    assert all(len(n.dht.records) == 1 for n in replicas)  # the sweep interval is long: nothing dropped yet
+    assert net.complete(publisher.dht.get_value, b"short").record is None
+    assert sum(len(n.dht.records) for n in nodes) == 0  # the reads of the lookup dropped every copy
 
 
-def test_the_sweep_drops_expired_records_without_a_read():
-    net = MemoryNet(seed=4)
+def test_the_sweep_drops_expired_records_without_a_read(make_net):
+    net = make_net(seed=4)
     nodes = net.populate(20, KadConfig(k=5, expiry_sweep_interval=1.0))
-    net.complete(nodes[0].put_value, b"short", b"lived", ttl=5)
-    assert sum(len(n.records) for n in nodes) >= 5
+    net.complete(nodes[0].dht.put_value, b"short", b"lived", ttl=5)
+    assert sum(len(n.dht.records) for n in nodes) >= 5
     net.advance(4)
-    assert sum(len(n.records) for n in nodes) >= 5
+    assert sum(len(n.dht.records) for n in nodes) >= 5
     net.advance(2.5)
-    assert sum(len(n.records) for n in nodes) == 0
+    assert sum(len(n.dht.records) for n in nodes) == 0
 
 
-def test_republishing_keeps_a_record_past_its_ttl_until_the_publisher_goes():
-    net = MemoryNet(seed=5)
+def test_republishing_keeps_a_record_past_its_ttl_until_the_publisher_goes(make_net):
+    net = make_net(seed=5)
     config = KadConfig(k=5, record_ttl=10.0, republish_interval=4.0, expiry_sweep_interval=1.0)
     nodes = net.populate(20, config)
     publisher, getter = nodes[0], nodes[11]
-    net.complete(publisher.put_value, b"k", b"v")
+    net.complete(publisher.dht.put_value, b"k", b"v")
     for _ in range(6):  # 30 s: three times the ttl
         net.advance(5)
-        got = net.complete(getter.get_value, b"k")
+        got = net.complete(getter.dht.get_value, b"k")
         assert got.record is not None and got.record.value == b"v"
-    assert publisher.records.get(b"k", net.time) is not None  # the publisher's own copy is kept too
+    assert publisher.dht.records.get(b"k", net.time) is not None  # the publisher's own copy is kept too
     net.crash(publisher)
     net.advance(config.record_ttl + 1)
-    assert net.complete(getter.get_value, b"k").record is None
-    assert sum(len(n.records) for n in nodes if n.running) == 0
+    assert net.complete(getter.dht.get_value, b"k").record is None
+    assert sum(len(n.dht.records) for n in nodes if n.running) == 0
 
 
 # ---- providers -----------------------------------------------------------------------------------
@@ -192,129 +191,126 @@ def test_republishing_keeps_a_record_past_its_ttl_until_the_publisher_goes():
 def test_provide_then_find_providers(small_net):
     net, nodes = small_net
     first, second, seeker = nodes[1], nodes[2], nodes[25]
-    announced = net.complete(first.provide, b"content")
+    announced = net.complete(first.dht.provide, b"content")
     assert announced.replicas == 6
-    net.complete(second.provide, b"content")
+    net.complete(second.dht.provide, b"content")
     net.run()  # the announcements are one-way messages: let them land
-    found = net.complete(seeker.find_providers, b"content")
+    found = net.complete(seeker.dht.find_providers, b"content")
     assert {p.peer_id for p in found.providers} == {first.peer_id, second.peer_id}
-    assert net.complete(seeker.find_providers, b"other").providers == ()
+    assert net.complete(seeker.dht.find_providers, b"other").providers == ()
 
 
 def test_add_provider_for_someone_else_is_ignored(small_net):
     net, nodes = small_net
     liar, victim, node = nodes[1], nodes[2], nodes[3]
     assert node.handle_request(liar.info, AddProvider(b"content", victim.info)) is None
-    assert node.providers.get(b"content", net.time) == []
+    assert node.dht.providers.get(b"content", net.time) == []
     node.handle_request(liar.info, AddProvider(b"content", liar.info))
-    assert node.providers.get(b"content", net.time) == [liar.info]
+    assert node.dht.providers.get(b"content", net.time) == [liar.info]
 
 
 # ---- failures --------------------------------------------------------------------------------------
 
 
-def test_a_crashed_peer_leaves_the_routing_table_after_a_lookup_times_out():
-    net = MemoryNet(seed=6)
+def test_a_crashed_peer_leaves_the_routing_table_after_a_lookup_times_out(make_net):
+    net = make_net(seed=6)
     nodes = net.populate(30, KadConfig(k=8))
     victim = nodes[9]
-    searcher = next(n for n in nodes if victim.peer_id.kad_id in n.table and n is not victim)
+    searcher = next(n for n in nodes if victim.peer_id.kad_id in n.dht.table and n is not victim)
     net.crash(victim)
     started = net.time
-    found = net.complete(searcher.find_node, victim.peer_id.raw)
+    found = net.complete(searcher.dht.find_node, victim.peer_id.raw)
     assert victim.peer_id not in {p.peer_id for p in found.peers}
     # the lookup stopped waiting once the request was slow, not at the timeout ...
-    assert searcher.config.slow_after <= net.time - started < searcher.config.request_timeout
+    assert searcher.dht.config.slow_after <= net.time - started < searcher.dht.config.request_timeout
     # ... and the peer leaves the table when the request does time out
-    net.advance(searcher.config.request_timeout)
-    assert victim.peer_id.kad_id not in searcher.table
+    net.advance(searcher.dht.config.request_timeout)
+    assert victim.peer_id.kad_id not in searcher.dht.table
     # the lookup still came back with k live peers, led by the live peer closest to the crashed one (not
     # necessarily the exact k closest: every answer spends a slot on the crashed peer)
     live = sorted((n for n in nodes if n.running and n is not searcher),
                   key=lambda n: n.peer_id.kad_id ^ victim.peer_id.kad_id)
     assert len(found.peers) == 8 and found.peers[0].peer_id == live[0].peer_id
-    assert all(net.nodes[p.peer_id].running for p in found.peers)
+    assert all(net.host_of(p).running for p in found.peers)
 
 
-def test_a_node_whose_bootstrap_peer_did_not_answer_joins_later():
+def test_a_node_whose_bootstrap_peer_did_not_answer_joins_later(make_net):
     """An overloaded or briefly unreachable bootstrap peer must not leave a node alone for good."""
-    net = MemoryNet(seed=8)
+    net = make_net(seed=8)
     nodes = net.populate(10, KadConfig(k=6))
-    late = net.add_node(KadConfig(k=6))
-    cut_off = [True]
-    net.drop(lambda src, dst, message: cut_off[0] and late in (src, dst))
-    late.start([nodes[0].info])
+    late = net.add_host(KadConfig(k=6), start=False)
+    cut_off = net.drop(lambda src, dst, message: late in (src, dst))
+    net.start(late, [nodes[0].info])
     net.run()
-    assert not late.bootstrapped and len(late.table) == 0  # the bootstrap peer failed and was dropped
-    cut_off[0] = False
+    assert not late.bootstrapped and len(late.dht.table) == 0  # the bootstrap peer failed and was dropped
+    net.undrop(cut_off)
     net.advance(1.5)  # the first retry comes after 1 s
-    assert late.bootstrapped and len(late.table) >= 6
-    assert net.complete(late.find_node, nodes[5].peer_id.raw).peers[0].peer_id == nodes[5].peer_id
+    assert late.bootstrapped and len(late.dht.table) >= 6
+    assert net.complete(late.dht.find_node, nodes[5].peer_id.raw).peers[0].peer_id == nodes[5].peer_id
 
 
-def test_lost_messages_and_slow_peers_count_as_failures():
-    net = MemoryNet(seed=7)
+def test_lost_messages_and_slow_peers_count_as_failures(make_net):
+    net = make_net(seed=7)
     nodes = net.populate(25, KadConfig(k=6))
     searcher = nodes[0]
-    unreachable = next(n for n in nodes[1:] if n.peer_id.kad_id in searcher.table)
-    net.drop(lambda src, dst, message: dst is unreachable)
-    net.complete(searcher.find_node, unreachable.peer_id.raw)
-    net.advance(searcher.config.request_timeout)  # the lookup stops waiting early; the timeout comes later
-    assert unreachable.peer_id.kad_id not in searcher.table
-    net.drops.clear()
+    unreachable = next(n for n in nodes[1:] if n.peer_id.kad_id in searcher.dht.table)
+    lost = net.drop(lambda src, dst, message: dst is unreachable)
+    net.complete(searcher.dht.find_node, unreachable.peer_id.raw)
+    net.advance(searcher.dht.config.request_timeout)  # the lookup stops waiting early; the timeout comes later
+    assert unreachable.peer_id.kad_id not in searcher.dht.table
+    net.undrop(lost)
     # a round trip longer than the request timeout is a timeout too; a slow but timely peer is fine
-    slow, sluggish = [n for n in nodes[1:] if n is not unreachable and n.peer_id.kad_id in searcher.table][:2]
+    slow, sluggish = [n for n in nodes[1:] if n is not unreachable and n.peer_id.kad_id in searcher.dht.table][:2]
     net.set_latency(slow, 1.5)
     net.set_latency(sluggish, 0.5)
-    net.complete(searcher.find_node, slow.peer_id.raw)
-    net.advance(searcher.config.request_timeout)
-    assert slow.peer_id.kad_id not in searcher.table
-    found = net.complete(searcher.find_node, sluggish.peer_id.raw)
+    net.complete(searcher.dht.find_node, slow.peer_id.raw)
+    net.advance(searcher.dht.config.request_timeout)
+    assert slow.peer_id.kad_id not in searcher.dht.table
+    found = net.complete(searcher.dht.find_node, sluggish.peer_id.raw)
     assert found.peers[0].peer_id == sluggish.peer_id
     assert found.finished - found.started >= 1.0
 
 
 @pytest.fixture
-def full_bucket():
+def full_bucket(make_net):
     """Node A with k = 2, whose farthest bucket holds B1 (seen first) and B2; B3 also falls in it."""
-    net = MemoryNet(seed=8)
+    net = make_net(seed=8)
     config = KadConfig(k=2)
-    a = net.add_node(config)
+    a = net.add_host(config)
     others = []
     while len(others) < 3:
-        node = net.add_node(config)
-        if a.table.bucket_index(node.peer_id.kad_id) == 256:
+        node = net.add_host(config)
+        if a.dht.table.bucket_index(node.peer_id.kad_id) == 256:
             others.append(node)
-    for node in [a, *others]:
-        node.start()
     net.run()
     b1, b2, b3 = others
     a.handle_request(b1.info, Ping())
     net.advance(1)
     a.handle_request(b2.info, Ping())
-    assert list(a.table.buckets[256].entries) == [b1.peer_id.kad_id, b2.peer_id.kad_id]
+    assert list(a.dht.table.buckets[256].entries) == [b1.peer_id.kad_id, b2.peer_id.kad_id]
     return net, a, b1, b2, b3
 
 
 def test_a_crashed_stale_entry_is_replaced_by_the_newcomer(full_bucket):
     net, a, b1, b2, b3 = full_bucket
-    net.advance(a.table.stale_after + 1)
+    net.advance(a.dht.table.stale_after + 1)
     net.crash(b1)
     before = net.requests
     a.handle_request(b3.info, FindNode(b"hello"))
     assert net.requests == before + 1  # A pings its oldest entry
     net.run()
-    assert b1.peer_id.kad_id not in a.table
-    assert b2.peer_id.kad_id in a.table and b3.peer_id.kad_id in a.table
+    assert b1.peer_id.kad_id not in a.dht.table
+    assert b2.peer_id.kad_id in a.dht.table and b3.peer_id.kad_id in a.dht.table
 
 
 def test_a_live_stale_entry_keeps_its_place(full_bucket):
     net, a, b1, b2, b3 = full_bucket
-    net.advance(a.table.stale_after + 1)
+    net.advance(a.dht.table.stale_after + 1)
     a.handle_request(b3.info, GetValue(b"hello"))
     net.run()
-    assert list(a.table.buckets[256].entries) == [b2.peer_id.kad_id, b1.peer_id.kad_id]  # b1 moved back
-    assert b3.peer_id.kad_id not in a.table
-    assert b3.peer_id.kad_id in a.table.buckets[256].replacements
+    assert list(a.dht.table.buckets[256].entries) == [b2.peer_id.kad_id, b1.peer_id.kad_id]  # b1 moved back
+    assert b3.peer_id.kad_id not in a.dht.table
+    assert b3.peer_id.kad_id in a.dht.table.buckets[256].replacements
 
 
 def test_a_fresh_entry_is_not_checked(full_bucket):
@@ -324,42 +320,26 @@ def test_a_fresh_entry_is_not_checked(full_bucket):
     a.handle_request(b3.info, Ping())
     net.run()
     assert net.requests == before
-    assert b1.peer_id.kad_id in a.table and b3.peer_id.kad_id not in a.table
+    assert b1.peer_id.kad_id in a.dht.table and b3.peer_id.kad_id not in a.dht.table
 
 
 # ---- determinism -----------------------------------------------------------------------------------
 
 
-def scenario(seed: int) -> tuple:
-    net = MemoryNet(seed=seed)
+def scenario(make_net: type[TestNet], seed: int) -> tuple:
+    net = make_net(seed=seed)
     nodes = net.populate(20, KadConfig(k=5))
     net.crash(nodes[3])
-    finds = [net.complete(nodes[i].find_node, nodes[j].peer_id.raw) for i, j in ((0, 5), (7, 3), (12, 19))]
-    put = net.complete(nodes[2].put_value, b"key", b"value")
-    got = net.complete(nodes[15].get_value, b"key")
-    trace = [(t, src.raw, dst.raw, type(message).__name__) for t, src, dst, message in net.sent]
+    finds = [net.complete(nodes[i].dht.find_node, nodes[j].peer_id.raw) for i, j in ((0, 5), (7, 3), (12, 19))]
+    put = net.complete(nodes[2].dht.put_value, b"key", b"value")
+    got = net.complete(nodes[15].dht.get_value, b"key")
+    trace = [(t, src.peer_id.raw, dst.peer_id.raw, type(message).__name__) for t, src, dst, message in net.sent]
     return ([[p.peer_id.raw for p in f.peers] for f in finds], [f.requests for f in finds],
             put.replicas, got.record.value, net.requests, net.time, trace)
 
 
-def test_same_seed_same_run():
-    first, second = scenario(11), scenario(11)
+def test_same_seed_same_run(make_net):
+    first, second = scenario(make_net, 11), scenario(make_net, 11)
     assert first == second
-    assert scenario(12)[0] != first[0]
+    assert scenario(make_net, 12)[0] != first[0]
 
-
-# ---- the test network itself -------------------------------------------------------------------------
-
-
-def test_memory_net_runs_timers_in_order_and_honours_cancel():
-    net = MemoryNet()
-    node = net.add_node()
-    fired = []
-    node.runtime.call_later(2.0, lambda: fired.append("b"))
-    node.runtime.call_later(1.0, lambda: fired.append("a"))
-    node.runtime.call_later(2.0, lambda: fired.append("c"))  # same time: in the order scheduled
-    node.runtime.call_later(1.5, lambda: fired.append("x")).cancel()
-    net.advance(1.0)
-    assert fired == ["a"] and net.time == 1.0
-    net.advance(5.0)
-    assert fired == ["a", "b", "c"] and net.time == 6.0
