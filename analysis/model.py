@@ -29,6 +29,9 @@ def model_lines(scenario: dict, runtime: str | None) -> list[str]:
     latency_text = given(model)
     if model == "matrix":
         latency_text += f" (RTT matrix {given(setting(latency, 'matrix'))})"
+    elif model == "graph":
+        latency_text += (f" (network graph {given(setting(latency, 'graph'))}, the path of least latency between "
+                         f"vertices; nodes at vertices: {_shares(setting(nodes, 'regions'))})")
     elif model == "regions":
         latency_text += f" (built-in RTT table; regions: {_shares(setting(nodes, 'regions'))})"
     access = setting(latency, "access")

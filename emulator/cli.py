@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.cli import report_run
 from experiment import rundir
-from experiment.latency import MatrixError, scenario_matrix
+from experiment.latency import MatrixError, scenario_graph, scenario_matrix
 from experiment.rundir import new_run_dir, write_json
 from experiment.scenario import ScenarioError, load_scenario
 from p2pnode.eventlog import EventWriter
@@ -64,7 +64,7 @@ def access_link_loss_pct(loss: float) -> float | None:
 
 def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     """The Mininet topology, and where each host went (for the manifest)."""
-    from topologies.topos import FlatLan, Regions
+    from topologies.topos import FlatLan, Graph, Regions
 
     n = scenario.nodes.count
     access_loss = access_link_loss_pct(scenario.network.loss)
@@ -75,13 +75,17 @@ def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     regions = assign_regions(n, scenario.nodes.region_shares(names))
     used = sorted(set(regions), key=names.index)
     rtt = {(a, b): matrix[names.index(a)][names.index(b)] for a in used for b in used}
+    placement |= {"regions": {f"h{i + 1}": r for i, r in enumerate(regions)},
+                  "model_rtt_ms": {f"{a}|{b}": v for (a, b), v in rtt.items()}}
+    if scenario.network.latency.model == "graph":  # a router per vertex, a link per edge, the model's paths
+        placement["graph"] = str(scenario.graph_path)
+        return Graph.of(scenario_graph(scenario), regions, access_loss), placement
     # The model's RTT within a region comes from the access links (a quarter of it one way on each), and
     # between regions the router link makes up the rest: host-to-host RTTs equal the model's (jitter aside).
     access = {r: rtt[(r, r)] / 4 for r in used}
     delays = {(a, b): max(0.0, rtt[(a, b)] / 2 - access[a] - access[b]) for a in used for b in used if a != b}
     topo = Regions(n, used, delays, host_regions=regions, access_ms=access, access_loss=access_loss)
-    return topo, {**placement, "regions": {f"h{i + 1}": r for i, r in enumerate(regions)},
-                  "model_rtt_ms": {f"{a}|{b}": v for (a, b), v in rtt.items()}}
+    return topo, placement
 
 
 def assign_regions(n: int, shares: dict[str, float]) -> list[str]:

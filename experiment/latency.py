@@ -47,7 +47,8 @@ def builtin_matrix() -> tuple[tuple[str, ...], list[list[float]]]:
 
 
 class MatrixError(ValueError):
-    pass
+    """A latency model's file (a CSV matrix, or a network graph: experiment.graph.GraphError) that cannot be
+    used; the message is one line naming the file and line."""
 
 
 def load_matrix(path: Path) -> tuple[tuple[str, ...], list[list[float]]]:
@@ -85,7 +86,36 @@ def load_matrix(path: Path) -> tuple[tuple[str, ...], list[list[float]]]:
 
 
 def scenario_matrix(scenario: Any) -> tuple[tuple[str, ...], list[list[float]]]:
-    """The region names and RTT matrix (ms) a scenario's latency model uses: its CSV matrix, or the table."""
-    if scenario.network.latency.model == "matrix":
-        return load_matrix(scenario.matrix_path)
-    return builtin_matrix()
+    """The region names and RTT matrix (ms) a scenario's latency model uses: its CSV matrix, its network
+    graph's vertices and the RTTs along their paths (experiment.graph), or the table. Regions the scenario
+    names that the model lacks are a ScenarioError naming their lines."""
+    model = scenario.network.latency.model
+    if model == "matrix":
+        names, rtt = load_matrix(scenario.matrix_path)
+    elif model == "graph":
+        graph = scenario_graph(scenario)
+        names, rtt = graph.names, graph.rtt_ms()
+    else:
+        names, rtt = builtin_matrix()
+    if model != "regions":
+        from experiment.scenario import validate_regions  # pydantic: not under Mininet's interpreter
+
+        validate_regions(scenario, names)
+    return names, rtt
+
+
+def scenario_graph(scenario: Any):
+    """The network graph of a scenario whose latency model is a graph (networkx: not under Mininet's own
+    interpreter)."""
+    from experiment.graph import load_graph
+
+    return load_graph(scenario.graph_path)
+
+
+def scenario_path_loss(scenario: Any) -> tuple[tuple[float, ...], ...] | None:
+    """Loss between regions along their paths (from row to column), for a graph whose edges lose packets;
+    None for the other models (loss is then `network.loss` alone)."""
+    if scenario.network.latency.model != "graph":
+        return None
+    graph = scenario_graph(scenario)
+    return graph.loss if graph.has_loss() else None

@@ -1,8 +1,10 @@
-"""The simulator's message delay: region-to-region RTT (experiment.latency), per-node access latency, jitter."""
+"""The simulator's message delay: region-to-region RTT (experiment.latency), per-node access latency, jitter;
+and, for a network graph, the loss along each pair of regions' path."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,8 +16,9 @@ class LatencyModel:
     """
 
     def __init__(self, rtt_ms: list[list[float]], node_regions: list[int], access: list[float],
-                 jitter: float, rng: random.Random):
+                 jitter: float, rng: random.Random, path_loss: Sequence[Sequence[float]] | None = None):
         self.half_rtt = [[v / 2000.0 for v in row] for row in rtt_ms]
+        self.path_loss = path_loss  # per pair of regions (SimNetwork combines it with the message loss)
         self.node_regions = node_regions
         self.access = access
         self.jitter = jitter

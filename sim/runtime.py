@@ -61,6 +61,10 @@ class SimNetwork:
         self.env = env
         self.latency = latency
         self.loss = loss
+        # A network graph's loss along each pair of regions' path, with the model's message loss; None: `loss`
+        # alone (also for a latency model that has no paths, such as the test network's).
+        path = getattr(latency, "path_loss", None)
+        self.pair_loss = None if path is None else [[1 - (1 - loss) * (1 - p) for p in row] for row in path]
         self.rng = rng
         self.wire_exact = wire_exact
         self.handlers: list[Any] = []          # node index -> object with handle_request, or None when down
@@ -129,8 +133,14 @@ class SimNetwork:
         return message
 
     def _lost(self, src: int, dst: int, message: Any) -> bool:
-        if self.loss > 0 and self.rng.random() < self.loss:
-            return True
+        if self.pair_loss is None:
+            if self.loss > 0 and self.rng.random() < self.loss:
+                return True
+        else:
+            regions = self.latency.node_regions
+            loss = self.pair_loss[regions[src]][regions[dst]]
+            if loss > 0 and self.rng.random() < loss:
+                return True
         return self.drop is not None and self.drop(src, dst, message)
 
     def request(self, src: int, peer: PeerInfo, message: Any, timeout: float,

@@ -16,7 +16,7 @@ from typing import Any
 import simpy
 
 from experiment import churn as churn_model
-from experiment.latency import scenario_matrix
+from experiment.latency import scenario_matrix, scenario_path_loss
 from experiment.measure import Published, drain_seconds
 from experiment.oracle import LiveSet
 from p2pnode.config import GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
@@ -89,7 +89,8 @@ class Simulation:
         node_regions = [region_index[r] for r in _spread(regions, n, rng_build)]
         lo, hi = scenario.network.latency.access
         access = [rng_build.uniform(lo, hi) for _ in range(n)]
-        latency = LatencyModel(rtt, node_regions, access, scenario.network.latency.jitter, self.rng_net)
+        latency = LatencyModel(rtt, node_regions, access, scenario.network.latency.jitter, self.rng_net,
+                               path_loss=scenario_path_loss(scenario))
         self.network = SimNetwork(self.env, latency, scenario.network.loss, self.rng_net,
                                   wire_exact=scenario.dht.wire == "exact",
                                   idle_timeout=scenario.network.idle_timeout)

@@ -6,6 +6,8 @@
   router host ``r<j>``; every pair of routers has a direct link whose one-way delay is the inter-region delay
   (default: the latency model's region table, ``experiment/latency.py``, one-way = RTT / 2). Routed IPv6 (and IPv4)
   between regions with static routes.
+* ``Graph(n, vertices, edges, next_hop, host_vertices)`` — one router per vertex of a network graph, a link per
+  edge with its latency and loss, static routes along the latency model's paths (``experiment/graph.py``).
 * ``HomeNat(n, nat)`` — public hosts on an "internet" switch s1, the other hosts each in a home network
   (switch + router ``n<k>``) behind an nftables IPv4 NAT; IPv6 is routed to every host (no NAT for IPv6).
 
@@ -234,6 +236,89 @@ class Regions(Topo):
         return (0.0 if ra == rb else 2 * self.one_way_ms[(ra, rb)]) + access
 
 
+class Graph(Topo):
+    """One router per vertex of a network graph, one router-to-router link per edge with the edge's one-way
+    latency and loss, hosts on their vertex's LAN, and static routes along the paths the latency model counts
+    (``experiment/graph.py`` reads the graph and chooses them; this class needs no networkx).
+
+    ``vertices``: names, in order; ``edges``: ``(a, b, one-way ms, loss %)`` between distinct vertices;
+    ``next_hop``: ``{(vertex, destination): neighbour}`` for every pair; ``host_vertices``: each host's vertex
+    (h1 first); ``access``: optional ``{vertex: (one-way ms, loss %)}`` of the link from each of its hosts to
+    its LAN switch.
+
+    Vertex j (1-based): router ``r<j>`` on switch ``s<j>``, LAN ``fd00:<j>::/64`` and ``10.<j>.0.0/16`` (router
+    ``::ffff`` / ``.255.254``), host i at ``fd00:<j>::<i>`` and ``10.<j>.x.y``. Edge m (1-based), a first:
+    ``fd00:ff:<m, hex>::1|2/64`` and ``10.254.0.0 + 4(m − 1) + 1|2 /30``.
+    """
+
+    def build(self, n=2, vertices=(), edges=(), next_hop=None, host_vertices=(), access=None, **_ignored):
+        vertices, next_hop, access = list(vertices), dict(next_hop or {}), dict(access or {})
+        if not 1 <= len(vertices) <= 250:
+            raise ValueError(f"a graph of {len(vertices)} vertices: the emulation takes 1 to 250")
+        if len(edges) > 16000:
+            raise ValueError(f"{len(edges)} edges: the emulation's address plan takes at most 16000")
+        if len(host_vertices) != n or set(host_vertices) - set(vertices):
+            raise ValueError("host_vertices must name a vertex of the graph for each of the n hosts")
+        index = {name: j for j, name in enumerate(vertices, start=1)}
+        self.vertex_names = vertices
+        self.host_vertex: dict[str, str] = {}
+        self.next_hop = next_hop
+        self.access = {name: access.get(name, (0.0, 0.0)) for name in vertices}
+        self.edge_ms: dict[frozenset, float] = {}
+        for j, name in enumerate(vertices, start=1):
+            self.addSwitch(f"s{j}")
+            self.addHost(f"r{j}", cls=DualStackHost, ip=f"10.{j}.255.254/16", ip6=f"fd00:{j}::ffff/64", router=True,
+                         routes=[], region=name)
+            self.addLink(f"r{j}", f"s{j}")  # router port 0: the vertex's LAN
+        toward: dict[tuple[str, str], tuple[str, str]] = {}  # (vertex, neighbour) -> the neighbour's addresses
+        for m, (a, b, delay_ms, loss_pct) in enumerate(edges, start=1):
+            ja, jb = index[a], index[b]
+            base = ipaddress.IPv4Address("10.254.0.0") + 4 * (m - 1)
+            six = [f"fd00:ff:{m:x}::{end}" for end in (1, 2)]
+            four = [str(base + end) for end in (1, 2)]
+            self.addLink(f"r{ja}", f"r{jb}", **_link_opts(delay=_ms(delay_ms), loss=loss_pct or None),
+                         params1={"ip6": f"{six[0]}/64", "ip4": f"{four[0]}/30"},
+                         params2={"ip6": f"{six[1]}/64", "ip4": f"{four[1]}/30"})
+            toward[(a, b)], toward[(b, a)] = (six[1], four[1]), (six[0], four[0])
+            self.edge_ms[frozenset((a, b))] = float(delay_ms)
+        for source in vertices:
+            routes = self.nodeInfo(f"r{index[source]}")["routes"]
+            for destination in vertices:
+                if destination != source:
+                    via6, via4 = toward[(source, next_hop[(source, destination)])]
+                    j = index[destination]
+                    routes += [(f"fd00:{j}::/64", via6), (f"10.{j}.0.0/16", via4)]
+        for i, name in enumerate(host_vertices, start=1):
+            j = index[name]
+            host = self.addHost(f"h{i}", cls=DualStackHost, ip=f"{_ip4_host(f'10.{j}.0.0', i)}/16",
+                                ip6=f"fd00:{j}::{_hostnum(i)}/64", region=name,
+                                routes=[("default", f"fd00:{j}::ffff"), ("default", f"10.{j}.255.254")])
+            self.host_vertex[f"h{i}"] = name
+            delay_ms, loss_pct = self.access[name]
+            self.addLink(host, f"s{j}", **_link_opts(delay=_ms(delay_ms) if delay_ms else None, loss=loss_pct or None))
+
+    @classmethod
+    def of(cls, graph, host_vertices, access_loss: float | None = None) -> Graph:
+        """The topology of a network graph (``experiment.graph.NetworkGraph``) with a host at each of
+        ``host_vertices``; ``access_loss``: packet loss (percent, each direction) added on every host's link."""
+        access = {}
+        for name in graph.names:
+            delay_ms, loss = graph.access(name)
+            access[name] = (delay_ms, round(100 * (1 - (1 - loss) * (1 - (access_loss or 0) / 100)), 6))
+        edges = [(edge.a, edge.b, edge.latency_ms, round(100 * edge.loss, 6)) for edge in graph.edges]
+        return cls(len(host_vertices), graph.names, edges, graph.next_hop, list(host_vertices), access)
+
+    def rtt_ms(self, a: str, b: str) -> float:
+        """Expected base RTT between hosts a and b: both access links and the path's edges, both ways."""
+        u, v = self.host_vertex[a], self.host_vertex[b]
+        one_way = self.access[u][0] + self.access[v][0]
+        while u != v:
+            hop = self.next_hop[(u, v)]
+            one_way += self.edge_ms[frozenset((u, hop))]
+            u = hop
+        return 2 * one_way
+
+
 class HomeNat(Topo):
     """Public hosts plus hosts behind IPv4 NAT routers, IPv6 everywhere.
 
@@ -282,4 +367,4 @@ class HomeNat(Topo):
             self.addLink(host, f"s{k + 1}")
 
 
-topos = {"pair": Pair, "flatlan": FlatLan, "regions": Regions, "homenat": HomeNat}
+topos = {"pair": Pair, "flatlan": FlatLan, "regions": Regions, "graph": Graph, "homenat": HomeNat}

@@ -53,7 +53,7 @@ _MODELLED = {
 }
 
 DISTRIBUTIONS = ("exponential", "weibull", "lognormal")
-LATENCY_MODELS = ("regions", "matrix")
+LATENCY_MODELS = ("regions", "matrix", "graph")
 WIRE_MODES = ("objects", "exact")
 ARRIVALS = ("poisson", "periodic")
 DISCOVERY = ("dht", "random")
@@ -198,6 +198,7 @@ class Nodes(_Model):
 class Latency(_Model):
     model: Annotated[Literal[LATENCY_MODELS], _choice(LATENCY_MODELS)] = "regions"
     matrix: Path | None = None
+    graph: Path | None = None  # a GML/GraphML network graph (experiment.graph)
     jitter: NonNegFloat = 0.1
     access: tuple[NonNegFloat, NonNegFloat] = (0.002, 0.02)
 
@@ -206,8 +207,11 @@ class Latency(_Model):
         items: list[tuple[Loc, str]] = []
         if self.model == "matrix" and self.matrix is None:
             items.append((("matrix",), "required when model is 'matrix' (a CSV file of RTTs in ms)"))
-        if self.model == "regions" and self.matrix is not None:
-            items.append((("matrix",), "only used with model: matrix (model is 'regions')"))
+        if self.model == "graph" and self.graph is None:
+            items.append((("graph",), "required when model is 'graph' (a GML or GraphML network graph)"))
+        for key in ("matrix", "graph"):
+            if self.model != key and getattr(self, key) is not None:
+                items.append(((key,), f"only used with model: {key} (model is {self.model!r})"))
         lo, hi = self.access
         if lo > hi:
             items.append((("access",), f"range [{lo}, {hi}] has its lower bound above its upper bound"))
@@ -505,6 +509,11 @@ class Scenario(_Model):
         """The latency matrix file, resolved against the scenario file's directory."""
         return _resolve(self.network.latency.matrix, self._source)
 
+    @property
+    def graph_path(self) -> Path | None:
+        """The network graph file, resolved against the scenario file's directory."""
+        return _resolve(self.network.latency.graph, self._source)
+
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> Scenario:
         items: list[tuple[Loc, str]] = []
@@ -529,9 +538,10 @@ class Scenario(_Model):
         if self.sweep is not None and self.sweep.scoring is not None and self.pubsub is None:
             items.append((("sweep", "scoring"), "needs a pubsub section"))
         source = (info.context or {}).get("source")
-        matrix = _resolve(self.network.latency.matrix, source)
-        if matrix is not None and not matrix.is_file():
-            items.append((("network", "latency", "matrix"), f"file not found: {matrix}"))
+        for key in ("matrix", "graph"):
+            file = _resolve(getattr(self.network.latency, key), source)
+            if file is not None and not file.is_file():
+                items.append((("network", "latency", key), f"file not found: {file}"))
         raise_if(items)
         return self
 
@@ -653,7 +663,8 @@ def build(
 
 
 def _region_problems(regions: Any, model: Any, known: Iterable[str]) -> list[tuple[Loc, str]]:
-    if model == "matrix" or not isinstance(regions, dict):
+    # a matrix's or a graph's names are known once its file is read (validate_regions)
+    if model in ("matrix", "graph") or not isinstance(regions, dict):
         return []
     names = list(known)
     return [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("mininet.topo", reason="mininet not installed (pip install mininet==2.3.0.dev6)")
@@ -10,6 +12,8 @@ from topologies.net import EmulatedNetwork  # noqa: E402
 from topologies.probe import FEATURES, Capability  # noqa: E402
 from topologies.shaping import parse_ms, plan_links, tc_commands  # noqa: E402
 from topologies.topos import FlatLan, HomeNat, Pair, Regions  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def caps(*available: str) -> dict[str, Capability]:
@@ -101,3 +105,23 @@ def test_addressing_plans():
     assert homes.nodeInfo("n1")["nat"] == "symmetric" and homes.nodeInfo("h3")["ip"] == "192.168.1.3/24"
     with pytest.raises(ValueError):
         HomeNat(4, "full-cone")
+
+
+def test_a_graph_scenario_builds_a_router_per_vertex_on_the_models_paths():
+    from emulator.cli import build_topology
+    from experiment.latency import scenario_graph
+    from experiment.scenario import load_scenario
+
+    scenario = load_scenario(ROOT / "scenarios" / "graph-small.yaml").with_nodes(10)
+    topo, placement = build_topology(scenario, "regions")
+    graph = scenario_graph(scenario)
+    assert sorted(n for n in topo.hosts() if n.startswith("r")) == [f"r{j}" for j in range(1, 7)]
+    assert placement["graph"].endswith("continents.gml") and set(placement["regions"].values()) <= set(graph.names)
+    at = graph.names.index
+    for a in topo.host_vertex:
+        for b in topo.host_vertex:
+            u, v = topo.host_vertex[a], topo.host_vertex[b]
+            assert topo.rtt_ms(a, b) == 2 * graph.one_way_ms[at(u)][at(v)]
+    _plans, report = plan(topo, FULL)
+    lossy = {tuple(x["nodes"]): x["configured"]["loss_pct"] for x in report if x["configured"]["loss_pct"]}
+    assert lossy == {("r1", "r3"): 0.1, ("r2", "r6"): 0.1, ("r4", "r5"): 0.1}  # the long-haul edges

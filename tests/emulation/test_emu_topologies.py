@@ -46,6 +46,34 @@ def test_regions_reachable_with_model_rtts(caps):
         print("\n  " + "\n  ".join(lines))
 
 
+def test_graph_routes_along_the_latency_models_paths(caps):
+    from pathlib import Path
+
+    from experiment.graph import load_graph
+    from topologies.ipv6 import reachability
+    from topologies.net import EmulatedNetwork
+    from topologies.topos import Graph
+
+    graph = load_graph(Path(__file__).resolve().parents[2] / "scenarios" / "graphs" / "continents.gml")
+    # no host at eu-central: ap-southeast <-> eu-west crosses it (7 + 75 ms), not the Pacific and America
+    topo = Graph.of(graph, ["eu-west", "na-east", "ap-northeast", "ap-southeast"])
+    with EmulatedNetwork(topo, caps) as net:
+        assert net.hosts == ["h1", "h2", "h3", "h4"] and len(net.routers) == 6
+        assert reachability(net) == []
+        lines = []
+        for a, b in (("h1", "h2"), ("h1", "h4"), ("h2", "h3")):
+            expected = topo.rtt_ms(a, b)
+            model = 2 * graph.one_way_ms[graph.names.index(topo.host_vertex[a])][graph.names.index(topo.host_vertex[b])]
+            assert expected == model  # the topology's path is the latency model's
+            low, avg, received = ping6_rtt(net, a, b, count=10, interval=0.05)
+            assert received >= 9  # the long-haul edges lose one packet in a thousand
+            assert abs(avg - expected) <= 3.0 + 0.03 * expected, f"{a}->{b}: {avg} ms, model {expected} ms"
+            lines.append(f"{topo.host_vertex[a]}->{topo.host_vertex[b]} model {expected:g} ms, "
+                         f"measured min/avg {low:.2f}/{avg:.2f} ms")
+        assert topo.rtt_ms("h1", "h4") == 2 * (1.5 + 7 + 75 + 1.5)
+        print("\n  " + "\n  ".join(lines))
+
+
 # Receives one UDP datagram and prints the sender's address and port.
 UDP_ECHO_SOURCE = """
 import socket
