@@ -4,6 +4,11 @@ The responder writes one ``Identify`` protobuf (``pb/identify.proto``) and close
 implementations prefix it with its unsigned-varint length; older ones wrote the bare protobuf, so
 ``decode`` accepts both. The public key must be the one the peer ID was made from: a peer cannot
 claim to be someone else through Identify.
+
+``signedPeerRecord`` (field 8, which go-, js-, rust- and py-libp2p send though the Identify spec text does not
+list it) carries the peer's addresses in a signed peer record (``p2pnode.peer_record``). ``decode`` checks it
+and gives the record only if it verifies and names the peer we are talking to; its addresses are then the
+ones to use (``addrs``), as other implementations prefer them to the unsigned ``listenAddrs``.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
+from p2pnode import peer_record
+from p2pnode.envelope import EnvelopeError
 from p2pnode.framing import CodecError, encode_uvarint, read_uvarint
 from p2pnode.identity import IdentityError, PeerId, decode_public_key, encode_public_key
 from p2pnode.pb import identify_pb2
+from p2pnode.peer_record import PeerRecord
 
 PROTOCOL = "/ipfs/id/1.0.0"
 PROTOCOL_VERSION = "ipfs/0.1.0"
@@ -29,6 +37,14 @@ class IdentifyInfo:
     observed_addr: bytes = b""
     protocol_version: str = PROTOCOL_VERSION
     agent_version: str = ""
+    signed_peer_record: bytes = b""  # the envelope as sent
+    peer_record: PeerRecord | None = None  # decoded: the record, if it verified and is the peer's own
+    peer_record_error: str = ""  # decoded: why a record that came was not taken
+
+    @property
+    def addrs(self) -> tuple[bytes, ...]:
+        """The addresses to use: the signed record's if there is a valid one, else the listen addresses."""
+        return self.peer_record.addrs if self.peer_record is not None else self.listen_addrs
 
 
 def encode(info: IdentifyInfo) -> bytes:
@@ -42,6 +58,8 @@ def encode(info: IdentifyInfo) -> bytes:
     )
     if info.observed_addr:
         pb.observedAddr = info.observed_addr
+    if info.signed_peer_record:
+        pb.signedPeerRecord = info.signed_peer_record
     data = pb.SerializeToString()
     return encode_uvarint(len(data)) + data
 
@@ -76,6 +94,15 @@ def decode(data: bytes, peer_id: PeerId | None = None) -> IdentifyInfo:
             public_key = b""  # another key type: we cannot check it, the peer ID was checked by the handshake
     if peer_id is not None and public_key and PeerId.from_public_key(public_key) != peer_id:
         raise CodecError("identify carries a public key that is not the peer's")
+    record, record_error = None, ""
+    if pb.signedPeerRecord:
+        try:
+            record = peer_record.consume(pb.signedPeerRecord)
+        except EnvelopeError as exc:
+            record_error = str(exc)
+        else:
+            if peer_id is not None and record.peer_id != peer_id:
+                record, record_error = None, f"the signed peer record is {record.peer_id.short()}'s"
     return IdentifyInfo(
         public_key=public_key,
         listen_addrs=tuple(pb.listenAddrs),
@@ -83,4 +110,7 @@ def decode(data: bytes, peer_id: PeerId | None = None) -> IdentifyInfo:
         observed_addr=pb.observedAddr,
         protocol_version=pb.protocolVersion,
         agent_version=pb.agentVersion,
+        signed_peer_record=pb.signedPeerRecord,
+        peer_record=record,
+        peer_record_error=record_error,
     )

@@ -47,6 +47,26 @@ def decode_public_key(proto: bytes) -> bytes:
     return proto[4:]
 
 
+def peer_id_of_key(proto: bytes) -> PeerId:
+    """The peer ID of a protobuf ``PublicKey`` of any key type (peer-ids.md): the identity multihash of the
+    serialized key when it has at most 42 bytes (Ed25519), else its sha2-256 multihash (RSA, ECDSA...).
+    ``IdentityError`` for bytes that are not a ``PublicKey``. Whether we can check that key's signatures is
+    another matter: only Ed25519 ones (``decode_public_key``)."""
+    from google.protobuf.message import DecodeError
+
+    from p2pnode.pb import envelope_pb2
+
+    try:
+        key = envelope_pb2.PublicKey.FromString(proto)
+    except DecodeError as exc:
+        raise IdentityError(f"not a PublicKey protobuf: {exc}") from None
+    if not (key.HasField("Type") and key.Data):
+        raise IdentityError("a PublicKey protobuf needs its Type and Data")
+    if len(proto) <= 42:
+        return PeerId(bytes([_MULTIHASH_IDENTITY, len(proto)]) + proto)
+    return PeerId(bytes([_MULTIHASH_SHA256, 32]) + hashlib.sha256(proto).digest())
+
+
 class PeerId:
     """A libp2p peer ID: the multihash bytes, with the Kademlia key computed once."""
 

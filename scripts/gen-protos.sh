@@ -1,6 +1,6 @@
 #!/usr/bin/env sh
 # Regenerate the checked-in protobuf modules (p2pnode/kad/pb/*_pb2.py, p2pnode/pubsub/pb/rpc_pb2.py,
-# p2pnode/transports/pb/noise_pb2.py) from their .proto files.
+# p2pnode/pb/*_pb2.py, p2pnode/transports/pb/noise_pb2.py) from their .proto files.
 # Needs grpcio-tools (the `dev` extra). The generated code requires a protobuf runtime at least as
 # new as the protoc bundled with grpcio-tools, so regenerate with the same environment you ship.
 # Usage: scripts/gen-protos.sh [python]   (default: .venv/bin/python, else python3)
@@ -20,7 +20,7 @@ TRANSPORTS_PB=p2pnode/transports/pb
 # right __module__.
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$KAD_PB/dht.proto" "$KAD_PB/record.proto"
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$PUBSUB_PB/rpc.proto"
-"$PYTHON" -m grpc_tools.protoc -I . --python_out=. p2pnode/pb/identify.proto
+"$PYTHON" -m grpc_tools.protoc -I . --python_out=. p2pnode/pb/identify.proto p2pnode/pb/envelope.proto
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$TRANSPORTS_PB/noise.proto"
 
 # No .proto imports another, so protoc emits no bare `import dht_pb2` that would break package imports.

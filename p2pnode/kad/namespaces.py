@@ -18,7 +18,7 @@ Every other key is ours, and its records travel in our signed envelope (``p2pnod
 from __future__ import annotations
 
 from p2pnode.framing import CodecError
-from p2pnode.identity import IdentityError, PeerId, decode_public_key
+from p2pnode.identity import IdentityError, PeerId, peer_id_of_key
 from p2pnode.kad.messages import DHTRecord
 
 PK = b"/pk/"
@@ -37,12 +37,12 @@ def is_pk_key(key: bytes) -> bool:
 
 
 def pk_record_owner(key: bytes, value: bytes) -> PeerId | None:
-    """The peer whose public key ``value`` (a protobuf ``PublicKey``) is, if the ``/pk/`` key names that very
-    peer; else None."""
+    """The peer whose public key ``value`` (a protobuf ``PublicKey`` of any type) is, if the ``/pk/`` key names
+    that very peer; else None. RSA-keyed peers, whose IDs hash their key, are the ones who need such records."""
     if not key.startswith(PK):
         return None
     try:
-        owner = PeerId.from_public_key(decode_public_key(value))
+        owner = peer_id_of_key(value)
     except IdentityError:
         return None
     suffix = key[len(PK):]

@@ -91,3 +91,19 @@ def test_any_valid_pk_record_is_as_good_as_another():
     assert store.put(make_record(BOB, key, value, 3600, 1), now=0.0)
     assert store.put(make_record(ALICE, key, value, 3600, 7), now=1.0)  # a re-put refreshes it
     assert store.get(key, 2.0).value == value and len(store) == 1
+
+
+def test_a_pk_record_of_a_key_type_we_cannot_sign_with_is_still_valid():
+    """An RSA-keyed peer's ID is the sha2-256 multihash of its protobuf key, so /pk/ is how others learn the
+    key: the validator needs only the hash, not the key type."""
+    import hashlib
+
+    from p2pnode.pb import envelope_pb2
+
+    value = envelope_pb2.PublicKey(Type=envelope_pb2.RSA, Data=bytes(range(256)) * 2).SerializeToString()
+    key = b"/pk/" + b"\x12\x20" + hashlib.sha256(value).digest()
+    record = make_record(ALICE, key, value, 3600, 1)
+    assert record_is_valid(record) and record.publisher.raw == key[4:]
+    assert decode(encode(PutValue(record)), response=False).record == record
+    with pytest.raises(NamespaceError):
+        make_record(ALICE, key[:-1] + b"\x00", value, 3600, 1)
