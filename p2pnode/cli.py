@@ -50,6 +50,31 @@ def load_or_create_key(config: NodeConfig) -> Keypair:
     return keypair
 
 
+def lock_key_file(config: NodeConfig):
+    """Take the key file's lock before the key is read or created (two processes starting at once with one
+    key file must not both make a key, nor both run with it)."""
+    from p2pnode.runtime.keylock import KeyInUseError, lock_key
+
+    try:
+        return lock_key(config.path(config.network.key_file))
+    except KeyInUseError as exc:
+        raise UsageError(f"network.key_file: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"network.key_file: cannot lock {config.network.key_file}: {exc.strerror}") from None
+
+
+def refuse_own_bootstrap(config: NodeConfig, keypair: Keypair) -> None:
+    from multiaddr import Multiaddr
+
+    from p2pnode.transports.addresses import peer_id_of
+
+    for i, addr in enumerate(config.bootstrap.nodes):
+        if peer_id_of(Multiaddr(addr)) == keypair.peer_id:
+            raise UsageError(f"bootstrap.nodes[{i}]: {addr} is this node's own peer ID (the key in "
+                             f"{config.path(config.network.key_file)}); a node cannot bootstrap from itself "
+                             "(does that node share this key file?)")
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, node: str):
         super().__init__()
@@ -188,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        _key_lock = lock_key_file(config)  # held until the process exits: one running node per key
         keypair = load_or_create_key(config)
+        refuse_own_bootstrap(config, keypair)
         setup_logging(config, keypair.peer_id.short(), args.log_level)
         if args.defer_join and args.control is None:
             raise UsageError("--defer-join needs --control stdio (the join command arrives there)")

@@ -145,6 +145,11 @@ class Swarm:
         return sorted(dict.fromkeys(out), key=lambda a: not is_ip6(a))
 
     def _inbound(self, conn: Connection) -> None:
+        if conn.remote_peer == self.peer_id:
+            log.warning("refusing a connection from %s: it authenticated with our own peer ID, so another "
+                        "process is running with our key (each node needs its own key file)", conn.remote_addr)
+            self.spawn(conn.close())
+            return
         if self.closing or sum(len(c) for c in self.connections.values()) >= self.max_connections:
             log.info("refusing connection from %s: at the connection limit", conn.remote_peer.short())
             self.spawn(conn.close())
@@ -210,11 +215,12 @@ class Swarm:
 
     async def dial(self, peer: PeerId, addrs: Iterable[bytes | str | Multiaddr] = ()) -> Connection:
         """An open connection to ``peer``: an existing one, or a new one dialled over its addresses."""
+        if peer == self.peer_id:
+            log.warning("refusing to dial %s: that is our own peer ID", peer.short())
+            raise TransportError(f"refusing to dial {peer.short()}: that is our own peer ID")
         conn = self.connection(peer)
         if conn is not None:
             return conn
-        if peer == self.peer_id:
-            raise TransportError("cannot dial ourselves")
         self.learn(peer, addrs)
         task = self._dials.get(peer)
         if task is None:
