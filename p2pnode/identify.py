@@ -8,7 +8,7 @@ claim to be someone else through Identify.
 ``signedPeerRecord`` (field 8, which go-, js-, rust- and py-libp2p send though the Identify spec text does not
 list it) carries the peer's addresses in a signed peer record (``p2pnode.peer_record``). ``decode`` checks it
 and gives the record only if it verifies and names the peer we are talking to; its addresses are then the
-ones to use (``addrs``), as other implementations prefer them to the unsigned ``listenAddrs``.
+ones to use (``PeerRecordBook.addresses``), as other implementations prefer them to the unsigned ``listenAddrs``.
 """
 
 from __future__ import annotations
@@ -40,11 +40,6 @@ class IdentifyInfo:
     signed_peer_record: bytes = b""  # the envelope as sent
     peer_record: PeerRecord | None = None  # decoded: the record, if it verified and is the peer's own
     peer_record_error: str = ""  # decoded: why a record that came was not taken
-
-    @property
-    def addrs(self) -> tuple[bytes, ...]:
-        """The addresses to use: the signed record's if there is a valid one, else the listen addresses."""
-        return self.peer_record.addrs if self.peer_record is not None else self.listen_addrs
 
 
 def encode(info: IdentifyInfo) -> bytes:

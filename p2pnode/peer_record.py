@@ -100,3 +100,9 @@ class PeerRecordBook:
         if len(self._records) > self.max_peers:
             self._records.popitem(last=False)
         return record
+
+    def addresses(self, peer: PeerId, record: PeerRecord | None, unsigned: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """The addresses to keep for ``peer`` after it told us ``unsigned`` and maybe ``record`` (a valid record
+        of its own, e.g. from Identify): those of its newest signed record, else the unsigned ones."""
+        known = self.update(record) if record is not None else self._records.get(peer)
+        return known.addrs if known is not None else unsigned
