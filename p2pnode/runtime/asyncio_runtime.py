@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from p2pnode.framing import encode_uvarint
 from p2pnode.identity import PeerId
 from p2pnode.kad import codec as kad_codec
 from p2pnode.kad.messages import PeerInfo, Ping, Pong
+from p2pnode.peer_record import OwnRecord, PeerRecordBook
 from p2pnode.pubsub import codec as pubsub_codec
 from p2pnode.pubsub.messages import RPC
 from p2pnode.runtime.swarm import PEER_ERRORS, new_correlation_id
@@ -55,6 +57,8 @@ class AsyncioRuntime:
         self.rng = rng
         self._loop = asyncio.get_running_loop()
         self.identified: dict[PeerId, identify.IdentifyInfo] = {}
+        self.peer_records = PeerRecordBook()  # the newest signed peer record of each peer
+        self._own_record = OwnRecord(node.keypair)
         self._identify_waiters: dict[PeerId, asyncio.Event] = {}
         self._pubsub_out: dict[PeerId, tuple[asyncio.Queue[bytes], asyncio.Task]] = {}
         self._quiet_close: set[PeerId] = set()
@@ -161,19 +165,23 @@ class AsyncioRuntime:
             if waiter is not None:
                 waiter.set()
         self.identified[peer] = info
-        self.swarm.learn(peer, info.listen_addrs)
+        if info.peer_record_error:
+            log.info("signed peer record of %s not taken: %s", peer.short(), info.peer_record_error)
+        self.swarm.learn(peer, self.peer_records.addresses(peer, info.peer_record, info.listen_addrs))
         if KAD_PROTOCOL in info.protocols and self.node.running:
             self.node.host.dht.add_peer(self.node.info_of(peer))
         log.debug("identified %s: %s, %d addrs", peer.short(), info.agent_version, len(info.listen_addrs))
 
     async def _serve_identify(self, stream: Stream) -> None:
         conn = stream.connection
+        addrs = tuple(a.to_bytes() for a in self.swarm.advertised_addrs())
         info = identify.IdentifyInfo(
             public_key=self.node.keypair.public_key,
-            listen_addrs=tuple(a.to_bytes() for a in self.swarm.advertised_addrs()),
+            listen_addrs=addrs,
             protocols=tuple(self.swarm.protocols),
             observed_addr=conn.remote_addr.to_bytes(),
             agent_version=AGENT_VERSION,
+            signed_peer_record=self._own_record.sealed(addrs, time.time_ns()),
         )
         await stream.write(identify.encode(info))
 

@@ -92,6 +92,8 @@ class Node:
         for addr in self._bootstrap:
             if peer_id_of(addr) is None:
                 raise ValueError(f"bootstrap address {addr} does not end in /p2p/<peer id>")
+            if peer_id_of(addr) == self.peer_id:
+                raise ValueError(f"bootstrap address {addr} is this node's own peer ID (two nodes sharing a key?)")
         self._transport_names = list(transports)
         self._record_file = RecordFile(storage_path) if storage_path else None
         self.events = events  # measured events, as the simulator writes them (wall-clock time)
@@ -139,9 +141,8 @@ class Node:
         bootstrap = []
         for addr in self._bootstrap:
             peer = peer_id_of(addr)
-            if peer != self.peer_id:
-                self.swarm.learn(peer, [addr])
-                bootstrap.append(self.info_of(peer))
+            self.swarm.learn(peer, [addr])
+            bootstrap.append(self.info_of(peer))
         if self._record_file is not None:
             self._record_file.load(self.host.dht.records, self.runtime.now())
         self.host.start(bootstrap)

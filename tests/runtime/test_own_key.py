@@ -105,3 +105,11 @@ def test_a_connection_from_our_own_peer_id_is_refused_with_a_log_line(tmp_path):
         code, err = node.stop()
     assert code == 0
     assert "refusing a connection from /ip4/127.0.0.1/tcp/" in err and "our own peer ID" in err
+
+
+def test_a_node_given_its_own_peer_id_as_bootstrap_refuses_to_start():
+    from p2pnode.runtime.node import Node
+
+    keypair = Keypair.from_seed(b"s" * 32)
+    with pytest.raises(ValueError, match="own peer ID"):
+        Node(keypair, bootstrap=[f"/ip4/127.0.0.1/tcp/4001/p2p/{keypair.peer_id}"])
