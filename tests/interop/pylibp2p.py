@@ -88,14 +88,18 @@ class PyLibp2pPeer:
     def start(self, transport: str, listen: str | None = None, seed: int | None = None, topic: str | None = None,
               extra_args: list[str] | tuple[str, ...] = (), ready_timeout: float = 30.0) -> dict[str, Any]:
         """Start the process and wait for its ready line; returns it (also in .ready, .peer_id, .addrs)."""
-        if self.proc is not None:
-            raise RuntimeError("already started")
         cmd = [self.python, str(PEER_SCRIPT), "--transport", transport, "--listen", listen or DEFAULT_LISTEN[transport]]
         if seed is not None:
             cmd += ["--seed", str(seed)]
         if topic is not None:
             cmd += ["--topic", topic]
-        cmd += list(extra_args)
+        return self.launch(cmd + list(extra_args), ready_timeout)
+
+    def launch(self, cmd: list[str], ready_timeout: float = 30.0) -> dict[str, Any]:
+        """Run ``cmd`` (a peer speaking this JSON-line protocol, whatever its implementation) and wait for its
+        ready line."""
+        if self.proc is not None:
+            raise RuntimeError("already started")
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._stderr_file = tempfile.TemporaryFile(prefix=f"{self.name}-", suffix=".log")

@@ -60,6 +60,7 @@ from libp2p.kad_dht.common import MAX_DHT_MESSAGE_SIZE  # noqa: E402
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL_ID  # noqa: E402
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT  # noqa: E402
 from libp2p.kad_dht.pb.kademlia_pb2 import Message as KadMessage  # noqa: E402
+from libp2p.peer.envelope import consume_envelope  # noqa: E402
 from libp2p.peer.id import ID  # noqa: E402
 from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
 from libp2p.peer.peerstore import env_to_send_in_RPC  # noqa: E402
@@ -404,6 +405,14 @@ class Peer:
         finally:
             await _close_quietly(stream)
         msg = parse_identify_response(bytes(buf))
+        record: dict[str, Any] | None = None
+        if msg.signedPeerRecord:  # checked by py-libp2p's own envelope code
+            try:
+                _, peer_record = consume_envelope(msg.signedPeerRecord, "libp2p-peer-record")
+                record = {"peer_id": peer_record.peer_id.to_base58(), "seq": peer_record.seq,
+                          "addrs": [str(a) for a in peer_record.addrs]}
+            except Exception as e:
+                record = {"error": f"{type(e).__name__}: {e}"}
         return {
             "protocols": list(msg.protocols),
             "listen_addrs": [maddr_str(a) for a in msg.listen_addrs],
@@ -411,7 +420,7 @@ class Peer:
             "protocol_version": msg.protocol_version,
             "observed_addr": maddr_str(msg.observed_addr) if msg.observed_addr else None,
             "public_key_hex": msg.public_key.hex(),
-            "signed_peer_record": bool(msg.signedPeerRecord),
+            "signed_peer_record": record,
             "raw_len": len(buf),
         }
 

@@ -11,10 +11,13 @@ import asyncio
 import itertools
 
 import pytest
+from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair, encode_public_key
+from p2pnode.kad.messages import PutValue, PutValueResponse
 from p2pnode.kad.pb import record_pb2
-from p2pnode.runtime.node import Node
+from p2pnode.kad.records import make_record
+from p2pnode.runtime.node import Node, completion
 from tests.interop.pylibp2p import PyLibp2pPeer, interop_python, interop_venv
 
 pytestmark = [
@@ -103,6 +106,11 @@ def test_pylibp2p_dials_us(transport, pylibp2p):
             wanted = {"/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/ipfs/kad/1.0.0", "/meshsub/1.1.0"}
             assert wanted <= set(ident["protocols"])
             assert bytes.fromhex(ident["public_key_hex"]) == encode_public_key(ours.keypair.public_key)
+            # our signed peer record, as py-libp2p's envelope code reads it
+            record = ident["signed_peer_record"]
+            assert record is not None and "error" not in record, record
+            assert record["peer_id"] == str(ours.peer_id)
+            assert set(record["addrs"]) == {bare(a) for a in ours.listen_addrs}
             assert (await call(py, "ping", peer=str(ours.peer_id)))["rtt_ms"] > 0
 
             # FIND_NODE: our node names the third node (not py itself, the requester)
@@ -163,6 +171,11 @@ def test_we_dial_pylibp2p(transport, pylibp2p):
             py_id = ours.swarm.connection(_peer(py.peer_id)).remote_peer
             await until(lambda: py_id in ours.identified, 5)
             assert ours.identified[py_id].agent_version.startswith("py-libp2p")
+            # py-libp2p's signed peer record verifies here, and its addresses are the ones we keep
+            record = ours.identified[py_id].peer_record
+            assert record is not None, ours.identified[py_id].peer_record_error
+            assert record.peer_id == py_id
+            assert {bare(Multiaddr(a)) for a in record.addrs} == {bare(a) for a in py.addrs}  # it adds /p2p/
             assert "/ipfs/kad/1.0.0" in ours.identified[py_id].protocols
             rtts = await ours.ping(py_id, count=3)
             assert all(0 < r < 1 for r in rtts)
@@ -179,6 +192,16 @@ def test_we_dial_pylibp2p(transport, pylibp2p):
             ours.host.dht.records._records.clear()  # forget our own copy: the value must come from py-libp2p
             assert await ours.dht.get(b"/p2pnode/stored-on-py") == b"hello py"
 
+            # our public key under /pk/ (py-libp2p's hex form of the key), as our put sends it: bare, so
+            # py-libp2p's validator takes it and serves the key itself. Sent to py-libp2p directly, since it
+            # ignores FIND_NODE for keys that are not peer IDs, so a put's lookup never finds it for this key.
+            pk_key, pk_value = b"/pk/" + ours.peer_id.raw.hex().encode(), encode_public_key(ours.keypair.public_key)
+            put = PutValue(make_record(ours.keypair, pk_key, pk_value, 3600, 1))
+            answer = await completion(lambda done: ours.host.runtime.request(ours.info_of(py_id), put, 5, done, done))
+            assert isinstance(answer, PutValueResponse) and answer.stored, answer
+            stored = await call(py, "get_value", key_hex=pk_key.hex())
+            assert bytes.fromhex(stored["value_hex"]) == pk_value
+
             # gossip both ways
             await until(lambda: any(p.to_base58() == py.peer_id for p in ours.pubsub.mesh(TOPIC)), 15)
             ours.pubsub.publish(TOPIC, b"from p2pnode")
@@ -191,6 +214,11 @@ def test_we_dial_pylibp2p(transport, pylibp2p):
             await ours.stop()
 
     run(scenario())
+
+
+def bare(addr) -> str:
+    """A multiaddr's text without its /p2p part."""
+    return str(addr).split("/p2p/")[0]
 
 
 def _peer(text: str):
