@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.emulation.conftest import needs_root
+from tests.emulation.conftest import leftovers, needs_root
 
 pytestmark = [pytest.mark.root, needs_root]
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,32 +86,54 @@ def test_eight_real_nodes_deliver_gossip_and_it_is_measured_as_in_simulation(tmp
     assert our_leftovers() == ([], [])
 
 
+def running_nodes_of(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The run tag of the emulation that ``proc`` started, once its nodes run (other emulations on the machine,
+    such as another checkout's tests, have other tags and are left out of what the tests look at)."""
+    from topologies.registry import STATE_DIR
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in STATE_DIR.glob("?.json"):
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("pid") == proc.pid and any(mark.startswith(f"{path.stem}:") for mark in _marks()):
+                return path.stem
+        time.sleep(0.5)
+    raise AssertionError("the emulation's nodes did not start")
+
+
+def _marks() -> list[str]:
+    from topologies.registry import scan_processes
+
+    return [mark for _pid, cmdline, mark, _ in scan_processes() if "p2pnode.cli run" in cmdline]
+
+
+def nothing_left(tag: str) -> bool:
+    return not any(leftovers(tag).values())
+
+
 def test_interrupted_run_cleans_up(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", str(short_formation(tmp_path, 60)), "--out",
                              str(tmp_path / "results")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the nodes run
-        if our_leftovers()[1]:
-            break
-        time.sleep(0.5)
+    tag = running_nodes_of(proc)
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert our_leftovers() == ([], [])
+    assert nothing_left(tag), leftovers(tag)
 
 
 def test_killed_run_is_cleaned_by_cleanup(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", str(short_formation(tmp_path, 60)), "--out",
                              str(tmp_path / "results")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not our_leftovers()[1]:
-        time.sleep(0.5)
+    tag = running_nodes_of(proc)
     proc.kill()
     proc.wait()
     time.sleep(1)
     subprocess.run([sys.executable, "-m", "topologies.net", "cleanup"], check=True, capture_output=True)
-    assert our_leftovers() == ([], [])
+    assert nothing_left(tag), leftovers(tag)
 
 
 @pytest.mark.parametrize("transport, slack_ms", [("tcp", 5.0), ("quic", 7.0)])
