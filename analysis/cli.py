@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.compare import compare_runs, run_labels
-from analysis.fidelity import Fidelity, distance_text, tolerance_text
+from analysis.fidelity import Fidelity, distance_text, p_text, tolerance_text
 from analysis.formats import PUBSUB_STATS, fmt, fmt_micro, node_counts, target_text, verdict_text
 from analysis.load import AnalysisError
 from analysis.report import write_report
@@ -94,9 +94,8 @@ def print_fidelity(fidelity: Fidelity, labels: list[str], console: Console) -> N
         table.add_column(column, justify="left" if column in ("figure", "result") else "right")
     for figure in fidelity.figures:
         values = [fmt(value, figure.unit) for value in (figure.a, figure.b)]
-        p_value = "—" if figure.p_value is None else f"{figure.p_value:.3g}"
         result = "—" if figure.agrees is None else ("[green]agrees[/]" if figure.agrees else "[red]differs[/]")
-        table.add_row(figure.label, *values, distance_text(figure), p_value,
+        table.add_row(figure.label, *values, distance_text(figure), p_text(figure),
                       tolerance_text(figure), result)
     if table.row_count:
         console.print(table)

@@ -8,7 +8,16 @@ from pathlib import Path
 from analysis import plots
 from analysis.criteria import verdict
 from analysis.definitions import SPECS
-from analysis.fidelity import KIND_TEXT, MEANINGS, Fidelity, compare_fidelity, distance_text, flatten, tolerance_text
+from analysis.fidelity import (
+    KIND_TEXT,
+    MEANINGS,
+    Fidelity,
+    compare_fidelity,
+    distance_text,
+    flatten,
+    p_text,
+    tolerance_text,
+)
 from analysis.formats import (
     CAPTIONS,
     MISSING,
@@ -56,20 +65,17 @@ def _compared(a: dict, b: dict, labels: dict[str, tuple[str, str]]) -> list[list
 
 def _fidelity_section(doc: Doc, fidelity: Fidelity, labels: tuple[str, str], overlays: dict[str, Path],
                       out: Path) -> None:
-    model = {run["runtime"] for run in fidelity.runs} == {"sim", "emulation"}
-    doc.heading("Fidelity: model against emulation" if model else "Agreement of the two runs")
+    doc.heading("Fidelity: model against emulation" if fidelity.model_check else "Agreement of the two runs")
     doc.para(fidelity.compares)
     doc.verdict(fidelity.agrees, fidelity.verdict)
     rows = []
     for figure in fidelity.figures:
         unit = figure.unit
         values = [fmt(value, unit) if unit != "count" else f"n = {fmt(value, unit)}" for value in (figure.a, figure.b)]
-        p_value = MISSING if figure.p_value is None else ("< 0.001" if figure.p_value < 0.001
-                                                           else f"{figure.p_value:.3g}")
         result = MISSING if figure.agrees is None else ("agrees" if figure.agrees else "differs")
         chance = MISSING if figure.chance is None else f"{figure.chance:.3f}"
-        rows.append([f"{figure.label}: {KIND_TEXT[figure.kind]}", *values, distance_text(figure), p_value, chance,
-                     tolerance_text(figure), result])
+        rows.append([f"{figure.label}: {KIND_TEXT[figure.kind]}", *values, distance_text(figure), p_text(figure),
+                     chance, tolerance_text(figure), result])
     if rows:
         doc.table(["figure", *labels, "distance or difference", "p", "chance gap", "tolerance", "result"], rows)
     doc.bullets(list(MEANINGS))

@@ -213,6 +213,12 @@ def distance_text(figure: Figure) -> str:
     return f"{figure.value * 100:+.2f} pp"
 
 
+def p_text(figure: Figure) -> str:
+    if figure.p_value is None:
+        return "—"
+    return "< 0.001" if figure.p_value < 0.001 else f"{figure.p_value:.3g}"
+
+
 def tolerance_text(figure: Figure) -> str:
     if figure.kind == "ks":
         return f"≤ {figure.tolerance:g}"
@@ -253,6 +259,7 @@ class Fidelity:
     """The fidelity part of a comparison: what is compared, every figure, and the agreement line."""
 
     compares: str
+    model_check: bool  # a simulated and an emulated run
     runs: list[dict]
     figures: list[Figure]
     agrees: bool | None
@@ -260,7 +267,8 @@ class Fidelity:
 
     def as_json(self) -> dict:
         """fidelity.json: as the fields, with the tolerances, numbers rounded as in summary.json."""
-        return {"compares": self.compares, "runs": self.runs, "tolerances": dict(TOLERANCES),
+        return {"compares": self.compares, "model_check": self.model_check, "runs": self.runs,
+                "tolerances": dict(TOLERANCES),
                 "figures": [{key: num(value) for key, value in asdict(figure).items()} for figure in self.figures],
                 "agrees": self.agrees, "verdict": self.verdict}
 
@@ -275,4 +283,5 @@ def compare_fidelity(first: Run, second: Run, labels: tuple[str, str]) -> Fideli
     agrees, line = agreement(first, second, figures, labels)
     runs = [{"label": label, "dir": run.path.name, "runtime": run.runtime, "scenario": run.name,
              "seed": run.manifest.get("seed")} for label, run in zip(labels, (first, second), strict=True)]
-    return Fidelity(what_is_compared(first, second, labels), runs, figures, agrees, line)
+    return Fidelity(what_is_compared(first, second, labels), _is_model_check(first, second), runs, figures, agrees,
+                    line)
