@@ -123,14 +123,56 @@ class Tunneling(_Section):
     probe_interval: Positive = 300
 
 
+MCP_TOOLS = ("query_network", "find_peers", "relay_message", "run_inference", "forward_to_peer",
+             "aggregate_results", "get_status", "list_connections", "configure")
+McpTool = Literal[MCP_TOOLS]  # type: ignore[valid-type]
+
+
+def _peer_key(text: str) -> str:
+    if text != "*":
+        try:
+            PeerId.from_base58(text)
+        except IdentityError as exc:
+            raise ValueError(f'"*" or a base58 peer ID, not {text!r}: {exc}') from None
+    return text
+
+
+def _origin(text: str) -> str:
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+        raise ValueError(f"{text!r} is not an origin (scheme://host[:port], e.g. https://app.example)")
+    return text
+
+
+class McpInference(_Section):
+    # "embedded": the model shipped in the magika package; "openai": an OpenAI-compatible HTTP endpoint
+    backend: Literal["embedded", "openai"] = "embedded"
+    endpoint: str = "http://127.0.0.1:8080/v1"
+    model: str = ""
+    api_key_env: str = ""  # the environment variable holding the endpoint's API key, if it wants one
+    timeout: Positive = 60
+
+
 class Mcp(_Section):
     enabled: bool = True
-    # the node's local HTTP listener: /health, /ready, /metrics, /debug/peers (and MCP when it lands)
+    # the node's local HTTP listener: /mcp (Streamable HTTP), /health, /ready, /metrics, /debug/peers
     server_address: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8545"
     max_concurrent_requests: PositiveInt = 100
     request_timeout: Positive = 30
-    available_tools: list[str] = Field(default_factory=lambda: ["query_network", "run_inference",
-                                                                "forward_to_peer"])
+    available_tools: list[McpTool] = Field(default_factory=lambda: list(MCP_TOOLS))
+    # ours: Origins a browser may call /mcp from besides loopback ones (DNS-rebinding protection)
+    allowed_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)
+    max_body_bytes: PositiveInt = 1 << 20
+    page_size: PositiveInt = 50  # tools/list and resources/list page size
+    # ours: the service this node registers in the DHT (mcp:service:{service_name}:{peer_id}), and how
+    # long its descriptor lives there (refreshed at half that)
+    service_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "p2pnode"
+    service_ttl: Annotated[float, Field(ge=10)] = 300
+    # ours: which peers may call which tools over /p2pnode/mcp/1.0.0 ("*": any other peer; "relay" lets
+    # a peer route requests through this node); agents on this machine may call every available tool
+    peer_tools: dict[Annotated[str, AfterValidator(_peer_key)], list[McpTool | Literal["relay", "*"]]] = Field(
+        default_factory=lambda: {"*": [t for t in MCP_TOOLS if t != "configure"] + ["relay"]})
+    inference: McpInference = Field(default_factory=McpInference)
 
 
 class Security(_Section):
@@ -202,7 +244,13 @@ def parse_config(text: str, base_dir: Path = Path("."), source: str = "<config>"
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise NodeConfigError(f"{source}: not valid TOML: {exc}") from None
-    data.pop("base_dir", None)
+    return validate_config(data, base_dir, source)
+
+
+def validate_config(data: dict, base_dir: Path = Path("."), source: str = "<config>") -> NodeConfig:
+    """A configuration from its sections as a dict (what the TOML file holds), by the file's rules; the
+    ``configure`` MCP tool checks runtime changes with this too."""
+    data = {k: v for k, v in data.items() if k != "base_dir"}
     try:
         config = NodeConfig.model_validate(data)
     except ValidationError as exc:
