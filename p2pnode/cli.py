@@ -156,7 +156,31 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
     )
 
 
-async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, defer_join: bool = False) -> None:
+def start_mcp(node, config: NodeConfig, http=None):
+    """The node's MCP service: on ``/p2pnode/mcp/1.0.0`` for peers, on ``/mcp`` of ``http`` if given,
+    registered in the DHT once the node has joined."""
+    from p2pnode.mcp.http import McpEndpoint
+    from p2pnode.mcp.runtime import attach
+    from p2pnode.mcp.streamable import LOOPBACK_HOSTS, StreamableHttp
+
+    service = attach(node, config)
+    if http is not None:
+        host = config.mcp.server_address.rpartition(":")[0].strip("[]")
+        transport = StreamableHttp(service.server, allowed_origins=config.mcp.allowed_origins,
+                                   check_host=host in LOOPBACK_HOSTS, max_body=config.mcp.max_body_bytes)
+        http.attach_mcp(service, McpEndpoint(transport))
+
+    async def register_when_joined() -> None:
+        while not node.host.running:
+            await asyncio.sleep(0.2)
+        service.start()
+
+    node.swarm.spawn(register_when_joined())
+    return service
+
+
+async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, defer_join: bool = False,
+              mcp_stdio: bool = False) -> None:
     from p2pnode.runtime.http import HttpServer
 
     log = logging.getLogger("p2pnode.cli")
@@ -169,21 +193,30 @@ async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, 
         await node.start(join=not defer_join)
     except OSError as exc:
         raise UsageError(f"cannot listen: {exc.strerror or exc}") from None
-    http = None
+    http = service = None
     try:
-        if config.mcp.enabled:
+        if config.mcp.enabled and not mcp_stdio:
             host, _, port = config.mcp.server_address.rpartition(":")
             http = HttpServer(node, host.strip("[]"), int(port))
             try:
                 await http.start()
             except OSError as exc:
                 raise UsageError(f"mcp.server_address {config.mcp.server_address}: {exc.strerror or exc}") from None
+        if config.mcp.enabled or mcp_stdio:
+            service = start_mcp(node, config, http)
         for topic in config.pubsub.topics:
             node.pubsub.subscribe(topic, lambda m: log.info("message on %s: %d bytes", m.topic, len(m.data)))
         ready = {"event": "ready", "peer_id": str(node.peer_id), "listen_addrs": [str(a) for a in node.listen_addrs],
                  "http": f"http://{config.mcp.server_address.rpartition(':')[0]}:{http.port}" if http else None,
                  "time": time.time()}
-        print(json.dumps(ready), flush=True)
+        if mcp_stdio:  # stdout carries MCP messages only; the ready line goes to the log
+            from p2pnode.mcp.runtime import serve_stdio
+
+            log.info("ready: %s", json.dumps(ready))
+            await asyncio.wait([asyncio.ensure_future(serve_stdio(service, stop)),
+                                asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        else:
+            print(json.dumps(ready), flush=True)
         if control == "stdio":
             from p2pnode.runtime.control import serve_stdio
 
@@ -192,6 +225,9 @@ async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, 
         await stop.wait()
         log.info("shutting down")
     finally:
+        if service is not None:
+            service.stop()
+            service.backend.close()
         if http is not None:
             await http.stop()
         await node.stop()
@@ -210,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                             help="take JSON-line commands on stdin (see p2pnode.runtime.control); EOF stops")
     run_parser.add_argument("--defer-join", action="store_true",
                             help="listen, but join the network only on the control command 'join'")
+    mcp_parser = sub.add_parser("mcp", help="run one node as an MCP server for an agent host that launches it")
+    mcp_parser.add_argument("--stdio", action="store_true", required=True,
+                            help="MCP over stdin/stdout (one JSON-RPC message per line); EOF stops the node")
+    mcp_parser.add_argument("--config", required=True, help="the node's TOML configuration file")
+    mcp_parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                            help="overrides [log] level (logs go to stderr)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -217,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         keypair = load_or_create_key(config)
         refuse_own_bootstrap(config, keypair)
         setup_logging(config, keypair.peer_id.short(), args.log_level)
+        if args.command == "mcp":
+            asyncio.run(run(config, keypair, mcp_stdio=True))
+            return 0
         if args.defer_join and args.control is None:
             raise UsageError("--defer-join needs --control stdio (the join command arrives there)")
         asyncio.run(run(config, keypair, args.control, args.defer_join))

@@ -1,8 +1,10 @@
-"""The node's local HTTP listener: ``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/debug/peers``.
+"""The node's local HTTP listener: ``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/debug/peers``, and
+the MCP endpoint ``/mcp`` (Streamable HTTP, served by ``p2pnode.mcp.http`` when the node has MCP on).
 
-A small HTTP/1.1 responder on asyncio streams (GET and HEAD, one request per connection): four read-only
-endpoints on a loopback address do not need a web framework, and aiohttp alone would take 14 MiB of the
-idle node's 60 MB budget (measured: 52 -> 66 MiB RSS after import).
+A small HTTP/1.1 responder on asyncio streams (GET and HEAD; ``/mcp`` also takes POST and DELETE and keeps
+the connection for the next request): a few endpoints on a loopback address do not need a web framework,
+and aiohttp alone would take 14 MiB of the idle node's 60 MB budget (measured: 52 -> 66 MiB RSS after
+import).
 
 Metrics are read from the node when Prometheus scrapes (a custom collector on a registry of the node's
 own), so nothing on the hot path updates counters. ``p2p_bandwidth_bytes`` counts application bytes on
@@ -16,10 +18,10 @@ import asyncio
 import json
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ class NodeCollector:
     def __init__(self, node: Node, tunnel_protocol: str = "native"):
         self.node = node
         self.tunnel_protocol = tunnel_protocol
+        self.mcp: Any = None  # the node's McpService, once it has one
 
     def collect(self):
         node = self.node
@@ -56,6 +59,20 @@ class NodeCollector:
             for topic, peers in host.pubsub.mesh.items():
                 mesh.add_metric([topic], len(peers))
             yield mesh
+        if self.mcp is not None:
+            yield from mcp_metrics(self.mcp.server.metrics)
+
+
+def mcp_metrics(metrics: Any):
+    requests = CounterMetricFamily("mcp_requests", "MCP requests by tool (or method) and outcome",
+                                   labels=["tool", "outcome"])
+    for (tool, outcome), count in sorted(metrics.requests.items()):
+        requests.add_metric([tool, outcome], count)
+    yield requests
+    durations = HistogramMetricFamily("mcp_request_duration_seconds", "MCP request latency", labels=["tool"])
+    for tool, histogram in sorted(metrics.durations.items()):
+        durations.add_metric([tool], histogram.cumulative(), histogram.sum)
+    yield durations
 
 
 class HttpServer:
@@ -67,7 +84,9 @@ class HttpServer:
         self.port = port
         self.started = time.time()
         self.registry = CollectorRegistry()
-        self.registry.register(NodeCollector(node))
+        self.collector = NodeCollector(node)
+        self.registry.register(self.collector)
+        self.mcp: Any = None  # p2pnode.mcp.http.McpEndpoint: serves /mcp when set
         ProcessCollector(registry=self.registry)
         self.routes = {"/health": self.health, "/ready": self.ready, "/metrics": self.metrics,
                        "/debug/peers": self.peers}
@@ -82,25 +101,44 @@ class HttpServer:
             self._server.close()
             await self._server.wait_closed()
 
+    def attach_mcp(self, service: Any, endpoint: Any) -> None:
+        """Serve ``/mcp`` with ``endpoint`` and export ``service``'s MCP metrics."""
+        self.mcp = endpoint
+        self.collector.mcp = service
+        self.routes["/mcp"] = lambda: (405, "text/plain", b"POST JSON-RPC messages to /mcp\n")
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            async with asyncio.timeout(10):
-                head = await reader.readuntil(b"\r\n\r\n")
-            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            route = self.routes.get(target.split("?", 1)[0])
-            if method not in ("GET", "HEAD"):
-                status, content_type, body = 405, "text/plain", b"only GET and HEAD\n"
-            elif route is None:
-                status, content_type, body = 404, "text/plain", b"try /health, /ready, /metrics, /debug/peers\n"
-            else:
-                status, content_type, body = route()
-            writer.write(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-            if method != "HEAD":
-                writer.write(body)
-            await writer.drain()
+            keep_alive = True
+            while keep_alive:
+                async with asyncio.timeout(10):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, version = lines[0].split(" ", 2)
+                path = target.split("?", 1)[0]
+                if path == "/mcp" and self.mcp is not None:
+                    headers = [(name.strip().lower(), value.strip())
+                               for name, _, value in (line.partition(":") for line in lines[1:] if line)]
+                    wants = next((v.lower() for k, v in headers if k == "connection"), "")
+                    keep_alive = await self.mcp.serve(reader, writer, method, path, headers,
+                                                      version.strip() == "HTTP/1.1" and wants != "close")
+                    await writer.drain()
+                    continue
+                keep_alive = False
+                route = self.routes.get(path)
+                if method not in ("GET", "HEAD"):
+                    status, content_type, body = 405, "text/plain", b"only GET and HEAD\n"
+                elif route is None:
+                    status, content_type, body = 404, "text/plain", b"try /health, /ready, /metrics, /debug/peers\n"
+                else:
+                    status, content_type, body = route()
+                writer.write(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
+                             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+                if method != "HEAD":
+                    writer.write(body)
+                await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError, OSError):
-            pass  # a client that sent no request, or garbage: just close
+            pass  # a client that sent no request, or garbage, or went quiet: just close
         finally:
             writer.close()
 
