@@ -164,8 +164,9 @@ class Mcp(_Section):
     allowed_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)
     max_body_bytes: PositiveInt = 1 << 20
     page_size: PositiveInt = 50  # tools/list and resources/list page size
-    # ours: the service this node registers in the DHT (mcp:service:{service_name}:{peer_id}), and how
-    # long its descriptor lives there (refreshed at half that)
+    # ours: the service this node registers in the DHT (mcp:service:{service_name}:{peer_id}) unless
+    # advertise is false, and how long its descriptor lives there (refreshed at half that)
+    advertise: bool = True
     service_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "p2pnode"
     service_ttl: Annotated[float, Field(ge=10)] = 300
     # ours: which peers may call which tools over /p2pnode/mcp/1.0.0 ("*": any other peer; "relay" lets

@@ -75,7 +75,8 @@ class McpService:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.directory.start()
+        if self.config.mcp.advertise:
+            self.directory.start()
 
     def stop(self) -> None:
         self.directory.stop()

@@ -28,6 +28,7 @@ nodes = [{bootstrap}]
 storage_path = "records.jsonl"
 [mcp]
 server_address = "127.0.0.1:0"
+advertise = false
 [log]
 level = "info"
 events_file = "events.csv"
