@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the development environment: a Python >= 3.11 with venv, then .venv with p2pnode and its dev extras.
 # With --tests, also the py-libp2p 0.8.1 virtualenv and the js-libp2p 3.x peer the interoperability tests talk to
-# (scripts/setup-interop.sh, scripts/setup-interop-js.sh).
+# (scripts/setup-interop.sh, scripts/setup-interop-js.sh), and the MCP conformance suite (scripts/setup-conformance.sh).
 # Idempotent; runs from any directory. On Debian/Ubuntu it apt-installs Python/venv when they are missing
 # (as root, or through sudo). Network use: apt and pip only.
 set -euo pipefail
@@ -85,5 +85,7 @@ if [ -n "$WITH_TESTS" ]; then
     bash scripts/setup-interop.sh
     say "setting up the js-libp2p interop peer (first time: about a minute, 290 MB)"
     bash scripts/setup-interop-js.sh
+    say "setting up the MCP conformance suite (npm)"
+    bash scripts/setup-conformance.sh || say "MCP conformance suite not installed; its tests will skip"
 fi
 say "ready: .venv ($(.venv/bin/python --version 2>&1)) with p2pnode[dev]; try .venv/bin/simulate --help"

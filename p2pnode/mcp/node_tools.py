@@ -167,7 +167,7 @@ def make_tools(svc: McpService) -> list[Tool]:
                 return
             answered = outcome.attempts[-1]
             call.finish({"peer": answered.peer, "route": answered.route, "result": _structured(response),
-                         "attempts": attempts, "failovers": len(outcome.attempts) - 1,
+                         "attempts": attempts, "failovers": len({a.peer for a in outcome.attempts}) - 1,
                          "latency_ms": _ms(call, started)})
 
         def progress(attempt: Attempt) -> None:
