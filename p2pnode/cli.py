@@ -184,6 +184,11 @@ async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, 
     from p2pnode.runtime.http import HttpServer
 
     log = logging.getLogger("p2pnode.cli")
+    if config.mcp.enabled or mcp_stdio:
+        # imported before the node starts: the MCP schemas take a second or more to load, and the event
+        # loop must not stall in the middle of the node's first handshakes
+        import p2pnode.mcp.http  # noqa: F401
+        import p2pnode.mcp.runtime  # noqa: F401
     node = node_from_config(config, keypair)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ limits) are read and checked now, so a file written for the whole spec loads tod
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -58,13 +59,19 @@ def _bootstrap_addr(text: str) -> str:
     return text
 
 
-def _peer_id(text: str) -> str:
-    if text != "auto":
-        try:
-            PeerId.from_base58(text)
-        except IdentityError as exc:
-            raise ValueError(f'"auto" or a base58 peer ID, not {text!r}: {exc}') from None
-    return text
+def _peer_id_or(word: str) -> Callable[[str], str]:
+    """A check for a base58 peer ID or ``word`` ("auto", "*")."""
+    def check(text: str) -> str:
+        if text != word:
+            try:
+                PeerId.from_base58(text)
+            except IdentityError as exc:
+                raise ValueError(f'"{word}" or a base58 peer ID, not {text!r}: {exc}') from None
+        return text
+    return check
+
+
+_peer_id = _peer_id_or("auto")
 
 
 def _host_port(text: str) -> str:
@@ -128,15 +135,6 @@ MCP_TOOLS = ("query_network", "find_peers", "relay_message", "run_inference", "f
 McpTool = Literal[MCP_TOOLS]  # type: ignore[valid-type]
 
 
-def _peer_key(text: str) -> str:
-    if text != "*":
-        try:
-            PeerId.from_base58(text)
-        except IdentityError as exc:
-            raise ValueError(f'"*" or a base58 peer ID, not {text!r}: {exc}') from None
-    return text
-
-
 def _origin(text: str) -> str:
     scheme, sep, rest = text.partition("://")
     if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
@@ -171,7 +169,7 @@ class Mcp(_Section):
     service_ttl: Annotated[float, Field(ge=10)] = 300
     # ours: which peers may call which tools over /p2pnode/mcp/1.0.0 ("*": any other peer; "relay" lets
     # a peer route requests through this node); agents on this machine may call every available tool
-    peer_tools: dict[Annotated[str, AfterValidator(_peer_key)], list[McpTool | Literal["relay", "*"]]] = Field(
+    peer_tools: dict[Annotated[str, AfterValidator(_peer_id_or("*"))], list[McpTool | Literal["relay", "*"]]] = Field(
         default_factory=lambda: {"*": [t for t in MCP_TOOLS if t != "configure"] + ["relay"]})
     inference: McpInference = Field(default_factory=McpInference)
 

@@ -59,12 +59,12 @@ async def exercise(client: Client, other_peer: str) -> dict[str, dict]:
     return out
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", [*MODES, "auto"])
 def test_sdk_client_over_streamable_http(network, mode):
     node, other = network[1], network[2]
 
     async def main():
-        async with Client(node.url, mode=mode) as client:
+        async with Client(node.url, mode=mode) as client:  # "auto": server/discover, then 2026-07-28
             expected = "2025-11-25" if mode == "legacy" else "2026-07-28"
             assert client.protocol_version == expected
             return await exercise(client, other.peer_id)
