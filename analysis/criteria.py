@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.definitions import DELIVERY_CRITERIA, OPS, RUN_CRITERIA, SPECS
+from analysis.definitions import DELIVERY_CRITERIA, MCP_CRITERIA, OPS, RUN_CRITERIA, SPECS
 from analysis.load import AnalysisError, Run
 from analysis.stats import (
     delivery_rate,
@@ -34,6 +34,8 @@ def default_criteria(scenario: dict) -> tuple[str, ...]:
         names.append("put_get_success")
     if has_pubsub(scenario):
         names += DELIVERY_CRITERIA
+    if isinstance(scenario.get("mcp"), dict):
+        names += MCP_CRITERIA
     return tuple(names)
 
 
@@ -98,6 +100,10 @@ def criterion_value(run: Run, name: str) -> float | None:
         return delivery_rate(run)
     if name == "delivery_p99":
         return percentile(eligible_deliveries(run)["latency"], 99)
+    if name == "mcp_request_p99":
+        return percentile(run.of_kind("mcp")["latency"], 99)
+    if name == "mcp_success":
+        return share_ok(run.of_kind("mcp"))
     raise KeyError(name)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
-from experiment.criteria import DEFAULT_TARGETS, PUBSUB_CRITERIA
+from experiment.criteria import DEFAULT_TARGETS, MCP_CRITERIA, PUBSUB_CRITERIA
 
 FORMATION_DEFINITION = (
     "Formation is reached when every checked live node has finished bootstrapping and lookups for one "
@@ -120,7 +120,24 @@ SPECS = {
             DEFAULT_TARGETS["scaling"],
             "<=",
         ),
+        Spec(
+            "mcp_request_p99",
+            "99th percentile of the end-to-end latency of MCP requests (`mcp` rows: a client's tools/call of "
+            "forward_to_peer or aggregate_results, through discovery, the remote peers' run_inference and back), "
+            "answered or not (linear interpolation between samples).",
+            "s",
+            DEFAULT_TARGETS["mcp_request_p99"],
+            "<",
+        ),
+        Spec(
+            "mcp_success",
+            "Share of MCP requests (`mcp` rows) answered without an error.",
+            "share",
+            DEFAULT_TARGETS["mcp_success"],
+            ">=",
+        ),
     )
 }
 DELIVERY_CRITERIA = PUBSUB_CRITERIA
-RUN_CRITERIA = ("formation_time", "lookup_p99", "lookup_success", "put_get_success", *DELIVERY_CRITERIA)
+RUN_CRITERIA = ("formation_time", "lookup_p99", "lookup_success", "put_get_success", *DELIVERY_CRITERIA,
+                *MCP_CRITERIA)

@@ -29,7 +29,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.mcp.procs import start_network  # noqa: E402
+from tests.mcp.procs import start_network, wait_registered  # noqa: E402
 
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
 CODE = ("import os\nimport sys\n\n\ndef main(argv):\n    for name in os.listdir(argv[1]):\n        print(name)\n"
@@ -98,8 +98,9 @@ def percentile(values: list[float], p: float) -> float:
 def sans_io_cpu(requests: int) -> float:
     """CPU microseconds per get_status handled by the sans-IO server alone (one process, no HTTP)."""
     from tests.mcp.net import McpMesh
+    from tests.net import MemoryNet
 
-    mesh = McpMesh(seed=1)
+    mesh = McpMesh(MemoryNet, seed=1)
     node = mesh.populate(2)[0]
     from p2pnode.mcp import jsonrpc
     from p2pnode.mcp.server import Channel
@@ -125,7 +126,7 @@ async def main_async(args) -> None:
         nodes = start_network(Path(root), 2)
         try:
             a, b = nodes
-            await asyncio.sleep(1.5)
+            wait_registered(a, 1)
             proc = psutil.Process(a.proc.pid)
             await one_call(a.url, "run_inference", {"input": CODE}, 0)  # load the model
             rates, cpus = [], []

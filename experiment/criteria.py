@@ -14,6 +14,8 @@ CRITERIA = (
     "delivery_rate",
     "delivery_p99",
     "scaling",
+    "mcp_request_p99",
+    "mcp_success",
 )
 # Targets used when a criterion is listed without one ({} or null).
 DEFAULT_TARGETS: dict[str, float] = {
@@ -24,6 +26,9 @@ DEFAULT_TARGETS: dict[str, float] = {
     "delivery_rate": 0.999,  # share of (message, live subscriber) pairs delivered within the deadline (>=)
     "delivery_p99": 1.0,  # seconds, 99th percentile publish-to-delivery latency (<)
     "scaling": 1.5,  # wall-clock seconds per message, largest sweep point / smallest (<=)
+    "mcp_request_p99": 1.0,  # seconds, 99th percentile end-to-end MCP request latency (<)
+    "mcp_success": 0.99,  # share of MCP requests answered without error (>=)
 }
-SHARE_CRITERIA = ("lookup_success", "put_get_success", "delivery_rate")  # targets in (0, 1]
+SHARE_CRITERIA = ("lookup_success", "put_get_success", "delivery_rate", "mcp_success")  # targets in (0, 1]
 PUBSUB_CRITERIA = ("delivery_rate", "delivery_p99")  # need a pubsub section
+MCP_CRITERIA = ("mcp_request_p99", "mcp_success")  # need an mcp section

@@ -10,6 +10,6 @@ from p2pnode.eventlog import COLUMNS
 
 __all__ = ["COLUMNS", "KINDS", "PUBSUB_KINDS"]
 
-KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation",
+KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation", "mcp", "mcp_discovery",
          "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh")
 PUBSUB_KINDS = KINDS[KINDS.index("publish"):]

@@ -118,6 +118,7 @@ class Simulation:
         self.join_dht = not (scenario.pubsub is not None and scenario.pubsub.discovery == "random"
                              and wl.lookup == wl.put == wl.get == 0 and not self.check_formation)
         self._setup_pubsub(rng_build)
+        self._setup_mcp(rng_build)
 
     def _setup_pubsub(self, rng: random.Random) -> None:
         ps = self.scenario.pubsub
@@ -150,6 +151,37 @@ class Simulation:
         self.payload = bytes(ps.message_size)
         self.retired = [0, 0]  # message copies received / first receptions at nodes since stopped
 
+    def _setup_mcp(self, rng: random.Random) -> None:
+        """Who offers run_inference, and each node's MCP configuration (docs/mcp.md)."""
+        mcp = self.scenario.mcp
+        self.mcp_services: list[Any] = [None] * self.n
+        if mcp is None:
+            return
+        from p2pnode.nodeconfig import MCP_TOOLS, validate_config
+
+        count = max(1, round(mcp.providers * self.n))
+        self.mcp_providers = set(rng.sample(range(self.n), count))
+        section = {"service_ttl": mcp.service_ttl, "request_timeout": mcp.request_timeout,
+                   "max_concurrent_requests": 1000, "peer_tools": {"*": ["*"]}}
+        self.mcp_config = {
+            True: validate_config({"mcp": section}),
+            False: validate_config({"mcp": {**section, "available_tools": [
+                t for t in MCP_TOOLS if t != "run_inference"]}}),
+        }
+        self.rng_mcp = random.Random(rng.getrandbits(64))
+
+    def _start_mcp(self, i: int, node: Host) -> None:
+        from p2pnode.mcp.service import McpRuntime, McpService
+        from sim.mcp import ModelledBackend, SimMcpLink
+
+        mcp = self.scenario.mcp
+        runtime = McpRuntime(SimMcpLink(self.network, self.mcp_services, i),
+                             ModelledBackend(self.network, self.rng_mcp, mcp.service_time), PeerInfo,
+                             facts=lambda: {"uptime_s": self.env.now - self.up_since[i]})
+        service = McpService(node, self.mcp_config[i in self.mcp_providers], runtime)
+        self.mcp_services[i] = service
+        service.start()
+
     # ---- node lifecycle --------------------------------------------------------------------------
 
     def _host(self, i: int) -> Host:
@@ -174,6 +206,8 @@ class Simulation:
         self.events.write(self.env.now, "up", i, value=1 if first else 0)
         bootstrap = [b for b in self.bootstrap_infos if b is not self.infos[i]] if self.join_dht else []
         node.start(bootstrap)
+        if self.scenario.mcp is not None:
+            self._start_mcp(i, node)
         if self.pubsub is not None:
             self.live_pos[i] = len(self.live_list)
             self.live_list.append(i)
@@ -185,6 +219,9 @@ class Simulation:
         if node is None:
             return
         node.stop()
+        if self.mcp_services[i] is not None:
+            self.mcp_services[i].stop()
+            self.mcp_services[i] = None
         self.nodes[i] = None
         self.network.handlers[i] = None
         self.network.refuses[i] = graceful
@@ -287,6 +324,39 @@ class Simulation:
                               None, result.requests)
 
         node.dht.get_value(key, done)
+
+    def _mcp_call(self, node: Host, i: int) -> None:
+        """A local agent's tools/call on node i: forward_to_peer, or aggregate_results over providers."""
+        from p2pnode.mcp import jsonrpc
+        from p2pnode.mcp.server import META_CAPABILITIES, META_VERSION, MODERN_VERSIONS, Channel
+
+        service = self.mcp_services[i]
+        if service is None:
+            return
+        mcp = self.scenario.mcp
+        rng = self.rng_work
+        started = self.env.now
+        text = rng.randbytes(24).hex()
+        if rng.random() < mcp.aggregate:
+            tool, arguments = "aggregate_results", {"input": text, "count": mcp.fanout, "timeout": mcp.timeout}
+        else:
+            tool, arguments = "forward_to_peer", {"input": text, "attempt_timeout": mcp.attempt_timeout}
+
+        def answered(message: dict) -> None:
+            if "id" not in message:
+                return  # progress
+            result = message.get("result") or {}
+            ok = "result" in message and not result.get("isError")
+            structured = result.get("structuredContent") or {}
+            attempts = len(structured.get("attempts", [])) or structured.get("requested")
+            self.events.write(self.env.now, "mcp", i, self.env.now - started, attempts, ok,
+                              structured.get("failovers", 0), structured.get("answered"))
+            if structured.get("discovery_ms") is not None and not structured.get("discovery_cached"):
+                self.events.write(self.env.now, "mcp_discovery", i, structured["discovery_ms"] / 1000, None, True)
+
+        request = jsonrpc.request(1, "tools/call", {"name": tool, "arguments": arguments,
+                                                    "_meta": {META_VERSION: MODERN_VERSIONS[0], META_CAPABILITIES: {}}})
+        service.server.receive(jsonrpc.parse_object(request), Channel(answered))
 
     # ---- pub-sub workload and delivery ----------------------------------------------------------
 
@@ -451,6 +521,8 @@ class Simulation:
         self._poisson(workload.lookup, self._lookup)
         self._poisson(workload.put, self._put)
         self._poisson(workload.get, self._get)
+        if scenario.mcp is not None:
+            self._poisson(scenario.mcp.rate, self._mcp_call)
         self._schedule_publishing()
 
         interval = scenario.measure.sample_interval

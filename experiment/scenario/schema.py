@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from experiment.criteria import CRITERIA, DEFAULT_TARGETS, PUBSUB_CRITERIA, SHARE_CRITERIA
+from experiment.criteria import CRITERIA, DEFAULT_TARGETS, MCP_CRITERIA, PUBSUB_CRITERIA, SHARE_CRITERIA
 from experiment.scenario.errors import (
     Loc,
     ScenarioError,
@@ -417,6 +417,22 @@ class Pubsub(_Model):
         return [f"topic-{i}" for i in range(self.topics)]
 
 
+class Mcp(_Model):
+    """MCP calls between nodes (docs/mcp.md): a share of the nodes offer run_inference and register in the
+    DHT; every live node calls forward_to_peer at `rate` per minute, or, for the share `aggregate` of its
+    calls, aggregate_results over `fanout` providers; inference takes `service_time` on average."""
+
+    providers: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.3
+    rate: NonNegFloat = 1.0
+    aggregate: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.1
+    fanout: PosCount = 3
+    service_time: NonNegFloat = 0.05
+    attempt_timeout: PosFloat = 2.0  # forward_to_peer: one provider's time before failing over
+    timeout: PosFloat = 5.0  # aggregate_results: the answers so far after this long
+    request_timeout: PosFloat = 30.0
+    service_ttl: Annotated[float, Strict(), Field(ge=10)] = 300.0
+
+
 class Measure(_Model):
     sample_interval: PosFloat = 1.0
     formation_sample: Annotated[int, Strict(), Field(ge=1)] = 200
@@ -485,6 +501,7 @@ class Scenario(_Model):
     churn: Churn | None = None
     workload: Workload = Field(default_factory=Workload)
     pubsub: Pubsub | None = None  # None (section omitted or null): no pub-sub in the run
+    mcp: Mcp | None = None  # None: no MCP calls in the run
     measure: Measure = Field(default_factory=Measure)
     # None (section omitted or null): the analysis judges its default set; {}: judge nothing.
     criteria: (
@@ -531,6 +548,8 @@ class Scenario(_Model):
                 )
             elif name in PUBSUB_CRITERIA and self.pubsub is None:
                 items.append((("criteria", name), "needs a pubsub section"))
+            elif name in MCP_CRITERIA and (self.mcp is None or self.mcp.rate <= 0):
+                items.append((("criteria", name), "needs MCP calls (an mcp section with rate > 0)"))
             elif name == "scaling" and (self.sweep is None or len(self.sweep.nodes or []) < 2):
                 items.append(
                     (("criteria", name), "needs a sweep over at least two node counts (sweep.nodes)")

@@ -36,6 +36,7 @@ ENCODING = {"enum": ["utf-8", "base64"], "default": "utf-8"}
 INFERENCE_OUT = {"type": "object", "properties": {
     "model": {"type": "string"}, "backend": {"type": "string"}, "output": {"type": "string"},
     "score": {"type": "number"}, "details": {"type": "object"}}, "required": ["model", "backend", "output"]}
+DISCOVERY = {"discovery_ms": MS, "discovery_cached": {"type": "boolean"}}  # when providers were discovered
 ATTEMPTS = {"type": "array", "items": {"type": "object", "properties": {
     "peer": {"type": "string"}, "route": {"enum": ["direct", "relay"]}, "outcome": {"type": "string"},
     "latency_ms": MS, "via": {"type": "string"}, "detail": {"type": "string"}},
@@ -168,7 +169,7 @@ def make_tools(svc: McpService) -> list[Tool]:
             answered = outcome.attempts[-1]
             call.finish({"peer": answered.peer, "route": answered.route, "result": _structured(response),
                          "attempts": attempts, "failovers": len({a.peer for a in outcome.attempts}) - 1,
-                         "latency_ms": _ms(call, started)})
+                         "latency_ms": _ms(call, started), **discovery})
 
         def progress(attempt: Attempt) -> None:
             call.progress(len(tried) + 1, None, f"{attempt.peer[:16]}: {attempt.outcome}")
@@ -177,6 +178,7 @@ def make_tools(svc: McpService) -> list[Tool]:
                 svc.directory.forget(PeerId.from_base58(attempt.peer))
 
         tried: list[Attempt] = []
+        discovery: dict[str, Any] = {}
         if args.get("peer"):
             target = _peer_id(call, args["peer"])
             if target is not None:
@@ -187,6 +189,7 @@ def make_tools(svc: McpService) -> list[Tool]:
         def discovered(result: Discovery) -> None:
             if not call.active:
                 return
+            discovery.update(_discovery_facts(result))
             providers = [p.peer for p in result.providers][:args.get("max_attempts", 3)]
             if not providers:
                 call.error(f"no peer offers {capability} in service {result.service!r} "
@@ -204,6 +207,7 @@ def make_tools(svc: McpService) -> list[Tool]:
         results: list[dict[str, Any]] = []
         failures: list[dict[str, Any]] = []
         asked: list[PeerInfo] = []
+        discovery: dict[str, Any] = {}
 
         def finish(partial: bool) -> None:
             if not call.active:
@@ -227,7 +231,7 @@ def make_tools(svc: McpService) -> list[Tool]:
                 return
             call.finish({"requested": len(asked), "answered": len(results), "partial": partial,
                          "results": results, "failures": failures, "combined": combined,
-                         "latency_ms": _ms(call, started)})
+                         "latency_ms": _ms(call, started), **discovery})
 
         def answer(peer: PeerInfo, outcome: Outcome) -> None:
             if not call.active or deadline.expired:
@@ -253,23 +257,25 @@ def make_tools(svc: McpService) -> list[Tool]:
             if not peers:
                 call.error("aggregate_results: no peers to ask (none given and none discovered)")
                 return
+            # the timeout counts from the fan-out, not from the discovery before it
+            deadline.start(svc.runtime, wait, lambda: finish(partial=True))
             asked.extend(peers)
             params = remote_inference_params(args)
             for peer in peers:
                 svc.router.call(peer, "tools/call", params, wait, call.hops, lambda o, p=peer: answer(p, o))
 
-        deadline = Deadline(svc.runtime, wait, lambda: finish(partial=True))
+        deadline = Deadline()
         call.on_cancel(deadline.cancel)
         if args.get("peers"):
             ids = [_peer_id(call, text) for text in args["peers"]]
             if None not in ids:
                 fan_out([svc.peer_info(p) for p in dict.fromkeys(ids)])
-            else:
-                deadline.cancel()
             return
         capability = f"model:{args['model']}" if args.get("model") else "run_inference"
-        svc.directory.discover(lambda found: fan_out([p.peer for p in found.providers][:args.get("count", 3)]),
-                               capability, args.get("service"))
+        def discovered(found: Discovery) -> None:
+            discovery.update(_discovery_facts(found))
+            fan_out([p.peer for p in found.providers][:args.get("count", 3)])
+        svc.directory.discover(discovered, capability, args.get("service"))
 
     # ---- management tools ------------------------------------------------------------------------
 
@@ -340,7 +346,8 @@ def make_tools(svc: McpService) -> list[Tool]:
                   "max_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
                   "attempt_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300}}, ["input"]),
              obj({"peer": {"type": "string"}, "route": {"enum": ["direct", "relay"]}, "result": INFERENCE_OUT,
-                  "attempts": ATTEMPTS, "failovers": {"type": "integer", "minimum": 0}, "latency_ms": MS},
+                  "attempts": ATTEMPTS, "failovers": {"type": "integer", "minimum": 0}, "latency_ms": MS,
+                  **DISCOVERY},
                  ["peer", "route", "result", "attempts", "failovers", "latency_ms"], closed=False),
              forward_to_peer, "Remote inference", {"openWorldHint": True}),
         Tool("aggregate_results", "Fan one inference request out to several peers (named, or discovered) and "
@@ -358,7 +365,7 @@ def make_tools(svc: McpService) -> list[Tool]:
                   "combined": {"type": "object", "properties": {"output": {"type": "string"},
                                "agreement": {"type": "number"}, "mean_score": {"type": "number"},
                                "votes": {"type": "object"}}, "required": ["votes"]},
-                  "latency_ms": MS},
+                  "latency_ms": MS, **DISCOVERY},
                  ["requested", "answered", "partial", "results", "failures", "combined", "latency_ms"], closed=False),
              aggregate_results, "Distributed inference", {"openWorldHint": True}),
         Tool("get_status", "This node's health: identity, uptime, peers, DHT, MCP counters.", obj({}),
@@ -396,6 +403,10 @@ STATUS_SCHEMA = obj({
 }, ["peer_id", "version", "running", "bootstrapped", "uptime_s", "peers_connected", "routing_table_peers",
     "dht_records", "listen_addrs", "mcp"], closed=False)
 VERSION = __version__
+
+
+def _discovery_facts(found: Discovery) -> dict[str, Any]:
+    return {"discovery_ms": round((found.finished - found.started) * 1000, 3), "discovery_cached": found.cached}
 
 
 def _structured(response: dict[str, Any] | None) -> dict[str, Any]:

@@ -188,16 +188,19 @@ def _outcome_of(response: dict[str, Any]) -> str:
 
 
 class Deadline:
-    """A timer that can be cancelled and says whether it fired (for fan-outs with partial results)."""
+    """A timer, started when the work starts, that can be cancelled and says whether it fired (for
+    fan-outs with partial results)."""
 
-    def __init__(self, runtime: Runtime, seconds: float, on_expiry: Callable[[], None]):
+    def __init__(self) -> None:
         self.expired = False
+        self._timer: Timer | None = None
 
+    def start(self, runtime: Runtime, seconds: float, on_expiry: Callable[[], None]) -> None:
         def fire() -> None:
             self.expired = True
             on_expiry()
 
-        self._timer: Timer | None = runtime.call_later(seconds, fire)
+        self._timer = runtime.call_later(seconds, fire)
 
     def cancel(self) -> None:
         if self._timer is not None:

@@ -12,7 +12,9 @@ value without one writer per key; a provider record is the DHT's own "who has th
 provider adds itself. Discovery asks the index key for its providers, fetches each provider's descriptor
 (its existence is the liveness check: a descriptor expires one TTL after its node stopped refreshing,
 while provider entries live for ``provider_ttl``), filters by capability and sorts by XOR distance from
-the asking node, closest first, as the spec says. Results are cached briefly (``cache_ttl``).
+the asking node, closest first, as the spec says. Results are cached for half the TTL, at most a
+minute (``cache_ttl``), and refreshed in the background when a caller uses a list older than half
+that; a provider that fails a request leaves the cache at once.
 """
 
 from __future__ import annotations
@@ -77,21 +79,30 @@ def parse_descriptor(service: str, publisher: PeerId, value: bytes) -> dict[str,
 
 class ServiceDirectory:
     def __init__(self, dht: KademliaNode, runtime: Runtime, service: str, ttl: float,
-                 describe: Callable[[], dict[str, Any]], cache_ttl: float = 10.0):
+                 describe: Callable[[], dict[str, Any]], cache_ttl: float | None = None):
         self.dht = dht
         self.runtime = runtime
         self.service = service
         self.ttl = ttl
         self.describe = describe
-        self.cache_ttl = cache_ttl
+        # providers found stay usable for half a descriptor's life (at most a minute); one that fails a
+        # request is dropped from the cache at once (forget)
+        self.cache_ttl = cache_ttl if cache_ttl is not None else min(60.0, ttl / 2)
         self.registrations = 0
+        self._waited = 0
         self._timer: Timer | None = None
         self._cache: dict[tuple[str, str | None], Discovery] = {}
+        self._refreshing: set[tuple[str, str | None]] = set()
 
     # ---- registration ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.register()
+        """Register once the DHT has bootstrapped (a record put before has no peers to go to)."""
+        if self.dht.bootstrapped or self._waited >= 30:
+            self.register()
+        else:
+            self._waited += 1
+            self._timer = self.runtime.call_later(1.0, self.start)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -117,10 +128,15 @@ class ServiceDirectory:
         """Other nodes offering ``service`` (with ``capability``), closest first."""
         service = service or self.service
         now = self.runtime.now()
-        cached = self._cache.get((service, capability))
+        key = (service, capability)
+        cached = self._cache.get(key)
         if cached is not None and not fresh and now - cached.finished < self.cache_ttl:
             on_done(Discovery(service, capability, cached.providers[:limit], cached.candidates, now, now,
                               cached=True))
+            if now - cached.finished > self.cache_ttl / 2 and key not in self._refreshing:
+                # stale-while-revalidate: the next caller finds a fresh list without waiting for it
+                self._refreshing.add(key)
+                self.discover(lambda _: self._refreshing.discard(key), capability, service, limit, fresh=True)
             return
         own = self.dht.keypair.peer_id
         own_key = kad_key(own.raw)

@@ -72,3 +72,26 @@ def start_network(root: Path, count: int, transport: str = "tcp", extra: str = "
             node.kill()
         raise
     return nodes
+
+
+def wait_registered(node: NodeProcess, count: int, within: float = 30.0) -> None:
+    """Until ``node`` discovers ``count`` other providers of run_inference (their descriptors are in the DHT)."""
+    import time
+    import urllib.request
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "find_peers", "arguments": {"capability": "run_inference", "fresh": True},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}}).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "find_peers"}
+    deadline = time.monotonic() + within
+    found = 0
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(node.url, body, headers, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            found = len(json.loads(response.read())["result"]["structuredContent"]["peers"])
+        if found >= count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"only {found} of {count} providers registered within {within:g} s")

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
 from tests.mcp.openai_server import OpenAIServer
-from tests.mcp.procs import NodeProcess, write_config
+from tests.mcp.procs import NodeProcess, wait_registered, write_config
 from tests.mcp.test_http import modern, post
 
 
@@ -31,7 +30,7 @@ def network(tmp_path_factory, llm):
         for i in range(3):
             extra = f'[mcp.inference]\nbackend = "openai"\nendpoint = "{llm.url}"\nmodel = "model-{i}"\n'
             providers.append(NodeProcess(write_config(root / f"p{i}", client.addr, extra=extra)))
-        time.sleep(1.5)  # joined and registered
+        wait_registered(client, 3)  # joined and registered
         yield client, providers
     finally:
         for node in [client, *providers]:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 
 import pytest
 from jsonschema import Draft202012Validator
 from mcp import Client, StdioServerParameters
 
 from p2pnode.nodeconfig import MCP_TOOLS
-from tests.mcp.procs import start_network, write_config
+from tests.mcp.procs import start_network, wait_registered, write_config
 
 MODES = ["legacy", "2026-07-28"]
 
@@ -22,7 +21,7 @@ MODES = ["legacy", "2026-07-28"]
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
     nodes = start_network(tmp_path_factory.mktemp("sdk"), 3)
-    time.sleep(1.5)  # joined and registered: the descriptors are in the DHT
+    wait_registered(nodes[1], 2)  # joined and registered: the descriptors are in the DHT
     yield nodes
     for node in nodes:
         node.stop()
