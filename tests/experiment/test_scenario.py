@@ -844,6 +844,7 @@ def test_to_dict_is_json_and_stable(name):
         "churn",
         "workload",
         "pubsub",
+        "mcp",
         "measure",
         "criteria",
         "sweep",
