@@ -36,6 +36,7 @@ from analysis.model import model_lines
 from analysis.render import Doc, write_doc
 from analysis.stats import run_has_pubsub
 from analysis.summary import summarise, write_summary
+from analysis.transition import transition_section
 
 # A statistic group whose count is zero (no lookups, puts or gets in the workload) is left out.
 _GROUPS = {"lookups": "lookup_", "puts": "put_", "gets": "get_"}
@@ -85,6 +86,7 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
     doc.table(["statistic", "value"], [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in stats.items()])
     if "pubsub" in summary:
         _pubsub_section(doc, run, summary["pubsub"], {n: p for n, p in pngs.items() if n in PUBSUB_PLOTS})
+    transition_section(doc, run.path, run.events)
     plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path, run.runtime)
     _definitions(doc, run, sweep=False)
     _run_info(doc, run)

@@ -37,6 +37,9 @@ class UsageError(Exception):
 def unsupported(scenario: Any) -> list[str]:
     """Scenario features the emulator cannot run yet: refused by name rather than silently ignored."""
     problems = []
+    if set(scenario.nodes.transition) != {"native"} or scenario.nodes.transition_blackhole:
+        problems.append("nodes.transition: the emulated access networks per mechanism are not built yet "
+                        "(simulate models them; the data planes run in tests/tunnels)")
     pubsub = scenario.pubsub
     if pubsub is not None:
         if pubsub.attackers:

@@ -47,6 +47,8 @@ def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") ->
                 progress.update(task, completed=now, total=stop, sim=now)
 
             sim = Simulation(scenario, events, update)
+            if sim.access is not None:
+                write_json(run_dir / "access.json", sim.access.summary(scenario.duration, sim.network.latency.base_rtt))
             perf = sim.run()
         status = "completed"
     finally:

@@ -71,6 +71,7 @@ class SimNetwork:
         self.infos: list[PeerInfo] = []
         self.index: dict[bytes, int] = {}       # peer-ID bytes -> node index (bytes hash in C, cached)
         self.refuses: list[bool] = []          # down after a graceful exit: dials fail fast, no timeout
+        self.unreachable: list[bool] | None = None  # behind DS-Lite/464XLAT: dials in time out (sim/access.py)
         self.conns: list[dict[int, None]] = []  # open connections per node (ordered, for determinism)
         self.handshakes: dict[tuple[int, int], _Call] = {}  # (dialer, listener) -> the dialer's "opened"
         self.idle_timeout = idle_timeout
@@ -197,6 +198,8 @@ class SimNetwork:
         if self.handlers[dst] is None:
             delay = self.latency.base_rtt(src, dst) if self.refuses[dst] else DIAL_TIMEOUT
             _Call(self.env, delay, self._dial_failed, (src, dst))
+        elif self.unreachable is not None and self.unreachable[dst]:
+            _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
         elif not self._lost(src, dst, None):
             _Call(self.env, self.latency.one_way(src, dst), self._accept, (src, dst))
         else:

@@ -28,6 +28,7 @@ from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import default_message_id
 from p2pnode.pubsub.messages import Message
 from p2pnode.pubsub.router import GossipSub
+from sim.access import AccessNetworks
 from sim.attacks import DroppingGossipSub
 from sim.latency import LatencyModel
 from sim.runtime import SimNetwork, SimRuntime
@@ -89,6 +90,15 @@ class Simulation:
         node_regions = [region_index[r] for r in _spread(regions, n, rng_build)]
         lo, hi = scenario.network.latency.access
         access = [rng_build.uniform(lo, hi) for _ in range(n)]
+        self.access = None
+        if set(scenario.nodes.transition) != {"native"}:
+            # its own stream (a string seed is hashed deterministically), so runs without transition
+            # mechanisms draw exactly what they drew before
+            self.access = AccessNetworks(scenario.nodes.transition, scenario.nodes.transition_blackhole, n,
+                                         scenario.nodes.bootstrap, node_regions, [[v / 2000.0 for v in row]
+                                                                                  for row in rtt],
+                                         random.Random(f"access-{seed}"))
+            access = [a + d for a, d in zip(access, self.access.detour, strict=True)]
         latency = LatencyModel(rtt, node_regions, access, scenario.network.latency.jitter, self.rng_net,
                                path_loss=scenario_path_loss(scenario))
         self.network = SimNetwork(self.env, latency, scenario.network.loss, self.rng_net,
@@ -97,6 +107,8 @@ class Simulation:
         self.infos = [PeerInfo(kp.peer_id) for kp in self.keypairs]
         for info in self.infos:
             self.network.add_endpoint(info)
+        if self.access is not None:
+            self.network.unreachable = self.access.unreachable
         self.nodes: list[Host | None] = [None] * n
         self.up_since = [0.0] * n
         self.started_once = [False] * n

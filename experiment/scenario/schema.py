@@ -49,7 +49,7 @@ ADDRESS_FAMILIES = ("dual", "ipv6", "ipv4")
 _MODELLED = {
     "nat": (("none",), "NAT traversal lands"),
     "address_families": (("dual", "ipv6"), "IPv4-only support lands"),
-    "transition": (("native",), "IPv6 transition support lands"),
+    "transition": (TRANSITIONS, "every mechanism is modelled"),
 }
 
 DISTRIBUTIONS = ("exponential", "weibull", "lognormal")
@@ -180,6 +180,8 @@ class Nodes(_Model):
     transition: Annotated[dict[Transition, Share], AfterValidator(_sum_to_one)] = Field(
         default_factory=lambda: {"native": 1.0}
     )
+    # the share of tunnelled nodes whose operator element drops selection probes (sim/access.py)
+    transition_blackhole: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> Nodes:
