@@ -65,17 +65,6 @@ OFFERED: dict[str, Observations] = {
 }
 
 
-def spread(shares: dict[str, float], count: int, rng: random.Random) -> list[str]:
-    """``count`` values in the given shares (largest remainders), shuffled."""
-    exact = {k: v * count for k, v in shares.items()}
-    out = {k: int(v) for k, v in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - out[k], reverse=True)[:count - sum(out.values())]:
-        out[k] += 1
-    values = [k for k, n in out.items() for _ in range(n)]
-    rng.shuffle(values)
-    return values
-
-
 @dataclass(slots=True)
 class NodeAccess:
     network: str  # what the access network offers
@@ -114,9 +103,9 @@ def select(network: str, probe_rtt: float, blackholed: bool) -> tuple[str, int, 
 
 
 class AccessNetworks:
-    def __init__(self, shares: dict[str, float], blackhole: float, count: int, bootstrap: int,
-                 node_regions: list[int], half_rtt: list[list[float]], rng: random.Random):
-        networks = ["native"] * bootstrap + spread(shares, count - bootstrap, rng)
+    def __init__(self, networks: list[str], blackhole: float, bootstrap: int, node_regions: list[int],
+                 half_rtt: list[list[float]], rng: random.Random):
+        """``networks``: each node's access network (bootstrap nodes first, native)."""
         self.nodes: list[NodeAccess] = []
         for i, network in enumerate(networks):
             mech = MECHANISMS[network]

@@ -94,10 +94,11 @@ class Simulation:
         if set(scenario.nodes.transition) != {"native"}:
             # its own stream (a string seed is hashed deterministically), so runs without transition
             # mechanisms draw exactly what they drew before
-            self.access = AccessNetworks(scenario.nodes.transition, scenario.nodes.transition_blackhole, n,
-                                         scenario.nodes.bootstrap, node_regions, [[v / 2000.0 for v in row]
-                                                                                  for row in rtt],
-                                         random.Random(f"access-{seed}"))
+            rng_access = random.Random(f"access-{seed}")
+            boot = scenario.nodes.bootstrap
+            networks = ["native"] * boot + _spread(scenario.nodes.transition, n - boot, rng_access)
+            self.access = AccessNetworks(networks, scenario.nodes.transition_blackhole, boot, node_regions,
+                                         [[v / 2000.0 for v in row] for row in rtt], rng_access)
             access = [a + d for a, d in zip(access, self.access.detour, strict=True)]
         latency = LatencyModel(rtt, node_regions, access, scenario.network.latency.jitter, self.rng_net,
                                path_loss=scenario_path_loss(scenario))

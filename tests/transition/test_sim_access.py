@@ -12,6 +12,7 @@ import pytest
 from experiment.scenario import ScenarioError, parse_scenario
 from sim.access import AccessNetworks, select
 from sim.cli import main as simulate
+from sim.simulation import _spread
 
 ALL = {"native": 0.2, "dslite": 0.1, "teredo": 0.1, "6to4": 0.1, "isatap": 0.1, "6over4": 0.1, "map-e": 0.1,
        "map-t": 0.1, "464xlat": 0.05, "6rd": 0.05}
@@ -19,7 +20,9 @@ ALL = {"native": 0.2, "dslite": 0.1, "teredo": 0.1, "6to4": 0.1, "isatap": 0.1, 
 
 def networks(blackhole: float, count: int = 100) -> AccessNetworks:
     half_rtt = [[0.005, 0.04], [0.04, 0.005]]
-    return AccessNetworks(ALL, blackhole, count, 2, [i % 2 for i in range(count)], half_rtt, random.Random(1))
+    rng = random.Random(1)
+    kinds = ["native"] * 2 + _spread(ALL, count - 2, rng)
+    return AccessNetworks(kinds, blackhole, 2, [i % 2 for i in range(count)], half_rtt, rng)
 
 
 def test_every_node_selects_what_its_network_offers():
