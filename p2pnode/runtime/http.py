@@ -28,10 +28,22 @@ if TYPE_CHECKING:
     from p2pnode.runtime.node import Node
 
 
+def host_tunnel_protocol() -> str:
+    """The transition mechanism this host's interface addresses show (``p2pnode.transition.detect``)."""
+    import socket
+
+    import psutil
+
+    from p2pnode.transition.detect import active_mechanism
+
+    return active_mechanism([a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+                             if a.family in (socket.AF_INET, socket.AF_INET6)])
+
+
 class NodeCollector:
-    def __init__(self, node: Node, tunnel_protocol: str = "native"):
+    def __init__(self, node: Node, tunnel_protocol: str | None = None):
         self.node = node
-        self.tunnel_protocol = tunnel_protocol
+        self.tunnel_protocol = tunnel_protocol  # None: read from the host's addresses at each scrape
         self.mcp: Any = None  # the node's McpService, once it has one
 
     def collect(self):
@@ -51,7 +63,7 @@ class NodeCollector:
         yield bandwidth
         tunnel = GaugeMetricFamily("p2p_tunnel_protocol", "Active IPv6 tunnelling protocol (1 = in use)",
                                    labels=["protocol"])
-        tunnel.add_metric([self.tunnel_protocol], 1)
+        tunnel.add_metric([self.tunnel_protocol or host_tunnel_protocol()], 1)
         yield tunnel
         if host is not None and host.pubsub is not None:
             yield GaugeMetricFamily("p2p_pubsub_topics", "Topics subscribed", value=len(host.pubsub.subscriptions))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.tunnels import scenarios
 from tests.tunnels.netns import SKIP, Net
 
+DETECTABLE = ("6to4", "teredo", "isatap", "dslite", "464xlat")  # the others look native from their addresses
 pytestmark = [pytest.mark.root, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
 
 
@@ -22,6 +25,9 @@ def test_a_packet_crosses(net, mechanism):
     target = scenarios.SCENARIOS[mechanism](net)
     scenarios.settle()
     assert net.ping("h", target, count=2), f"no echo reply through {mechanism}"
+    # what a node in the host namespace reports as p2p_tunnel_protocol (from its interface addresses)
+    shown = net.run("h", sys.executable, "-c", "from p2pnode.runtime.http import host_tunnel_protocol as p; print(p())")
+    assert shown.strip() == (mechanism if mechanism in DETECTABLE else "native")
     finals = net.stop()
     for final in finals:
         assert not any(k.startswith("endpoint error") for k in final["stats"]), final
@@ -65,8 +71,6 @@ def test_malformed_and_spoofed_packets_do_not_stop_the_plane(net):
            raw(IP(src="192.0.2.10", dst="192.0.2.1", proto=41) / IPv6(src="2002:c000:20a::1", dst=target, plen=900))]
     script = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW)\n"
               "for h in sys.argv[1:]: s.sendto(bytes.fromhex(h),('192.0.2.1',0))")
-    import sys
-
     net.run("h", sys.executable, "-c", script, *[b.hex() for b in bad])
     assert net.ping("h", target)
     finals = {f["ns"]: f for f in net.stop()}
