@@ -340,11 +340,6 @@ def _with_matrix(text: str) -> Scenario:
             "ipv4",
             "'ipv4' is not modelled yet (only 'dual' or 'ipv6' until IPv4-only support lands)",
         ),
-        (
-            "transition",
-            "teredo",
-            "'teredo' is not modelled yet (only 'native' until IPv6 transition support lands)",
-        ),
     ],
 )
 def test_reserved_known_but_unmodelled(field, value, message):
