@@ -39,12 +39,12 @@ from experiment.scenario.errors import (
 )
 from experiment.scenario.yaml_lines import Lines, Problem, source_label
 from p2pnode.nodeconfig import TRANSITION_MECHANISMS as TRANSITIONS
+from p2pnode.transition.profiles import NAT_TYPES
 
 SHARE_TOLERANCE = 1e-6
 
 # Reserved fields: every value a later issue will model is named (so a typo is told apart from a
 # value that is merely not modelled yet); only the first group of each is accepted today.
-NAT_TYPES = ("none", "full-cone", "restricted", "port-restricted", "symmetric")
 ADDRESS_FAMILIES = ("dual", "ipv6", "ipv4")
 _MODELLED = {
     "nat": (("none",), "NAT traversal lands"),
