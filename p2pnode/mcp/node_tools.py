@@ -133,7 +133,7 @@ def make_tools(svc: McpService) -> list[Tool]:
                          "attempts": [a.to_json() for a in outcome.attempts]})
         params = {"message": call.arguments["message"], "topic": call.arguments.get("topic", ""),
                   "from": svc.host.peer_id.to_base58()}
-        svc.router.call(svc.peer_info(target), "p2pnode/deliver", params, svc.attempt_timeout(call), call.hops,
+        svc.router.call(svc.peer_info(target), "p2pnode/deliver", params, svc.attempt_timeout(), call.hops,
                         delivered)
 
     # ---- AI tools --------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def make_tools(svc: McpService) -> list[Tool]:
 
     def forward_to_peer(call: ToolCall) -> None:
         args, started = call.arguments, call.now()
-        timeout = args.get("attempt_timeout", svc.attempt_timeout(call))
+        timeout = args.get("attempt_timeout", svc.attempt_timeout())
 
         def finished(outcome: Outcome) -> None:
             if not call.active:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from p2pnode import __version__
@@ -45,7 +45,6 @@ class McpRuntime:
     facts: Callable[[], dict[str, Any]] = dict       # listen_addrs, uptime_s, ...
     connections: Callable[[], list[dict[str, Any]]] | None = None  # transport details of connections
     on_config: Callable[[NodeConfig, list[str]], None] = lambda config, keys: None  # e.g. log levels
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class McpService:
@@ -95,7 +94,7 @@ class McpService:
     def peer_info(self, peer: PeerId) -> PeerInfo:
         return self.env.address_of(peer)
 
-    def attempt_timeout(self, call: Any) -> float:
+    def attempt_timeout(self) -> float:
         """How long one attempt at a remote call may take: a third of the request timeout, at most 10 s."""
         return min(10.0, self.server.request_timeout / 3)
 
@@ -216,7 +215,7 @@ class McpService:
                               error.get("data"))
 
         self.router.call(target, inner["method"], dict(inner.get("params") or {}),
-                         self.attempt_timeout(None), exchange.hops, answered, relay=False)
+                         self.attempt_timeout(), exchange.hops, answered, relay=False)
 
     def _deliver(self, exchange: Exchange) -> None:
         """``p2pnode/deliver``: a message relayed to this node (kept in the messages resource)."""
