@@ -22,16 +22,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.cli import report_run
 from experiment import rundir
-from experiment.latency import MatrixError, scenario_graph, scenario_matrix
-from experiment.rundir import new_run_dir, write_json
-from experiment.scenario import ScenarioError, load_scenario
+from experiment.command import UsageError, add_run_arguments, run_dir_under, scenario_to_run
+from experiment.latency import MatrixError, scenario_graph
+from experiment.plan import Plan
+from experiment.rundir import write_json
+from experiment.scenario import ScenarioError
 from p2pnode.eventlog import EventWriter
 
 PACKAGES = ("mininet", "aioquic", "cryptography")  # whose versions the manifest records
-
-
-class UsageError(Exception):
-    pass
 
 
 def unsupported(scenario: Any) -> list[str]:
@@ -65,19 +63,20 @@ def access_link_loss_pct(loss: float) -> float | None:
     return round(100 * (1 - math.sqrt(1 - loss)), 4) if loss else None
 
 
-def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
-    """The Mininet topology, and where each host went (for the manifest)."""
+def build_topology(plan: Plan, kind: str) -> tuple[Any, dict[str, Any]]:
+    """The Mininet topology, and where each host went (for the manifest): host i is node i, in its region of
+    the plan (as in simulation)."""
     from topologies.topos import FlatLan, Graph, Regions
 
-    n = scenario.nodes.count
+    scenario, n = plan.scenario, plan.n
     access_loss = access_link_loss_pct(scenario.network.loss)
     placement: dict[str, Any] = {"access_link_loss_pct": access_loss} if access_loss else {}
     if kind == "lan":
         return FlatLan(n, loss=access_loss), placement
-    names, matrix = scenario_matrix(scenario)
-    regions = assign_regions(n, scenario.nodes.region_shares(names))
+    names = plan.region_names
+    regions = [plan.region(i) for i in range(n)]
     used = sorted(set(regions), key=names.index)
-    rtt = {(a, b): matrix[names.index(a)][names.index(b)] for a in used for b in used}
+    rtt = {(a, b): plan.rtt_ms[names.index(a)][names.index(b)] for a in used for b in used}
     placement |= {"regions": {f"h{i + 1}": r for i, r in enumerate(regions)},
                   "model_rtt_ms": {f"{a}|{b}": v for (a, b), v in rtt.items()}}
     if scenario.network.latency.model == "graph":  # a router per vertex, a link per edge, the model's paths
@@ -89,21 +88,6 @@ def build_topology(scenario: Any, kind: str) -> tuple[Any, dict[str, Any]]:
     delays = {(a, b): max(0.0, rtt[(a, b)] / 2 - access[a] - access[b]) for a in used for b in used if a != b}
     topo = Regions(n, used, delays, host_regions=regions, access_ms=access, access_loss=access_loss)
     return topo, placement
-
-
-def assign_regions(n: int, shares: dict[str, float]) -> list[str]:
-    """Node i's region: the shares as whole hosts (largest remainders), interleaved in a fixed order."""
-    counts = {name: int(share * n) for name, share in shares.items()}
-    for name in sorted(shares, key=lambda r: shares[r] * n - counts[r], reverse=True)[: n - sum(counts.values())]:
-        counts[name] += 1
-    pools = {name: counts[name] for name in shares}
-    out = []
-    while len(out) < n:  # round robin over the regions that still have hosts to place
-        for name in shares:
-            if pools[name] > 0 and len(out) < n:
-                out.append(name)
-                pools[name] -= 1
-    return out
 
 
 def pin_neighbours(net: Any, run_dir: Path) -> None:
@@ -141,7 +125,8 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
     from topologies.probe import probe
 
     capabilities = probe()
-    topo, placement = build_topology(scenario, topology)
+    plan = Plan(scenario)
+    topo, placement = build_topology(plan, topology)
     manifest = _manifest(scenario, "starting", topology=topology, transport=transport, placement=placement,
                          capabilities={name: {"available": c.available, "detail": c.detail}
                                        for name, c in capabilities.items()})
@@ -159,7 +144,7 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
                    TextColumn("{task.completed:>6.1f}/{task.total:.0f} s"), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("emu", total=scenario.warmup + scenario.duration)
-            emulation = Emulation(scenario, net, events, run_dir,
+            emulation = Emulation(scenario, plan, net, events, run_dir,
                                   lambda now, end: progress.update(task, completed=now, total=end),
                                   transport, log_level)
             perf = asyncio.run(emulation.run())
@@ -178,10 +163,7 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emulate", description="Run a scenario with real nodes in Mininet.")
-    parser.add_argument("scenario", type=Path, help="scenario YAML file (the one simulate takes)")
-    parser.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
-    parser.add_argument("--nodes", type=int, help="node count (overrides the scenario's)")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
+    add_run_arguments(parser, "scenario YAML file (the one simulate takes)")
     parser.add_argument("--topology", choices=["regions", "lan"], default="regions",
                         help="regions: routed IPv6 regions with the latency model's delays (default); lan: one LAN")
     parser.add_argument("--transport", choices=["quic", "tcp"], default="quic",
@@ -203,19 +185,13 @@ def main(argv: list[str] | None = None) -> int:
             import mininet  # noqa: F401
         except ImportError:
             raise UsageError("Mininet is not installed: run scripts/provision.sh (installs the emu extra)") from None
-        if args.nodes is not None and args.nodes < 2:
-            raise UsageError("--nodes must be at least 2")
-        overrides = {"seed": args.seed} if args.seed is not None else None
-        scenario = load_scenario(args.scenario, overrides=overrides)
-        if args.nodes is not None:
-            scenario = scenario.with_nodes(args.nodes)
+        scenario = scenario_to_run(args)
         if scenario.sweep is not None and args.nodes is None:
             raise UsageError("sweeps are simulation-only; pick one size with --nodes")
         problems = unsupported(scenario)
         if problems:
             raise UsageError("this scenario uses what emulation cannot do yet: " + "; ".join(problems))
-        args.out.mkdir(parents=True, exist_ok=True)
-        run_dir = new_run_dir(args.out, f"{scenario.name}-emu")
+        run_dir = run_dir_under(args.out, f"{scenario.name}-emu")
         console.print(f"run directory: {run_dir}")
         run(scenario, run_dir, args.topology, args.keep, console, args.transport, args.node_log)
         report_run(run_dir, console)

@@ -1,19 +1,18 @@
 """One emulated run: real ``p2pnode`` processes in the hosts of an emulated network, driven by a scenario.
 
-The driver plays the simulator's part with real processes: it starts the bootstrap nodes, then the others
-spread over ``nodes.join_over``; it runs the scenario's workload (Poisson lookups, puts and gets per live
-node, as the simulator does), its churn (SIGKILL for a crash, SIGTERM for a graceful leave, a restart after
-the offline time) and its formation check, and writes the simulator's events. Each node answers over its
-``--control stdio`` pipe with its own measurements (latency from its clock, hops, requests), so the pipe's
-delay never enters a figure. Event times are seconds since the run started.
+The driver plays the simulator's part with real processes and the same rules (``experiment/``): the same
+plan of nodes, keys and regions, the bootstrap nodes first and the others spread over ``nodes.join_over``,
+the churn (SIGKILL for a crash, SIGTERM for a graceful leave, a restart after the offline time), the DHT
+workload, the pub-sub workload (``emulator/pubsub.py``) and the formation check, writing the same events.
+Each node answers over its ``--control stdio`` pipe with its own measurements (latency from its clock, hops,
+requests), so the pipe's delay never enters a figure. Event times are seconds since the run started.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import inspect
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -25,31 +24,18 @@ from typing import Any
 import psutil
 
 from emulator.pubsub import PubSubWorkload
-from experiment import churn as churn_model
-from experiment.measure import drain_seconds
-from experiment.oracle import LiveSet
+from experiment.churn import Churn, join_delays
+from experiment.formation import Formation
+from experiment.oracle import LiveSet, by_bucket
+from experiment.plan import Plan
+from experiment.workload import DhtWorkload, Operations
 from p2pnode.eventlog import EventWriter
-from p2pnode.identity import Keypair, PeerId, kad_key
+from p2pnode.identity import PeerId
 
 QUIC_PORT = 4001
 TCP_PORT = 4002
 START_TIMEOUT = 60.0
 VERIFY_INTERVAL = 5.0
-
-
-class _Bucket:
-    __slots__ = ("entries",)
-
-    def __init__(self) -> None:
-        self.entries: list[int] = []
-
-
-def buckets_of(local_id: int, peer_ids: list[int]) -> dict[int, _Bucket]:
-    """A routing table's buckets rebuilt from its peer IDs (bucket index = bit length of the XOR distance)."""
-    buckets: dict[int, _Bucket] = {}
-    for kad_id in peer_ids:
-        buckets.setdefault((kad_id ^ local_id).bit_length(), _Bucket()).entries.append(kad_id)
-    return buckets
 
 
 class HostLoad:
@@ -88,6 +74,7 @@ class NodeProcess:
         self.index = index
         self.popen = popen
         self.ready: dict | None = None
+        self.bootstrapped = False  # its join lookup has finished (the node says so)
         self._ids = 0
         self._waiting: dict[int, asyncio.Future] = {}
         self._reader: asyncio.StreamReader | None = None
@@ -120,6 +107,8 @@ class NodeProcess:
             future = self._waiting.pop(message.get("id"), None)
             if future is not None and not future.done():
                 future.set_result(message)
+            elif message.get("event") == "bootstrapped":
+                self.bootstrapped = True
             elif "event" in message:
                 self.on_event(message)
         for future in self._waiting.values():
@@ -156,41 +145,35 @@ class NodeProcess:
 
 
 class Emulation:
-    def __init__(self, scenario: Any, net: Any, events: EventWriter, run_dir: Path,
+    def __init__(self, scenario: Any, plan: Plan, net: Any, events: EventWriter, run_dir: Path,
                  progress: Callable[[float, float], None] | None = None, transport: str = "quic",
                  log_level: str = "warning"):
         self.scenario = scenario
+        self.plan = plan
         self.net = net
         self.events = events
         self.run_dir = run_dir
         self.progress = progress
         self.transport = transport  # the one nodes bootstrap over and prefer; both are listened on
         self.log_level = log_level  # of each node's log, nodes/<i>/node.log
-        self.n = scenario.nodes.count
-        master = random.Random(scenario.seed)
-        self.rng_churn = random.Random(master.getrandbits(64))
-        self.rng_work = random.Random(master.getrandbits(64))
-        rng_pubsub = random.Random(master.getrandbits(64))
-        self.keypairs = [Keypair.from_seed(hashlib.sha256(f"{scenario.seed}:{i}".encode()).digest())
-                         for i in range(self.n)]
-        self.peer_ids = [k.peer_id for k in self.keypairs]
-        self.kad_ids = [p.kad_id for p in self.peer_ids]
+        self.n = plan.n
+        self.rng_churn, self.rng_work = plan.rng_churn, plan.rng_work
+        self.keypairs, self.peer_ids, self.kad_ids = plan.keypairs, plan.peer_ids, plan.kad_ids
         self._kad_ids_by_text = {str(p): p.kad_id for p in self.peer_ids}
         self.hosts = list(net.hosts)[: self.n]
         self.nodes: list[NodeProcess | None] = [None] * self.n  # joined (live) nodes
         self.started_once = [False] * self.n
         self._spawned: list[NodeProcess] = []
         self.live = LiveSet()
-        self.published: list[tuple[bytes, int]] = []
-        self.formed = False
+        self.dht = DhtWorkload(scenario, self.rng_work, self.live, events)
+        self.formation = Formation(scenario, plan, self.live, events)
         self._last_verify = float("-inf")
         self._verify_took = 0.0
         self.t0 = 0.0
-        self.end = scenario.warmup + scenario.duration
-        self.stop_at = self.end + drain_seconds(scenario)  # as in simulation
+        self.end, self.stop_at = plan.end, plan.stop_at
         self._tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
-        self.pubsub = PubSubWorkload(self, rng_pubsub) if scenario.pubsub is not None else None
+        self.pubsub = PubSubWorkload(self) if scenario.pubsub is not None else None
         (run_dir / "nodes").mkdir(exist_ok=True)
 
     def _kad_id(self, text: str) -> int:
@@ -290,11 +273,14 @@ node_index = {i}
 
     # ---- scheduling --------------------------------------------------------------------------------
 
-    def later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
+    def later(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` (a function or a coroutine function) after ``delay`` seconds, unless the run is over."""
         async def run() -> None:
             await asyncio.sleep(max(0.0, delay))
             if self.now() < self.stop_at:
-                await coro_fn()
+                result = fn()
+                if inspect.isawaitable(result):
+                    await result
 
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
@@ -308,82 +294,61 @@ node_index = {i}
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _schedule_churn(self) -> None:
-        spec = self.scenario.churn
-        if spec is None:
+        if self.scenario.churn is None:
             return
-        session = churn_model.sampler(spec.session, self.rng_churn)
-        offline = churn_model.sampler(spec.offline, self.rng_churn)
-        rng = self.rng_churn
+        churn = Churn(self.scenario.churn, self.rng_churn)
 
         def leave(i: int) -> Callable[[], Any]:
             async def act() -> None:
-                if self.now() >= self.end:  # no churn while the run drains
-                    return
-                await self.stop_node(i, rng.random() < spec.graceful)
-                self.later(offline(), rejoin(i))
+                graceful, offline = churn.departure()
+                await self.stop_node(i, graceful)
+                self.later(offline, rejoin(i))
             return act
 
         def rejoin(i: int) -> Callable[[], Any]:
             async def act() -> None:
-                if self.now() >= self.end:
-                    return
                 await self.start_node(i)
-                self.later(session(), leave(i))
+                self.later(churn.session(), leave(i))
             return act
 
-        for i in range(self.scenario.nodes.bootstrap, self.n):
-            self.later(self.scenario.warmup + session(), leave(i))
+        for i, at in churn.first_departures(self.scenario):
+            self.later(at, leave(i))
 
-    def _poisson(self, rate_per_minute: float, action: Callable[[NodeProcess, int], Any]) -> None:
-        if rate_per_minute <= 0:
-            return
-        total_rate = rate_per_minute / 60.0 * self.n
-        rng = self.rng_work
-
+    def _operate(self, operations: Operations, action: Callable[[NodeProcess, int], Any]) -> None:
         async def tick() -> None:
             while self.now() < self.end:
-                i = rng.randrange(self.n)
-                node = self.nodes[i]
-                if node is not None:
-                    self.later(0, lambda node=node, i=i: action(node, i))
-                await asyncio.sleep(rng.expovariate(total_rate))
+                acting = operations.pick(self.nodes)
+                if acting is not None:
+                    self.later(0, lambda acting=acting: action(*acting))
+                await asyncio.sleep(operations.gap())
 
-        self.later(self.scenario.warmup + rng.expovariate(total_rate), tick)
+        self.later(self.scenario.warmup + operations.gap(), tick)
 
     # ---- workload ----------------------------------------------------------------------------------
 
     async def _lookup(self, node: NodeProcess, i: int) -> None:
-        key = self.rng_work.randbytes(32)
-        truth = self.live.closest(kad_key(key), self.scenario.dht.k, exclude=self.kad_ids[i])
+        key = self.dht.lookup_key()
         answer = await node.call("find_node", key_hex=key.hex())
-        if not answer.get("ok"):
-            return
-        found = {self._kad_id(p) for p in answer["peers"]}
-        ok = bool(truth) and truth[0] in found
-        share = len(found.intersection(truth)) / len(truth) if truth else 1.0
-        self.events.write(self.now(), "lookup", i, answer["latency"], answer["hops"], ok, round(share, 6),
-                          answer["requests"])
+        if answer.get("ok"):
+            self.dht.lookup_done(self.now(), i, self.kad_ids[i], key, map(self._kad_id, answer["peers"]),
+                                 answer["latency"], answer["hops"], answer["requests"])
 
     async def _put(self, node: NodeProcess, i: int) -> None:
-        key = b"/p2pnode/" + self.rng_work.randbytes(16).hex().encode()
-        value = self.rng_work.randbytes(self.scenario.workload.value_size)
+        key, value = self.dht.put_item()
         answer = await node.call("put", key_hex=key.hex(), value_hex=value.hex())
-        if not answer.get("ok"):
-            return
-        if answer["replicas"] > 0:
-            self.published.append((key, answer["version"]))
-        self.events.write(self.now(), "put", i, answer["latency"], None, answer["replicas"] > 0,
-                          answer["replicas"], answer["requests"])
+        if answer.get("ok"):
+            self.dht.put_done(self.now(), i, key, answer["version"], answer["replicas"], answer["latency"],
+                              answer["requests"])
 
     async def _get(self, node: NodeProcess, i: int) -> None:
-        if not self.published:
+        item = self.dht.get_item()
+        if item is None:
             return
-        key, version = self.published[self.rng_work.randrange(len(self.published))]
+        key, version = item
         answer = await node.call("get", key_hex=key.hex())
-        if not answer.get("ok"):
-            return
-        ok = answer["found"] and answer["version"] >= version
-        self.events.write(self.now(), "get", i, answer["latency"], answer["hops"], ok, None, answer["requests"])
+        if answer.get("ok"):
+            found = answer["version"] if answer["found"] else None
+            self.dht.get_done(self.now(), i, version, found, answer["latency"], answer["hops"], answer["requests"])
 
     # ---- sampling and formation --------------------------------------------------------------------
 
@@ -394,45 +359,33 @@ node_index = {i}
         if not live:
             return
         answers = await asyncio.gather(*(n.call("status", timeout=10) for _, n in live), return_exceptions=True)
-        k = self.scenario.dht.k
-        checked = complete = bootstrapped = 0
-        for (i, _), answer in zip(live, answers, strict=True):
-            if not isinstance(answer, dict) or not answer.get("ok"):
-                continue
-            checked += 1
-            bootstrapped += bool(answer["bootstrapped"])
-            table = [self._kad_id(p) for p in answer["table"]]
-            complete += self.live.table_complete(self.kad_ids[i], buckets_of(self.kad_ids[i], table), k)
-        if checked:
-            self.events.write(now, "formation", value=round(complete / checked, 6), count=checked)
+        statuses = {i: a for (i, _), a in zip(live, answers, strict=True) if isinstance(a, dict) and a.get("ok")}
+        up = {i for i, _ in live}
+        checked = [i for i in self.formation.nodes if i in up]
+        tables = [(self.kad_ids[i], bool(statuses[i]["bootstrapped"]),
+                   by_bucket(self.kad_ids[i], map(self._kad_id, statuses[i]["table"])))
+                  for i in checked if i in statuses]
+        due = self.formation.sample(now, tables) and len(tables) == len(checked)
         if self.pubsub is not None:
-            self.pubsub.sample(now, [(i, a) for (i, _), a in zip(live, answers, strict=True)
-                                     if isinstance(a, dict) and a.get("ok")])
-        joined = now >= self.scenario.nodes.join_over
+            self.pubsub.sample(now, statuses)
         # Unlike in simulation, a verification round costs the nodes real CPU (a lookup from every node, and
         # new connections): run it when every table is complete, else at most every VERIFY_INTERVAL s and
         # never more than a third of the time, so it cannot swamp them.
-        due = complete == checked or now - self._last_verify >= max(VERIFY_INTERVAL, 3 * self._verify_took)
-        if joined and due and checked == len(live) and bootstrapped == checked and not self.formed:
+        origins = [i for i in checked if self.nodes[i] is not None]  # still up after the status round
+        throttled = now - self._last_verify < max(VERIFY_INTERVAL, 3 * self._verify_took)
+        if due and origins and (self.formation.complete or not throttled):
             self._last_verify = now
-            await self._verify_formation(live)
+            await self._verify_formation(origins)
             self._verify_took = self.now() - now
 
-    async def _verify_formation(self, live: list[tuple[int, NodeProcess]]) -> None:
-        """As the simulator: lookups for one random key from every live node at once must all return the
-        true k closest live peers."""
-        key = self.rng_work.randbytes(32)
-        target, k = kad_key(key), self.scenario.dht.k
-        answers = await asyncio.gather(*(n.call("find_node", key_hex=key.hex()) for _, n in live),
+    async def _verify_formation(self, origins: list[int]) -> None:
+        """Lookups for one key from every checked live node at once, judged when the last one returns."""
+        key = self.formation.start_round(self.rng_work)
+        answers = await asyncio.gather(*(self.nodes[i].call("find_node", key_hex=key.hex()) for i in origins),
                                        return_exceptions=True)
-        agreeing = 0
-        for (i, _), answer in zip(live, answers, strict=True):
-            if isinstance(answer, dict) and answer.get("ok"):
-                found = {self._kad_id(p) for p in answer["peers"]}
-                agreeing += found == set(self.live.closest(target, k, exclude=self.kad_ids[i]))
-        self.formed = agreeing == len(live)
-        self.events.write(self.now(), "formation", ok=self.formed, value=round(agreeing / len(live), 6),
-                          count=len(live))
+        results = [(self.kad_ids[i], {self._kad_id(p) for p in a["peers"]}
+                    if isinstance(a, dict) and a.get("ok") else None) for i, a in zip(origins, answers, strict=True)]
+        self.formation.round_done(self.now(), key, results)
 
     # ---- the run -------------------------------------------------------------------------------------
 
@@ -451,15 +404,12 @@ node_index = {i}
             self.pubsub.clock_started()
             self.pubsub.start()
         await asyncio.gather(*(self.join_node(i, waiting[i]) for i in range(scenario.nodes.bootstrap)))
-        join_rng = random.Random(self.rng_churn.getrandbits(64))
-        for i in range(scenario.nodes.bootstrap, self.n):
-            self.later(join_rng.uniform(0.0, scenario.nodes.join_over),
-                       lambda i=i: self.join_node(i, waiting[i]))
+        for i, delay in join_delays(scenario, self.rng_churn):
+            self.later(delay, lambda i=i: self.join_node(i, waiting[i]))
         self._schedule_churn()
-        workload = scenario.workload
-        self._poisson(workload.lookup, self._lookup)
-        self._poisson(workload.put, self._put)
-        self._poisson(workload.get, self._get)
+        actions = {"lookup": self._lookup, "put": self._put, "get": self._get}
+        for kind, operations in self.dht.operations.items():
+            self._operate(operations, actions[kind])
         interval = scenario.measure.sample_interval
         host = HostLoad()
         try:

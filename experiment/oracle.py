@@ -8,8 +8,22 @@ deepest such block holding at least k of them, found by binary search over L on 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Iterable, Mapping
 
 KEY_BITS = 256
+
+
+def bucket_index(local_id: int, peer_id: int) -> int:
+    """The Kademlia bucket a peer falls in, seen from ``local_id``: the bit length of their XOR distance."""
+    return (peer_id ^ local_id).bit_length()
+
+
+def by_bucket(local_id: int, peer_ids: Iterable[int]) -> dict[int, list[int]]:
+    """A routing table's peer IDs grouped by bucket index."""
+    buckets: dict[int, list[int]] = {}
+    for peer_id in peer_ids:
+        buckets.setdefault(bucket_index(local_id, peer_id), []).append(peer_id)
+    return buckets
 
 
 class LiveSet:
@@ -37,9 +51,10 @@ class LiveSet:
         """Live IDs in [low, high)."""
         return bisect_left(self.ids, high) - bisect_left(self.ids, low)
 
-    def table_complete(self, local_id: int, buckets: dict, k: int) -> bool:
+    def table_complete(self, local_id: int, buckets: Mapping[int, Iterable[int]], k: int) -> bool:
         """Whether every bucket of a routing table holds min(k, live peers in its range) live peers:
-        full where the key space has more than k live peers, complete where it has fewer."""
+        full where the key space has more than k live peers, complete where it has fewer. ``buckets``: the
+        table's peer IDs by bucket index (``bucket_index``; ``by_bucket`` groups a plain list)."""
         members = self.members
         for index in range(KEY_BITS, 0, -1):
             shift = index - 1
@@ -50,7 +65,7 @@ class LiveSet:
             live = self.count(low, low + (1 << shift))
             if live:
                 bucket = buckets.get(index)
-                have = sum(1 for peer in bucket.entries if peer in members) if bucket is not None else 0
+                have = sum(1 for peer in bucket if peer in members) if bucket is not None else 0
                 if have < min(k, live):
                     return False
         return True

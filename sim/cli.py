@@ -12,17 +12,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from analysis.cli import report_run
 from experiment import rundir
+from experiment.command import UsageError, add_run_arguments, run_dir_under, scenario_to_run
 from experiment.latency import MatrixError
-from experiment.rundir import new_run_dir, write_json
-from experiment.scenario import ScenarioError, load_scenario
+from experiment.rundir import write_json
+from experiment.scenario import ScenarioError
 from p2pnode.eventlog import EventWriter
 from sim.simulation import Simulation
 
 PACKAGES = ("simpy", "cryptography", "protobuf")  # whose versions the manifest records
-
-
-class UsageError(Exception):
-    pass
 
 
 def _manifest(scenario: Any, status: str, perf: dict | None = None, **extra: Any) -> dict[str, Any]:
@@ -60,10 +57,7 @@ def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="simulate", description="Run a scenario in the SimPy simulator.")
-    parser.add_argument("scenario", type=Path, help="scenario YAML file (see docs/scenarios.md)")
-    parser.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
-    parser.add_argument("--nodes", type=int, help="node count (overrides the scenario's)")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="where run directories go")
+    add_run_arguments(parser, "scenario YAML file (see docs/scenarios.md)")
     args = parser.parse_args(argv)
     console = Console()
 
@@ -72,19 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir: Path | None = None
     try:
-        if args.nodes is not None and args.nodes < 2:
-            raise UsageError("--nodes must be at least 2")
-        if args.seed is not None and args.seed < 0:
-            raise UsageError("--seed must be >= 0")
-        overrides = {"seed": args.seed} if args.seed is not None else None
-        scenario = load_scenario(args.scenario, overrides=overrides)
-        if args.nodes is not None:
-            scenario = scenario.with_nodes(args.nodes)
-        try:
-            args.out.mkdir(parents=True, exist_ok=True)
-            run_dir = new_run_dir(args.out, scenario.name)
-        except OSError as exc:
-            raise UsageError(f"cannot create a run directory under {args.out}: {exc.strerror}") from exc
+        scenario = scenario_to_run(args)
+        run_dir = run_dir_under(args.out, scenario.name)
         console.print(f"run directory: {run_dir}")
         if scenario.sweep is not None and args.nodes is None:
             points = []

@@ -3,8 +3,9 @@
 The emulator (and any script) sends one JSON object per line, ``{"id": 7, "cmd": "find_node", ...}``, and gets
 one line back per command, ``{"id": 7, "ok": true, ...}`` or ``{"id": 7, "ok": false, "error": "..."}``. Commands
 run concurrently; answers carry the node's own measurements (latency from its clock, hops, requests), so the
-driver never times a round trip through the pipe. Pub-sub deliveries arrive as events:
-``{"event": "message", "topic", "id_hex", "from", "size", "time"}``.
+driver never times a round trip through the pipe. Pub-sub deliveries arrive as events,
+``{"event": "message", "topic", "id_hex", "from", "size", "time"}``, and so does the end of the join,
+``{"event": "bootstrapped", "time"}``.
 
 Commands: ``join`` (after ``--defer-join``); ``status`` (with mesh sizes and message counts when pub-sub is
 on); ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``; ``get {key_hex}``;
@@ -120,8 +121,17 @@ class Controller:
         return {"id_hex": self.node.pubsub.publish(topic, data).hex(), "time": time.time()}
 
     async def cmd_join(self) -> dict:
+        """Join the network; the event ``{"event": "bootstrapped", "time"}`` follows when the join lookup is done
+        (a driver then counts the node as a member, as the simulator does)."""
         self.node.join()
+        task = asyncio.ensure_future(self._bootstrapped())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return {}
+
+    async def _bootstrapped(self) -> None:
+        await self.node.wait_bootstrapped(timeout=None)
+        self.emit({"event": "bootstrapped", "time": time.time()})
 
     async def cmd_quit(self) -> dict:
         self.stop.set()

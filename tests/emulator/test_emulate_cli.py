@@ -1,32 +1,16 @@
-"""``emulate``'s parts that need no root: region placement, refused scenario features, routing-table checks,
+"""``emulate``'s parts that need no root: refused scenario features, node configurations, host load, link loss,
 and its errors for a user without root or Mininet."""
 
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
-import pytest
-
-from emulator.cli import assign_regions, main, unsupported
-from emulator.driver import buckets_of
-from experiment.oracle import LiveSet
+from emulator.cli import main, unsupported
+from experiment.plan import Plan
 from experiment.scenario import parse_scenario
-from p2pnode.identity import Keypair
-from p2pnode.kad.routing import RoutingTable
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.mark.parametrize("n, shares", [(5, {"a": .25, "b": .25, "c": .25, "d": .25}), (7, {"a": .5, "b": .3, "c": .2}),
-                                       (100, {"x": 1.0}), (3, {"a": .2, "b": .2, "c": .2, "d": .2, "e": .2})])
-def test_regions_get_their_share_of_hosts(n, shares):
-    regions = assign_regions(n, shares)
-    assert len(regions) == n
-    for name, share in shares.items():
-        assert abs(regions.count(name) - share * n) < 1
-    assert regions[: min(n, len(shares))] == list(shares)[: min(n, len(shares))]  # interleaved, not blocked
 
 
 def test_features_emulation_cannot_run_are_named():
@@ -40,24 +24,6 @@ def test_features_emulation_cannot_run_are_named():
         assert unsupported(parse_scenario((ROOT / "scenarios" / name).read_text())) == []
     lossy = parse_scenario("name: x\nnodes: {count: 10}\nnetwork: {loss: 0.01}\n")
     assert unsupported(lossy) == []
-
-
-def test_rebuilt_buckets_judge_completeness_like_the_simulator():
-    rng = random.Random(3)
-    ids = [Keypair.from_seed(rng.randbytes(32)).peer_id for _ in range(60)]
-    live = LiveSet()
-    for p in ids:
-        live.add(p.kad_id)
-    me = ids[0]
-    full = RoutingTable(me.kad_id, 20, 900.0)
-    from p2pnode.kad.messages import PeerInfo
-
-    for p in ids[1:]:
-        full.update(PeerInfo(p), 0.0)
-    table = [p.kad_id for p in ids[1:]]
-    assert live.table_complete(me.kad_id, buckets_of(me.kad_id, table), 20) == \
-        live.table_complete(me.kad_id, full.buckets, 20)
-    assert not live.table_complete(me.kad_id, buckets_of(me.kad_id, table[:3]), 20)
 
 
 def test_without_root_one_line_and_exit_2(capsys, monkeypatch):
@@ -98,20 +64,16 @@ def test_node_configs_carry_the_scenarios_dht_and_pubsub_settings(tmp_path):
             return f"fd00::{host[1:]}"
 
     scenario = parse_scenario((ROOT / "scenarios" / "delivery-small.yaml").read_text())
-    config = parse_config(Emulation(scenario, Net(), None, tmp_path)._config(3).read_text())
+    plan = Plan(scenario)
+    config = parse_config(Emulation(scenario, plan, Net(), None, tmp_path)._config(3).read_text())
     assert (config.dht.request_timeout, config.dht.slow_after) == (scenario.dht.request_timeout,
                                                                     scenario.dht.slow_after)
     assert (config.pubsub.enabled, config.pubsub.peers, config.pubsub.max_peers) == (True, 8, 19)
-    assert config.pubsub.expected_rate == 2.0 and config.bootstrap.nodes[0].endswith(f"/p2p/{scenario_peer(0)}")
+    assert config.pubsub.expected_rate == 2.0 and config.bootstrap.nodes[0].endswith(f"/p2p/{plan.peer_ids[0]}")
     assert config.network.listen_addresses[0] == "/ip6/fd00::4/udp/4001/quic-v1"
     dht_only = parse_scenario((ROOT / "scenarios" / "formation.yaml").read_text())
-    assert not parse_config(Emulation(dht_only, Net(), None, tmp_path)._config(3).read_text()).pubsub.enabled
-
-
-def scenario_peer(i: int, seed: int = 1):
-    import hashlib
-
-    return Keypair.from_seed(hashlib.sha256(f"{seed}:{i}".encode()).digest()).peer_id
+    config = parse_config(Emulation(dht_only, Plan(dht_only), Net(), None, tmp_path)._config(3).read_text())
+    assert not config.pubsub.enabled
 
 
 def test_message_loss_becomes_loss_on_both_access_links_of_a_path():

@@ -132,10 +132,10 @@ def test_attackers_drop_and_are_not_measured(tmp_path):
         assert router is (DroppingGossipSub if i in attackers else GossipSub)
     # Attackers subscribe (they sit in meshes) but are not among the subscribers deliveries are judged at,
     # and never publish.
-    (topic,) = sim.topic_names
+    (topic,) = sim.plan.topic_names
     assert all(sim.subscribed[i] == [topic] for i in attackers)
-    assert attackers.isdisjoint(sim.subscribers[topic]) and attackers.isdisjoint(sim.publishers)
-    honest = len(sim.subscribers[topic])
+    assert attackers.isdisjoint(sim.plan.subscribers[topic]) and attackers.isdisjoint(sim.plan.publishers)
+    honest = len(sim.plan.subscribers[topic])
 
     table = rows(tmp_path / "events.csv")
     delivered = [r for r in table if r["kind"] == "deliver"]

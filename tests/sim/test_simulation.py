@@ -7,10 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from experiment.oracle import LiveSet
 from sim.cli import main as simulate
 
 SMALL = """
@@ -141,18 +138,6 @@ def test_bad_scenario_names_field_and_line(tmp_path, capsys):
     assert simulate([str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:4" in err and "nodes.cuont" in err
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 2**256 - 1), min_size=1, max_size=60, unique=True),
-       st.integers(0, 2**256 - 1), st.integers(1, 25))
-def test_oracle_closest_is_brute_force(ids, target, k):
-    live = LiveSet()
-    for i in ids:
-        live.add(i)
-    exclude = ids[0]
-    expected = sorted((i for i in ids if i != exclude), key=lambda i: i ^ target)[:k]
-    assert live.closest(target, k, exclude=exclude) == expected
 
 
 def test_interrupted_run_keeps_events_and_reports(tmp_path):

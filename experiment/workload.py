@@ -1,0 +1,98 @@
+"""The DHT workload and how its operations are judged: lookups, puts and gets (docs/results.md).
+
+Which node acts: each kind of operation is a Poisson process over all nodes at ``rate`` per node per minute,
+thinned to the nodes that are up **and have bootstrapped** (their join lookup has finished). A node still
+joining has no routing table to speak of; its operations would measure the join, which formation measures,
+not the DHT. Each member of the network then sees exactly its own Poisson process.
+
+Lookup precision: a lookup is judged against the true closest live peers **when it completes**: its answer
+is used from then on, a peer that left while it ran rightly is not in it, and one that joined while it ran
+could not be known. (The emulator learns of the completion over its node's pipe, milliseconds later.)
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from experiment.oracle import LiveSet
+from p2pnode.eventlog import EventWriter
+from p2pnode.identity import kad_key
+
+KINDS = ("lookup", "put", "get")
+
+
+class Operations:
+    """One kind of operation: when the next one comes and which node it falls on."""
+
+    def __init__(self, rate_per_minute: float, n: int, rng: random.Random):
+        self.n = n
+        self.rng = rng
+        self.total_rate = rate_per_minute / 60.0 * n
+
+    def gap(self) -> float:
+        """Seconds until the next operation (of any node)."""
+        return self.rng.expovariate(self.total_rate)
+
+    def pick(self, nodes: Sequence[Any]) -> tuple[Any, int] | None:
+        """The node the next operation falls on, and its index, if it acts: up (not None) and bootstrapped."""
+        i = self.rng.randrange(self.n)
+        node = nodes[i]
+        return (node, i) if node is not None and node.bootstrapped else None
+
+
+class DhtWorkload:
+    """Draws each operation's key and value, and writes its `lookup` / `put` / `get` row when it completes."""
+
+    def __init__(self, scenario: Any, rng: random.Random, oracle: LiveSet, events: EventWriter):
+        self.rng = rng
+        self.oracle = oracle
+        self.events = events
+        self.k = scenario.dht.k
+        self.value_size = scenario.workload.value_size
+        self.stored: list[tuple[bytes, int]] = []  # (key, version) of puts that reached a replica
+        workload = scenario.workload
+        n = scenario.nodes.count
+        self.operations = {kind: Operations(getattr(workload, kind), n, rng)
+                           for kind in KINDS if getattr(workload, kind) > 0}
+
+    # ---- lookups ---------------------------------------------------------------------------------
+
+    def lookup_key(self) -> bytes:
+        return self.rng.randbytes(32)
+
+    def lookup_done(self, now: float, i: int, origin: int, key: bytes, found: Iterable[int], latency: float,
+                    hops: int, requests: int) -> None:
+        """Node ``i`` (Kademlia ID ``origin``) finished a lookup for ``key`` and returned the peers ``found``:
+        ok if the closest live peer is among them; the value is the share of the k closest it found."""
+        truth = self.oracle.closest(kad_key(key), self.k, exclude=origin)
+        found = set(found)
+        ok = bool(truth) and truth[0] in found
+        share = len(found.intersection(truth)) / len(truth) if truth else 1.0
+        self.events.write(now, "lookup", i, latency, hops, ok, round(share, 6), requests)
+
+    # ---- puts and gets ---------------------------------------------------------------------------
+
+    def put_item(self) -> tuple[bytes, bytes]:
+        key = b"/p2pnode/" + self.rng.randbytes(16).hex().encode()
+        return key, self.rng.randbytes(self.value_size)
+
+    def put_done(self, now: float, i: int, key: bytes, version: int, replicas: int, latency: float,
+                 requests: int) -> None:
+        """A put is ok if it reached a replica; then gets may ask for it."""
+        if replicas > 0:
+            self.stored.append((key, version))
+        self.events.write(now, "put", i, latency, None, replicas > 0, replicas, requests)
+
+    def get_item(self) -> tuple[bytes, int] | None:
+        """(key, version put) of a random earlier put, or None before any put reached a replica."""
+        if not self.stored:
+            return None
+        return self.stored[self.rng.randrange(len(self.stored))]
+
+    def get_done(self, now: float, i: int, version: int, found: int | None, latency: float, hops: int,
+                 requests: int) -> None:
+        """A get is ok if it returned the version put, or a newer one (``found`` is None: no record)."""
+        ok = found is not None and found >= version
+        self.events.write(now, "get", i, latency, hops, ok, None, requests)
