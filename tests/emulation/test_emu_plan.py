@@ -110,10 +110,11 @@ def test_addressing_plans():
 def test_a_graph_scenario_builds_a_router_per_vertex_on_the_models_paths():
     from emulator.cli import build_topology
     from experiment.latency import scenario_graph
+    from experiment.plan import Plan
     from experiment.scenario import load_scenario
 
     scenario = load_scenario(ROOT / "scenarios" / "graph-small.yaml").with_nodes(10)
-    topo, placement = build_topology(scenario, "regions")
+    topo, placement = build_topology(Plan(scenario), "regions")
     graph = scenario_graph(scenario)
     assert sorted(n for n in topo.hosts() if n.startswith("r")) == [f"r{j}" for j in range(1, 7)]
     assert placement["graph"].endswith("continents.gml") and set(placement["regions"].values()) <= set(graph.names)
