@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from experiment.plan import spread as _spread
 from experiment.scenario import ScenarioError, parse_scenario
 from sim.access import AccessNetworks, select
 from sim.cli import main as simulate
-from experiment.plan import spread as _spread
 
 ALL = {"native": 0.2, "dslite": 0.1, "teredo": 0.1, "6to4": 0.1, "isatap": 0.1, "6over4": 0.1, "map-e": 0.1,
        "map-t": 0.1, "464xlat": 0.05, "6rd": 0.05}
