@@ -64,6 +64,7 @@ class GossipConfig:
     max_ihave_messages: int = 10      # IHAVEs accepted from one peer per heartbeat
     iwant_followup_time: float = 3.0  # an IHAVE'd message we asked for must arrive within this
     graft_flood_threshold: float = 10.0   # a GRAFT this soon after our PRUNE costs an extra penalty
+    max_message_size: int = 1 << 20   # largest message data published or accepted (the spec's 1 MiB)
 
     def __post_init__(self) -> None:
         if not 1 <= self.d_lo <= self.d <= self.d_hi:
@@ -76,6 +77,8 @@ class GossipConfig:
             raise ValueError("history_gossip must be between 1 and history_length")
         if self.heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be positive")
 
 
 _MESH_DELIVERIES_DECAY = 0.9

@@ -67,8 +67,12 @@ from p2pnode.kad.pb import dht_pb2, record_pb2
 
 KadMessage = Request | Response
 
-MAX_FRAME_SIZE = 16 * 1024
-"""Default largest frame body ``FrameReader`` accepts."""
+FRAME_OVERHEAD = 16 * 1024
+"""Room in a frame beside a record's value: the key, signature and publisher, and up to k closer peers."""
+
+MAX_FRAME_SIZE = 64 * 1024 + FRAME_OVERHEAD
+"""Default largest frame body ``FrameReader`` accepts: a record of ``KadConfig.max_record_size`` (64 KiB)
+and the message around it."""
 
 MAX_TTL_MS = (1 << 50) - 1
 """Largest ``ttl_ms`` we encode or accept. ``ttl`` is a float of seconds: below 2**50 ms, converting

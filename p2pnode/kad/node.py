@@ -347,7 +347,10 @@ class KademliaNode:
     def put_value(self, key: bytes, value: bytes, on_done: Callable[[PutFinished], None] | None = None,
                   ttl: float | None = None) -> DHTRecord:
         """Sign a new version of ``key`` and store it on the k closest peers (and here). Republished
-        every ``republish_interval`` while the node runs."""
+        every ``republish_interval`` while the node runs. A value over ``max_record_size`` is refused
+        (ValueError): no peer would store it."""
+        if len(value) > self.config.max_record_size:
+            raise ValueError(f"value of {len(value)} bytes exceeds the {self.config.max_record_size}-byte record limit")
         self._lamport += 1
         record = make_record(self.keypair, key, value, ttl or self.config.record_ttl, self._lamport)
         first = key not in self._published

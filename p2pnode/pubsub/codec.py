@@ -46,6 +46,7 @@ from p2pnode.pubsub.pb import rpc_pb2
 __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_MESSAGE_SIZE",
+    "FRAME_OVERHEAD",
     "SIGNING_PREFIX",
     "CodecError",
     "FrameReader",
@@ -63,9 +64,11 @@ __all__ = [
 MAX_MESSAGE_SIZE = 1 << 20
 """The spec's suggested limit on a published message (pubsub/README.md, "The Message"): 1 MiB."""
 
-MAX_FRAME_SIZE = MAX_MESSAGE_SIZE + 64 * 1024
-"""Default largest frame body ``FrameReader`` accepts: a full-size message plus room for the RPC around it
-(its own fields, subscriptions and piggybacked control)."""
+FRAME_OVERHEAD = 64 * 1024
+"""Room in a frame for the RPC around a full-size message: its own fields, subscriptions, piggybacked control."""
+
+MAX_FRAME_SIZE = MAX_MESSAGE_SIZE + FRAME_OVERHEAD
+"""Default largest frame body ``FrameReader`` accepts: a full-size message and the RPC around it."""
 
 SIGNING_PREFIX = b"libp2p-pubsub:"
 """Prepended to the marshalled ``Message`` before signing (pubsub/README.md, "Message Signing")."""

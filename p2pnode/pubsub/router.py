@@ -163,7 +163,10 @@ class GossipSub:
             self.runtime.send(peer, RPC(control=Control(prune=(self._prune(peer, topic, backoff),))))
 
     def publish(self, topic: str, data: bytes) -> bytes:
-        """Sign and send a message; returns its message ID."""
+        """Sign and send a message; returns its message ID. Data over ``max_message_size`` is refused
+        (ValueError): no peer would accept it."""
+        if len(data) > self.config.max_message_size:
+            raise ValueError(f"message of {len(data)} bytes exceeds the {self.config.max_message_size}-byte limit")
         self._seqno = (self._seqno + 1) & 0xFFFFFFFFFFFFFFFF
         unsigned = Message(self.me, data, self._seqno.to_bytes(8, "big"), topic)
         signature = self.keypair.sign(signing_payload(unsigned))
@@ -232,7 +235,7 @@ class GossipSub:
                         senders.add(src)
                         self.score.near_first_delivery(src, recent[1], recent[0])
             return
-        if not signature_ok(message):
+        if len(message.data) > self.config.max_message_size or not signature_ok(message):
             self.invalid += 1
             if self.score is not None:
                 self.score.invalid_delivery(src, message.topic)

@@ -253,7 +253,7 @@ class AsyncioRuntime:
             max_size, decode = REQRESP_MAX_FRAME, reqresp.decode
         else:
             protocol, frame = KAD_PROTOCOL, kad_codec.write_frame(message)
-            max_size, decode = kad_codec.MAX_FRAME_SIZE, kad_codec.decode
+            max_size, decode = self._kad_frame_limit(), kad_codec.decode
         new_correlation_id(peer.peer_id)
         stage = "opening a stream"
         try:
@@ -300,7 +300,7 @@ class AsyncioRuntime:
             log.debug("one-way %s to %s lost: %s", type(message).__name__, peer.peer_id.short(), exc)
 
     async def _serve_kad(self, stream: Stream) -> None:
-        await self._serve_requests(stream, kad_codec.MAX_FRAME_SIZE, kad_codec.decode, kad_codec.write_frame)
+        await self._serve_requests(stream, self._kad_frame_limit(), kad_codec.decode, kad_codec.write_frame)
 
     async def _serve_reqresp(self, stream: Stream) -> None:
         await self._serve_requests(stream, REQRESP_MAX_FRAME, reqresp.decode,
@@ -348,8 +348,18 @@ class AsyncioRuntime:
 
     async def _serve_pubsub(self, stream: Stream) -> None:
         sender = await self._sender(stream)
-        async for data in self._frames(stream, pubsub_codec.MAX_FRAME_SIZE):
+        async for data in self._frames(stream, self._pubsub_frame_limit()):
             self.node.host.handle_request(sender, pubsub_codec.decode(data))
+
+    # Frame limits follow the configured sizes, so a record or message the protocol allows always fits.
+
+    def _kad_frame_limit(self) -> int:
+        return self.node.host.dht.config.max_record_size + kad_codec.FRAME_OVERHEAD
+
+    def _pubsub_frame_limit(self) -> int:
+        router = self.node.host.pubsub
+        largest = router.config.max_message_size if router is not None else pubsub_codec.MAX_MESSAGE_SIZE
+        return largest + pubsub_codec.FRAME_OVERHEAD
 
     async def _frames(self, stream: Stream, max_size: int) -> AsyncIterator[bytes]:
         """Length-prefixed frames from ``stream`` until the remote closes it cleanly (or the node stops);

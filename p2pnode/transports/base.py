@@ -7,6 +7,12 @@ objects whose remote peer ID has been authenticated by the handshake. A connecti
 ``Stream`` here is the buffered reading side shared by all transports: a transport subclass feeds it the
 bytes, end of stream and resets it receives (``_feed``, ``_feed_eof``, ``_feed_reset``) and implements the
 sending side (``_send``, ``_send_fin``, ``_send_reset``).
+
+Flow control gives the sender credit back (``_consumed``) for bytes the application has taken, and also for
+bytes a waiting ``readexactly(n)`` has asked for: a reader that needs a whole frame larger than the
+transport's window (a 1 MiB pub-sub message over Yamux's 256 KiB) would otherwise wait for bytes the sender
+may not send, and the stream would stall for good. So one stream buffers at most what its reader asked for
+plus one window.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class Stream(ABC):
         self.connection = connection
         self.protocol: str | None = None  # set once multistream-select agreed on one
         self._buffer = bytearray()
+        self._credited = 0  # bytes at the head of _buffer already credited to flow control (see _claim)
         self._eof = False
         self._error: TransportError | None = None
         self._write_closed = False
@@ -66,7 +73,30 @@ class Stream(ABC):
         self._wake()
 
     def _consumed(self, n: int) -> None:  # noqa: B027 - optional hook: flow control credits
-        """``n`` buffered bytes were read by the application (Yamux sends window updates from here)."""
+        """``n`` more buffered bytes are the application's: read, or claimed by a waiting read (Yamux sends
+        window updates from here)."""
+
+    def _uncredited(self) -> int:
+        """Buffered bytes flow control still counts against the window."""
+        return len(self._buffer) - self._credited
+
+    def _claim(self, n: int) -> None:
+        """A read waits for ``n`` bytes: credit the buffered ones among them now, so the sender can go on."""
+        claimed = min(n, len(self._buffer))
+        if claimed > self._credited:
+            more, self._credited = claimed - self._credited, claimed
+            self._consumed(more)
+
+    def _take(self, n: int) -> bytes:
+        """The first ``n`` buffered bytes, removed from the buffer and credited."""
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        credited = min(len(data), self._credited)
+        self._credited -= credited
+        self.connection.bytes_in += len(data)
+        if len(data) > credited:
+            self._consumed(len(data) - credited)
+        return data
 
     @abstractmethod
     async def _send(self, data: bytes) -> None: ...
@@ -99,11 +129,7 @@ class Stream(ABC):
         while not self._buffer and not self._eof and self._error is None:
             await self._wait()
         if self._buffer:
-            data = bytes(self._buffer[:n])
-            del self._buffer[:n]
-            self.connection.bytes_in += len(data)
-            self._consumed(len(data))
-            return data
+            return self._take(n)
         if self._error is not None:
             raise self._error
         return b""
@@ -114,15 +140,10 @@ class Stream(ABC):
             if self._error is not None:
                 raise self._error
             if self._eof:
-                partial = bytes(self._buffer)
-                self._buffer.clear()
-                raise asyncio.IncompleteReadError(partial, n)
+                raise asyncio.IncompleteReadError(self._take(len(self._buffer)), n)
+            self._claim(n)
             await self._wait()
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        self.connection.bytes_in += n
-        self._consumed(n)
-        return data
+        return self._take(n)
 
     async def write(self, data: bytes) -> None:
         """Send ``data``; waits while the transport's flow control says the peer cannot take more."""

@@ -422,7 +422,7 @@ def test_unconsumed_feed_keeps_its_bytes():
 
 def test_oversized_frame_is_refused_before_its_body_arrives():
     reader = FrameReader(response=False)
-    assert reader.max_frame_size == MAX_FRAME_SIZE == 16 * 1024
+    assert reader.max_frame_size == MAX_FRAME_SIZE == 64 * 1024 + 16 * 1024  # a 64 KiB record fits
     with pytest.raises(CodecError, match="exceeds"):
         list(reader.feed(encode_uvarint(MAX_FRAME_SIZE + 1)))
 

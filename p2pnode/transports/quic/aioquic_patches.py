@@ -218,7 +218,7 @@ class Libp2pQuic(AioquicConnection):
             return  # a stream we only send on
         reader = getattr(stream, "p2p_stream", None)
         window = self.p2p_stream_window
-        target = stream.receiver.starting_offset() - (len(reader._buffer) if reader is not None else 0) + window
+        target = stream.receiver.starting_offset() - (reader._uncredited() if reader is not None else 0) + window
         if target - local >= window >> 2:
             stream.max_stream_data_local = local = target
         if stream.max_stream_data_local_sent != local:

@@ -194,7 +194,7 @@ class QuicPeerConnection(Connection):
             del self._streams[stream.stream_id]
         if not stream._reaped:
             stream._reaped = True
-            self._quic.p2p_unread -= len(stream._buffer)
+            self._quic.p2p_unread -= stream._uncredited()
 
     def _process_events(self) -> None:
         quic = self._quic

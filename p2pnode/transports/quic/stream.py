@@ -103,7 +103,7 @@ class QuicStream(Stream):
         connection = self.connection
         quic = connection._quic
         quic.p2p_unread -= n
-        if not self._read_done and quic.p2p_credit_due(self._quic_stream, len(self._buffer)):
+        if not self._read_done and quic.p2p_credit_due(self._quic_stream, self._uncredited()):
             connection._schedule_transmit()
 
     def _writable(self) -> None:
