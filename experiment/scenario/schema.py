@@ -338,6 +338,7 @@ class Router(_Model):
     max_ihave_messages: PosCount = 10
     iwant_followup_time: PosFloat = 3.0
     graft_flood_threshold: NonNegFloat = 10.0
+    max_message_size: PosCount = 1 << 20
 
     @model_validator(mode="after")
     def _check(self) -> Router:
