@@ -181,3 +181,16 @@ def test_graph_runs_are_deterministic(tmp_path):
     assert (a / "events.csv").read_bytes() == (b / "events.csv").read_bytes()
     summary = json.loads((a / "summary.json").read_text())
     assert summary["stats"]["lookups"] > 0
+
+
+def test_a_graph_scenarios_simulation_loses_along_its_paths(tmp_path):
+    from p2pnode.eventlog import EventWriter
+    from sim.simulation import Simulation
+
+    events = EventWriter(tmp_path / "events.csv")
+    sim = Simulation(load_scenario(ROOT / "scenarios" / "graph-small.yaml"), events)
+    events.close()
+    graph = load_graph(CONTINENTS)
+    at = graph.names.index
+    assert sim.network.pair_loss is not None
+    assert sim.network.pair_loss[at("na-east")][at("ap-southeast")] == pytest.approx(1 - 0.999 ** 2)
