@@ -193,10 +193,11 @@ def load_graph(path: Path) -> NetworkGraph:
             undirected.add_edge(a, b, latency=edge.latency_ms)
             links.append(edge)
     if not nx.is_connected(undirected):
-        parts = sorted(nx.connected_components(undirected), key=len, reverse=True)
-        cut = sorted(parts[1], key=list(names.values()).index)[:5]
-        raise GraphError(f"{path}: the graph is not connected: no path from {', '.join(cut)} to "
-                         f"{next(iter(parts[0]))}")
+        order = list(names.values()).index  # components named in the file's order, whatever the hash seed
+        parts = sorted((sorted(part, key=order) for part in nx.connected_components(undirected)),
+                       key=lambda part: (-len(part), order(part[0])))
+        raise GraphError(f"{path}: the graph is not connected: no path from {', '.join(parts[1][:5])} to "
+                         f"{parts[0][0]}")
     return _with_paths(path, tuple(names.values()), tuple(links), loops, undirected)
 
 
