@@ -175,3 +175,45 @@ class ScoreConfig:
             if topic == name:
                 return params
         return self.default_topic
+
+
+@dataclass(frozen=True, slots=True)
+class NatConfig:
+    """NAT traversal (docs/nat.md): AutoNAT, relay reservations as a client, the relay service, DCUtR.
+
+    Relay service defaults are go-libp2p's (``relay/resources.go``): a reservation lasts an hour, a relayed
+    connection two minutes or 128 KiB each way, 128 reservations, 16 circuits per peer."""
+
+    # client: how many relays a private node keeps reservations at, and when it renews one
+    relays: int = 2
+    reserve_timeout: float = 10.0
+    refresh_before: float = 60.0       # renew a reservation this long before it expires (at most half its life)
+    relay_backoff: float = 60.0        # a relay that refused or failed is not asked again for this long
+    # the relay service (on only for a public node with ``relay_service``)
+    relay_service: bool = False
+    reservation_ttl: float = 3600.0
+    max_reservations: int = 128
+    max_reservations_per_ip: int = 8
+    max_circuits: int = 16             # per peer, as initiator or target
+    max_circuits_total: int = 1024     # the relay's capacity for circuits at once
+    circuit_duration: int = 120        # seconds (Limit.duration; 0: none)
+    circuit_data: int = 1 << 17        # bytes each way (Limit.data; 0: none)
+    # AutoNAT (v2 client, v1 and v2 server): confidence needed to change the verdict, how often to re-check
+    autonat_server: bool = True
+    autonat_confidence: int = 3        # more than this many agreeing answers settle reachability (the spec's 3)
+    autonat_interval: float = 300.0    # re-check this often once settled
+    autonat_retry: float = 15.0        # ... and this often while unsettled
+    autonat_timeout: float = 15.0
+    autonat_dial_data: int = 30_000    # bytes the server asks for before dialling an address not of the requester's IP
+    # DCUtR
+    hole_punching: bool = True
+    hole_punch_attempts: int = 3       # the spec: the inbound peer tries three times
+    hole_punch_timeout: float = 5.0    # per attempt, after the synchronised dial
+
+    def __post_init__(self) -> None:
+        if self.relays < 0 or self.max_reservations < 0 or self.max_circuits < 0 or self.max_circuits_total < 0:
+            raise ValueError("relay counts must not be negative")
+        if self.reservation_ttl <= 0 or self.autonat_interval <= 0 or self.autonat_retry <= 0:
+            raise ValueError("reservation_ttl and the AutoNAT intervals must be positive")
+        if self.autonat_confidence < 1 or self.hole_punch_attempts < 1:
+            raise ValueError("autonat_confidence and hole_punch_attempts must be at least 1")

@@ -20,7 +20,8 @@ TRANSPORTS_PB=p2pnode/transports/pb
 # right __module__.
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$KAD_PB/dht.proto" "$KAD_PB/record.proto"
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$PUBSUB_PB/rpc.proto"
-"$PYTHON" -m grpc_tools.protoc -I . --python_out=. p2pnode/pb/identify.proto p2pnode/pb/envelope.proto
+"$PYTHON" -m grpc_tools.protoc -I . --python_out=. p2pnode/pb/identify.proto p2pnode/pb/envelope.proto \
+    p2pnode/pb/circuit.proto p2pnode/pb/holepunch.proto p2pnode/pb/autonat.proto p2pnode/pb/autonatv2.proto
 "$PYTHON" -m grpc_tools.protoc -I . --python_out=. "$TRANSPORTS_PB/noise.proto"
 
 # No .proto imports another, so protoc emits no bare `import dht_pb2` that would break package imports.
