@@ -7,7 +7,9 @@
   routing table (or from ``discover``, a discovery service the embedding supplies) and refusing inbound
   connections beyond ``max_peers``.
 
-Incoming messages arrive at ``handle_request`` and go to the protocol their type belongs to.
+Incoming messages arrive at ``handle_request`` and go to the handler of the protocol their type belongs to
+(``p2pnode.wire``: the one table of which message belongs to which protocol); ``serve`` sets a protocol's
+handler, so a new protocol plugs in by registering its messages there and its handler here.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from p2pnode.identity import Keypair
 from p2pnode.interface import Runtime, Timer
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.kad.node import KademliaNode
-from p2pnode.pubsub.messages import RPC, Message
+from p2pnode.pubsub.messages import Message
 from p2pnode.pubsub.router import GossipSub
 from p2pnode.reqresp import AppRequest, AppResponse
+from p2pnode.wire import KAD, PROTOCOLS, PUBSUB, REQRESP, protocol_of
 
 # After a connection closes or a dial fails, the host checks this much later whether it should dial
 # more, and keeps checking at this interval while it is below its target.
@@ -56,6 +59,11 @@ class Host:
         self.connections: dict[PeerInfo, bool] = {}  # peer -> outbound
         self.dialing: set[PeerInfo] = set()
         self.handlers: dict[str, Callable[[PeerInfo, bytes], bytes]] = {}
+        # Request type -> its protocol's handler(sender, message), which returns the response or None.
+        self._dispatch: dict[type, Callable[[PeerInfo, Any], Any]] = {}
+        self.serve(KAD.name, self.dht.handle_request)
+        self.serve(PUBSUB.name, self.pubsub.handle_rpc if self.pubsub is not None else _ignore)
+        self.serve(REQRESP.name, self._handle_app_request)
         self.running = False
         self._timer: Timer | None = None
 
@@ -145,18 +153,25 @@ class Host:
 
     # ---- incoming --------------------------------------------------------------------------------
 
+    def serve(self, protocol: str, handler: Callable[[PeerInfo, Any], Any]) -> None:
+        """Hand the messages of ``protocol`` (a ``p2pnode.wire`` protocol name) to ``handler(sender,
+        message)``, which returns the response, or None for one-way messages."""
+        self._dispatch.update(dict.fromkeys(PROTOCOLS[protocol].requests, handler))
+
     def handle_request(self, sender: PeerInfo, message: Any) -> Any:
-        kind = type(message)
-        if kind is RPC:
-            if self.pubsub is not None:
-                self.pubsub.handle_rpc(sender, message)
-            return None
-        if kind is AppRequest:
-            handler = self.handlers.get(message.protocol)
-            if handler is None:
-                return AppResponse(error="unsupported")
-            return AppResponse(handler(sender, message.data))
-        return self.dht.handle_request(sender, message)
+        try:
+            handler = self._dispatch[type(message)]
+        except KeyError:
+            name = protocol_of(message).name  # a TypeError for a message of no registered protocol
+            raise ValueError(f"{type(message).__name__} is not a request of a protocol this host serves "
+                             f"({name!r})") from None
+        return handler(sender, message)
+
+    def _handle_app_request(self, sender: PeerInfo, request: AppRequest) -> AppResponse:
+        handler = self.handlers.get(request.protocol)
+        if handler is None:
+            return AppResponse(error="unsupported")
+        return AppResponse(handler(sender, request.data))
 
     # ---- pub-sub ---------------------------------------------------------------------------------
 
@@ -191,3 +206,7 @@ class Host:
                 on_response(response.data)
 
         self.runtime.request(peer, AppRequest(protocol, data), timeout, answered, on_failure)
+
+
+def _ignore(sender: PeerInfo, message: Any) -> None:
+    """Pub-sub RPCs reaching a host without a router."""

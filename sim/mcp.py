@@ -3,8 +3,8 @@
 ``SimMcpLink`` is the ``PeerLink`` of a simulated node: a JSON-RPC request reaches the target's MCP server
 after the modelled one-way latency (or never, when the target is down or the message is lost: the caller's
 timeout fires; a peer that left gracefully refuses after one round trip), and the response comes back the
-same way. Each message is charged its encoded size. ``ModelledBackend`` stands for the model: the
-simulator measures the network, so ``run_inference`` takes a service time drawn from the scenario
+same way. Each message is charged its encoded size (``SimNetwork.charge``). ``ModelledBackend`` stands for the
+model: the simulator measures the network, so ``run_inference`` takes a service time drawn from the scenario
 (exponential with mean ``service_time``) instead of running a network on every call.
 """
 
@@ -28,12 +28,6 @@ class SimMcpLink:
         self.services = services
         self.src = src
 
-    def _charge(self, message: dict[str, Any]) -> None:
-        net = self.network
-        net.messages += 1
-        net.bytes += len(jsonrpc.encode(message)) + 2  # the varint length prefix of a small frame
-        net.by_type[dict] = net.by_type.get(dict, 0) + 1
-
     def call(self, peer: PeerInfo, message: dict[str, Any], timeout: float,
              on_reply: Callable[[dict[str, Any]], None], on_failure: Callable[[str], None]) -> None:
         net, src = self.network, self.src
@@ -47,7 +41,7 @@ class SimMcpLink:
                 callback(value)
 
         timer = net.call_later(timeout, finish, on_failure, "timeout")
-        self._charge(message)
+        message = net.charge(message)  # sized (with wire: exact, round-tripped) as p2pnode.wire's MCP entry says
         if net.handlers[dst] is None:
             if net.refuses[dst]:
                 net.call_later(net.latency.base_rtt(src, dst), finish, on_failure, "refused")
@@ -57,7 +51,7 @@ class SimMcpLink:
 
         def answer(response: dict[str, Any]) -> None:
             if "id" in response and ("result" in response or "error" in response):
-                self._charge(response)
+                response = net.charge(response)
                 if not net._lost(dst, src, response):
                     net.call_later(net.latency.one_way(dst, src), finish, on_reply, response)
 

@@ -20,15 +20,13 @@ import simpy
 from simpy.core import NORMAL
 from simpy.events import Event
 
-from p2pnode import reqresp
 from p2pnode.framing import varint_len
-from p2pnode.kad import codec
-from p2pnode.kad.messages import RESPONSE_TYPES, PeerInfo
-from p2pnode.pubsub import codec as pubsub_codec
-from p2pnode.pubsub.messages import RPC
+from p2pnode.kad.messages import PeerInfo
+from p2pnode.wire import BY_TYPE, PUBSUB, WireProtocol, round_trip
 from sim.latency import LatencyModel
 
 DIAL_TIMEOUT = 5.0  # seconds before a dial to a silent (crashed) peer fails
+_UNSIZED = object()
 
 
 def _fire(event: _Call) -> None:
@@ -51,6 +49,17 @@ class _Call(Event):
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+class Meter:
+    """What the messages of one type cost: their count, framed bytes, and of those the payload bytes and
+    payloads (as ``p2pnode.wire``'s ``measure`` says: for pub-sub RPCs, the published-message copies)."""
+
+    __slots__ = ("protocol", "messages", "bytes", "payload_bytes", "payloads")
+
+    def __init__(self, protocol: WireProtocol) -> None:
+        self.protocol = protocol
+        self.messages = self.bytes = self.payload_bytes = self.payloads = 0
 
 
 class SimNetwork:
@@ -77,17 +86,9 @@ class SimNetwork:
         self.idle_timeout = idle_timeout
         # Tests lose chosen messages: drop(src, dst, message) is true to lose it (message None: a dial).
         self.drop: Callable[[int, int, Any], bool] | None = None
-        # Pub-sub traffic: bytes of published-message copies, the rest of the RPCs, copies, RPCs.
-        self.pubsub_data_bytes = 0
-        self.pubsub_control_bytes = 0
-        self.pubsub_copies = 0
-        self.pubsub_rpcs = 0
-        self.messages = 0
-        self.bytes = 0
-        self.by_type: dict[type, int] = {}
-        self._last_sized: Any = None
-        self._last_size = 0
-        self._last_split = (0, 0)
+        self.meters: dict[type, Meter] = {}  # by message type, in the order first sent
+        self._last_sized: Any = _UNSIZED
+        self._last_charge: tuple[Meter, int, int, int] | tuple[()] = ()
 
     def add_endpoint(self, info: PeerInfo) -> int:
         idx = len(self.infos)
@@ -101,37 +102,61 @@ class SimNetwork:
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> _Call:
         return _Call(self.env, delay, fn, args)
 
-    def _charge(self, message: Any) -> Any:
-        self.messages += 1
-        kind = type(message)
+    def charge(self, message: Any) -> Any:
+        """Count ``message`` in its type's meter; with ``wire: exact``, what its receiver gets of its wire form."""
         # A lookup sends one request object to several peers in a row, a router one message to its whole
         # mesh: size it once.
         if message is not self._last_sized:
             self._last_sized = message
-            if kind is RPC:
-                data, rest = pubsub_codec.sizes(message)
-                self._last_size = size = data + rest + varint_len(data + rest)
-                self._last_split = (data, size - data)
-            elif kind is reqresp.AppRequest or kind is reqresp.AppResponse:
-                size = reqresp.encoded_size(message)
-                self._last_size = size + varint_len(size)
-            else:
-                self._last_size = codec.framed_size(message)
-        self.bytes += self._last_size
-        self.by_type[kind] = self.by_type.get(kind, 0) + 1
-        if kind is RPC:
-            data, control = self._last_split
-            self.pubsub_data_bytes += data
-            self.pubsub_control_bytes += control
-            self.pubsub_copies += len(message.publish)
-            self.pubsub_rpcs += 1
-            if self.wire_exact:
-                return pubsub_codec.decode(pubsub_codec.encode(message))
-        elif self.wire_exact:
-            if kind is reqresp.AppRequest or kind is reqresp.AppResponse:
-                return reqresp.decode(reqresp.encode(message), response=kind is reqresp.AppResponse)
-            return codec.decode(codec.encode(message), response=isinstance(message, RESPONSE_TYPES))
+            kind = type(message)
+            meter = self.meters.get(kind)
+            if meter is None:
+                meter = self.meters[kind] = Meter(BY_TYPE[kind])
+            payload, other, payloads = meter.protocol.measure(message)
+            body = payload + other
+            self._last_charge = (meter, body + varint_len(body), payload, payloads)
+        meter, size, payload, payloads = self._last_charge
+        meter.messages += 1
+        meter.bytes += size
+        meter.payload_bytes += payload
+        meter.payloads += payloads
+        if self.wire_exact:
+            return round_trip(message)
         return message
+
+    @property
+    def messages(self) -> int:
+        return sum(m.messages for m in self.meters.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(m.bytes for m in self.meters.values())
+
+    @property
+    def by_type(self) -> dict[type, int]:
+        return {kind: m.messages for kind, m in self.meters.items()}
+
+    def _pubsub(self, field: str) -> int:
+        return sum(getattr(m, field) for m in self.meters.values() if m.protocol is PUBSUB)
+
+    # Pub-sub traffic as the results report it: bytes of published-message copies and of the rest of the
+    # RPCs, the copies, and the RPCs.
+
+    @property
+    def pubsub_data_bytes(self) -> int:
+        return self._pubsub("payload_bytes")
+
+    @property
+    def pubsub_control_bytes(self) -> int:
+        return self._pubsub("bytes") - self._pubsub("payload_bytes")
+
+    @property
+    def pubsub_copies(self) -> int:
+        return self._pubsub("payloads")
+
+    @property
+    def pubsub_rpcs(self) -> int:
+        return self._pubsub("messages")
 
     def _lost(self, src: int, dst: int, message: Any) -> bool:
         if self.pair_loss is None:
@@ -147,7 +172,7 @@ class SimNetwork:
     def request(self, src: int, peer: PeerInfo, message: Any, timeout: float,
                 on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
         dst = self.index[peer.peer_id.raw]
-        message = self._charge(message)
+        message = self.charge(message)
         deadline = self.env.now + timeout
         if self.handlers[dst] is None:
             if self.refuses[dst]:
@@ -168,7 +193,7 @@ class SimNetwork:
         if handler is None:  # went down while the request was on its way
             _Call(env, deadline - env.now, on_failure, ("timeout",))
             return
-        response = self._charge(handler.handle_request(self.infos[src], message))
+        response = self.charge(handler.handle_request(self.infos[src], message))
         delay = self.latency.one_way(dst, src)
         if self._lost(dst, src, response) or env.now + delay > deadline:
             _Call(env, deadline - env.now, on_failure, ("timeout",))
@@ -177,7 +202,7 @@ class SimNetwork:
 
     def send(self, src: int, peer: PeerInfo, message: Any) -> None:
         dst = self.index[peer.peer_id.raw]
-        message = self._charge(message)
+        message = self.charge(message)
         if self.handlers[dst] is not None and not self._lost(src, dst, message):
             _Call(self.env, self.latency.one_way(src, dst), self._deliver_oneway, (src, dst, message))
 

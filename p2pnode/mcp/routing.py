@@ -22,8 +22,9 @@ from p2pnode.interface import Runtime, Timer
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.mcp import jsonrpc
 from p2pnode.mcp.server import META_CAPABILITIES, META_CLIENT_INFO, META_HOPS, META_VERSION, MODERN_VERSIONS
+from p2pnode.wire import MCP
 
-PROTOCOL = "/p2pnode/mcp/1.0.0"
+PROTOCOL = MCP.ids[0]
 MAX_HOPS = 3
 
 

@@ -29,12 +29,13 @@ from p2pnode.runtime.swarm import PEER_ERRORS
 from p2pnode.transports import multistream
 from p2pnode.transports.base import Stream
 from p2pnode.transports.multistream import read_frame
+from p2pnode.wire import MCP
 
 if TYPE_CHECKING:
     from p2pnode.runtime.node import Node
 
 log = logging.getLogger("p2pnode.mcp")
-MAX_FRAME = 1 << 20
+MAX_FRAME = MCP.max_frame
 
 
 def frame(message: dict[str, Any]) -> bytes:

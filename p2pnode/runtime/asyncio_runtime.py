@@ -1,10 +1,11 @@
 """The asyncio runtime: ``p2pnode.interface.Runtime`` on the running event loop, over the node's swarm.
 
 ``AsyncioRuntime`` is what the sans-IO ``Host`` is handed: the loop's clock and timers, and each message
-carried on the wire under its libp2p protocol: Kademlia messages on ``/ipfs/kad/1.0.0`` (a stream per request,
-as libp2p does), pub-sub RPCs on one long-lived ``/meshsub/1.1.0`` stream per peer, application requests on
-``/p2pnode/reqresp/1.0.0``. It also runs Identify on every new connection and answers Ping, and turns the
-swarm's connection events into the host's. ``p2pnode.runtime.node.Node`` makes one per start.
+carried on the wire under its protocol as ``p2pnode.wire`` registers it: on a stream per request (Kademlia
+on ``/ipfs/kad/1.0.0``, application requests on ``/p2pnode/reqresp/1.0.0``), or on one long-lived stream per
+peer (pub-sub RPCs on ``/meshsub/1.1.0``). Every registered protocol is served, so a new one needs no code
+here. It also runs Identify on every new connection and answers Ping, and turns the swarm's connection
+events into the host's. ``p2pnode.runtime.node.Node`` makes one per start.
 """
 
 from __future__ import annotations
@@ -15,22 +16,20 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from multiaddr import Multiaddr
 
-from p2pnode import __version__, identify, reqresp
-from p2pnode.framing import encode_uvarint
+from p2pnode import __version__, identify, wire
 from p2pnode.identity import PeerId
-from p2pnode.kad import codec as kad_codec
 from p2pnode.kad.messages import PeerInfo, Ping, Pong
 from p2pnode.peer_record import OwnRecord, PeerRecordBook
-from p2pnode.pubsub import codec as pubsub_codec
-from p2pnode.pubsub.messages import RPC
 from p2pnode.runtime.swarm import PEER_ERRORS, new_correlation_id
 from p2pnode.transports import multistream
 from p2pnode.transports.base import Stream, TransportError
 from p2pnode.transports.multistream import read_frame
+from p2pnode.wire import WireProtocol
 
 if TYPE_CHECKING:
     from p2pnode.runtime.node import Node
@@ -38,14 +37,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("p2pnode.node")
 
 AGENT_VERSION = f"p2pnode/{__version__}"
-KAD_PROTOCOL = "/ipfs/kad/1.0.0"
-MESHSUB_PROTOCOLS = ("/meshsub/1.1.0", "/meshsub/1.0.0")
+KAD_PROTOCOL = wire.KAD.ids[0]  # a peer whose Identify lists it joins the routing table (libp2p's rule)
 PING_PROTOCOL = "/ipfs/ping/1.0.0"
-REQRESP_PROTOCOL = "/p2pnode/reqresp/1.0.0"
 PING_SIZE = 32
-IDENTIFY_WAIT = 2.0  # how long an inbound DHT request waits for Identify to tell the sender's addresses
-PUBSUB_QUEUE_LIMIT = 4096  # RPCs queued for one slow peer before new ones are dropped (gossip recovers them)
-REQRESP_MAX_FRAME = 1 << 20
+IDENTIFY_WAIT = 2.0  # how long an inbound request waits for Identify to tell the sender's addresses
+# Frames queued for one slow peer's long-lived stream before new ones are dropped (pub-sub: gossip recovers them)
+OUTBOX_LIMIT = 4096
+ONE_WAY_TIMEOUT = 10.0  # how long a one-way message on a stream of its own may take to go out
+
+Outbox = tuple[asyncio.Queue[bytes], asyncio.Task]
 
 
 class AsyncioRuntime:
@@ -60,17 +60,16 @@ class AsyncioRuntime:
         self.peer_records = PeerRecordBook()  # the newest signed peer record of each peer
         self._own_record = OwnRecord(node.keypair)
         self._identify_waiters: dict[PeerId, asyncio.Event] = {}
-        self._pubsub_out: dict[PeerId, tuple[asyncio.Queue[bytes], asyncio.Task]] = {}
+        self._outboxes: dict[tuple[PeerId, WireProtocol], Outbox] = {}  # long-lived streams' queues and writers
         self._quiet_close: set[PeerId] = set()
         swarm = self.swarm
         swarm.on_connection = self.connection_opened
         swarm.on_disconnect = self.connection_closed
         swarm.set_handler(identify.PROTOCOL, self._serve_identify)
         swarm.set_handler(PING_PROTOCOL, self._serve_ping)
-        swarm.set_handler(KAD_PROTOCOL, self._serve_kad)
-        for protocol in MESHSUB_PROTOCOLS:
-            swarm.set_handler(protocol, self._serve_pubsub)
-        swarm.set_handler(REQRESP_PROTOCOL, self._serve_reqresp)
+        for protocol in wire.PROTOCOLS.values():
+            for protocol_id in () if protocol.own_streams else protocol.ids:
+                swarm.set_handler(protocol_id, partial(self._serve, protocol))
 
     # ---- the Runtime interface -------------------------------------------------------------------
 
@@ -82,13 +81,19 @@ class AsyncioRuntime:
 
     def request(self, peer: PeerInfo, message: Any, timeout: float,
                 on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
-        self.swarm.spawn(self._ask(peer, message, timeout, on_response, on_failure))
+        if type(message) is Ping:
+            # The DHT's liveness check. Kademlia's PING is deprecated on the wire (libp2p nodes answer it
+            # but never send it): ask over /ipfs/ping/1.0.0 instead.
+            self.swarm.spawn(self._ping_for_kad(peer, timeout, on_response, on_failure))
+        else:
+            self.swarm.spawn(self._ask(peer, wire.protocol_of(message), message, timeout, on_response, on_failure))
 
     def send(self, peer: PeerInfo, message: Any) -> None:
-        if type(message) is RPC:
-            self._queue_rpc(peer, pubsub_codec.write_frame(message))
+        protocol = wire.protocol_of(message)
+        if protocol.per_peer:
+            self._queue(peer, protocol, protocol.frame(message))
         else:
-            self.swarm.spawn(self._send_kad(peer, message))
+            self.swarm.spawn(self._send_alone(peer, protocol, message))
 
     def connect(self, peer: PeerInfo) -> None:
         self.swarm.spawn(self._dial(peer))
@@ -102,16 +107,16 @@ class AsyncioRuntime:
     def connection_opened(self, conn) -> None:
         peer = conn.remote_peer
         self._identify_waiters.setdefault(peer, asyncio.Event())
-        out = self._pubsub_out.pop(peer, None)
-        if out is not None:
+        for key in [key for key in self._outboxes if key[0] == peer]:
             # A newer connection (the peer restarted, or we dialled each other at once): the old one may be
-            # dead without our knowing for an idle timeout, so the pub-sub stream moves to the new one,
+            # dead without our knowing for an idle timeout, so the long-lived stream moves to the new one,
             # taking the frames still queued.
-            out[1].cancel()
+            old_queue, old_writer = self._outboxes.pop(key)
+            old_writer.cancel()
             queue: asyncio.Queue[bytes] = asyncio.Queue()
-            while not out[0].empty():
-                queue.put_nowait(out[0].get_nowait())
-            self._pubsub_out[peer] = (queue, self.swarm.spawn(self._pubsub_writer(self.node.info_of(peer), queue)))
+            while not old_queue.empty():
+                queue.put_nowait(old_queue.get_nowait())
+            self._outboxes[key] = (queue, self.swarm.spawn(self._writer(self.node.info_of(peer), key[1], queue)))
         if conn.outbound:
             self.swarm.learn(peer, [conn.remote_addr])
         self.swarm.spawn(self._identify(conn))
@@ -123,9 +128,8 @@ class AsyncioRuntime:
     def connection_closed(self, peer: PeerId) -> None:
         self.identified.pop(peer, None)
         self._identify_waiters.pop(peer, None)
-        out = self._pubsub_out.pop(peer, None)
-        if out is not None:
-            out[1].cancel()
+        for key in [key for key in self._outboxes if key[0] == peer]:
+            self._outboxes.pop(key)[1].cancel()
         if peer in self._quiet_close:
             self._quiet_close.discard(peer)
         elif self.node.running:
@@ -232,33 +236,28 @@ class AsyncioRuntime:
                 await _finish(stream)
         return rtts
 
-    # ---- requests (Kademlia, application request/response) ---------------------------------------
-
-    async def _ask(self, peer: PeerInfo, message: Any, timeout: float,
-                       on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
-        if type(message) is Ping:
-            # The DHT's liveness check. Kademlia's PING is deprecated on the wire (libp2p nodes answer it
-            # but never send it): ask over /ipfs/ping/1.0.0 instead.
-            try:
-                await self.ping(peer.peer_id, timeout=timeout, addrs=peer.addrs)
-            except (TimeoutError, *PEER_ERRORS) as exc:
-                if self.node.running:
-                    on_failure(str(exc) or type(exc).__name__)
-            else:
-                if self.node.running:
-                    on_response(Pong())
-            return
-        if type(message) is reqresp.AppRequest:
-            protocol, frame = REQRESP_PROTOCOL, _frame(reqresp.encode(message))
-            max_size, decode = REQRESP_MAX_FRAME, reqresp.decode
+    async def _ping_for_kad(self, peer: PeerInfo, timeout: float, on_response: Callable[[Any], None],
+                            on_failure: Callable[[str], None]) -> None:
+        try:
+            await self.ping(peer.peer_id, timeout=timeout, addrs=peer.addrs)
+        except (TimeoutError, *PEER_ERRORS) as exc:
+            if self.node.running:
+                on_failure(str(exc) or type(exc).__name__)
         else:
-            protocol, frame = KAD_PROTOCOL, kad_codec.write_frame(message)
-            max_size, decode = self._kad_frame_limit(), kad_codec.decode
+            if self.node.running:
+                on_response(Pong())
+
+    # ---- a stream per request ----------------------------------------------------------------------
+
+    async def _ask(self, peer: PeerInfo, protocol: WireProtocol, message: Any, timeout: float,
+                   on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
+        protocol_id = protocol.ids[0]
+        frame = protocol.frame(message)
         new_correlation_id(peer.peer_id)
         stage = "opening a stream"
         try:
             async with asyncio.timeout(timeout):
-                stream = await self.swarm.new_stream(peer.peer_id, [protocol], peer.addrs, lazy=True)
+                stream = await self.swarm.new_stream(peer.peer_id, [protocol_id], peer.addrs, lazy=True)
                 try:
                     stage = "sending"
                     await stream.write(frame)
@@ -266,8 +265,8 @@ class AsyncioRuntime:
                     # the answer carries the server's. Three packets a request instead of five.
                     await stream.close()
                     stage = "waiting for the answer"
-                    await multistream.confirm(stream, protocol)
-                    response = decode(await read_frame(stream, max_size), response=True)
+                    await multistream.confirm(stream, protocol_id)
+                    response = protocol.decode(await read_frame(stream, protocol.limit_for(self.node.host)), True)
                 except BaseException:
                     stream.reset()
                     raise
@@ -280,7 +279,7 @@ class AsyncioRuntime:
             log.debug("%s to %s failed: %s", type(message).__name__, peer.peer_id.short(), failure)
         else:
             if self.node.running:
-                for field in ("closer_peers", "provider_peers"):
+                for field in ("closer_peers", "provider_peers"):  # what Kademlia answers tell of other peers
                     for info in getattr(response, field, ()):
                         self.swarm.learn(info.peer_id, info.addrs)
                 on_response(response)
@@ -288,78 +287,59 @@ class AsyncioRuntime:
         if self.node.running:
             on_failure(failure)
 
-    async def _send_kad(self, peer: PeerInfo, message: Any) -> None:
+    async def _send_alone(self, peer: PeerInfo, protocol: WireProtocol, message: Any) -> None:
+        """A one-way message of a stream-per-request protocol (Kademlia's ADD_PROVIDER), on its own stream."""
         try:
-            async with asyncio.timeout(self.node.host.dht.config.request_timeout * 5):
-                stream = await self.swarm.new_stream(peer.peer_id, [KAD_PROTOCOL], peer.addrs, lazy=True)
+            async with asyncio.timeout(ONE_WAY_TIMEOUT):
+                stream = await self.swarm.new_stream(peer.peer_id, [protocol.ids[0]], peer.addrs, lazy=True)
                 try:
-                    await stream.write(kad_codec.write_frame(message))
+                    await stream.write(protocol.frame(message))
                 finally:
                     await _finish(stream)
         except (TimeoutError, *PEER_ERRORS) as exc:
             log.debug("one-way %s to %s lost: %s", type(message).__name__, peer.peer_id.short(), exc)
 
-    async def _serve_kad(self, stream: Stream) -> None:
-        await self._serve_requests(stream, self._kad_frame_limit(), kad_codec.decode, kad_codec.write_frame)
-
-    async def _serve_reqresp(self, stream: Stream) -> None:
-        await self._serve_requests(stream, REQRESP_MAX_FRAME, reqresp.decode,
-                                   lambda response: _frame(reqresp.encode(response)))
-
-    async def _serve_requests(self, stream: Stream, max_size: int, decode: Callable[..., Any],
-                              encode: Callable[[Any], bytes]) -> None:
-        """Answer every request on ``stream`` until the remote closes it (one-way messages get no answer)."""
+    async def _serve(self, protocol: WireProtocol, stream: Stream) -> None:
+        """Hand every message on ``stream`` to the host until the remote closes it, writing back the answers
+        (one-way messages, and every message on a long-lived stream, get none)."""
         sender = await self._sender(stream)
-        async for data in self._frames(stream, max_size):
-            response = self.node.host.handle_request(sender, decode(data, response=False))
+        host, decode, frame = self.node.host, protocol.decode, protocol.frame
+        async for data in self._frames(stream, protocol.limit_for(host)):
+            response = host.handle_request(sender, decode(data, False))
             if response is not None:
-                await stream.write(encode(response))
+                await stream.write(frame(response))
 
-    # ---- pub-sub streams -------------------------------------------------------------------------
+    # ---- one long-lived stream per peer ------------------------------------------------------------
 
-    def _queue_rpc(self, peer: PeerInfo, frame: bytes) -> None:
-        out = self._pubsub_out.get(peer.peer_id)
+    def _queue(self, peer: PeerInfo, protocol: WireProtocol, frame: bytes) -> None:
+        key = (peer.peer_id, protocol)
+        out = self._outboxes.get(key)
         if out is None:
             queue: asyncio.Queue[bytes] = asyncio.Queue()
-            out = (queue, self.swarm.spawn(self._pubsub_writer(peer, queue)))
-            self._pubsub_out[peer.peer_id] = out
-        if out[0].qsize() < PUBSUB_QUEUE_LIMIT:
+            out = self._outboxes[key] = (queue, self.swarm.spawn(self._writer(peer, protocol, queue)))
+        if out[0].qsize() < OUTBOX_LIMIT:
             out[0].put_nowait(frame)
 
-    async def _pubsub_writer(self, peer: PeerInfo, queue: asyncio.Queue[bytes]) -> None:
+    async def _writer(self, peer: PeerInfo, protocol: WireProtocol, queue: asyncio.Queue[bytes]) -> None:
+        key = (peer.peer_id, protocol)
         stream = None
         try:
-            stream = await self.swarm.new_stream(peer.peer_id, MESHSUB_PROTOCOLS, peer.addrs)
+            stream = await self.swarm.new_stream(peer.peer_id, protocol.ids, peer.addrs)
             while True:
                 frames = [await queue.get()]
                 while not queue.empty():
                     frames.append(queue.get_nowait())
                 await stream.write(b"".join(frames))
         except PEER_ERRORS as exc:
-            log.debug("pub-sub stream to %s ended: %s", peer.peer_id.short(), exc or type(exc).__name__)
+            log.debug("%s stream to %s ended: %s", protocol.name, peer.peer_id.short(), exc or type(exc).__name__)
         except asyncio.CancelledError:
             if stream is not None:  # superseded by a stream on a newer connection, or the node stops
                 stream.reset()
             raise
         finally:
-            out = self._pubsub_out.get(peer.peer_id)
+            out = self._outboxes.get(key)
             if out is not None and out[0] is queue:
-                del self._pubsub_out[peer.peer_id]
-
-    async def _serve_pubsub(self, stream: Stream) -> None:
-        sender = await self._sender(stream)
-        async for data in self._frames(stream, self._pubsub_frame_limit()):
-            self.node.host.handle_request(sender, pubsub_codec.decode(data))
-
-    # Frame limits follow the configured sizes, so a record or message the protocol allows always fits.
-
-    def _kad_frame_limit(self) -> int:
-        return self.node.host.dht.config.max_record_size + kad_codec.FRAME_OVERHEAD
-
-    def _pubsub_frame_limit(self) -> int:
-        router = self.node.host.pubsub
-        largest = router.config.max_message_size if router is not None else pubsub_codec.MAX_MESSAGE_SIZE
-        return largest + pubsub_codec.FRAME_OVERHEAD
+                del self._outboxes[key]
 
     async def _frames(self, stream: Stream, max_size: int) -> AsyncIterator[bytes]:
         """Length-prefixed frames from ``stream`` until the remote closes it cleanly (or the node stops);
@@ -371,10 +351,6 @@ class AsyncioRuntime:
                 if exc.partial:
                     raise
                 return
-
-
-def _frame(data: bytes) -> bytes:
-    return encode_uvarint(len(data)) + data
 
 
 async def _finish(stream: Stream) -> None:

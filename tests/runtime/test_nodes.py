@@ -10,11 +10,13 @@ import pytest
 from p2pnode.config import KadConfig
 from p2pnode.framing import encode_uvarint
 from p2pnode.identity import Keypair
+from p2pnode.kad.messages import PeerInfo
 from p2pnode.runtime.asyncio_runtime import KAD_PROTOCOL, PING_PROTOCOL
 from p2pnode.runtime.node import Node
 from p2pnode.transports import multistream
 from p2pnode.transports.base import StreamReset
 from p2pnode.transports.multistream import NegotiationError
+from tests.test_wire import ECHO, Echo, EchoReply, echo_registered, serve_echo
 
 LISTEN = {"quic": "/ip6/::1/udp/0/quic-v1", "tcp": "/ip6/::1/tcp/0"}
 _seeds = itertools.count(1)
@@ -112,6 +114,27 @@ def test_ping_and_identify_over_both_transports():
             assert {str(m) for m in b.swarm.addrbook[a.peer_id]} == tcp
         finally:
             await stop_all([a, b])
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("transport", ["quic", "tcp"])
+def test_a_protocol_registered_in_the_wire_table_is_served_and_spoken_with_no_runtime_code(transport):
+    async def scenario():
+        with echo_registered():
+            a, b = make_node(transport), make_node(transport)
+            await a.start()
+            await b.start()
+            try:
+                serve_echo(b.host)
+                assert ECHO.ids[0] in b.swarm.protocols
+                answer = asyncio.get_running_loop().create_future()
+                b_info = PeerInfo(b.peer_id, tuple(x.to_bytes() for x in b.swarm.advertised_addrs()))
+                a.runtime.request(b_info, Echo(b"hello"), 5.0, answer.set_result,
+                                  lambda why: answer.set_exception(AssertionError(why)))
+                assert await answer == EchoReply(b"olleh")
+            finally:
+                await stop_all([a, b])
 
     run(scenario())
 
