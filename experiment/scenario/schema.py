@@ -47,7 +47,7 @@ SHARE_TOLERANCE = 1e-6
 # value that is merely not modelled yet); only the first group of each is accepted today.
 ADDRESS_FAMILIES = ("dual", "ipv6", "ipv4")
 _MODELLED = {
-    "nat": (("none",), "NAT traversal lands"),
+    "nat": (NAT_TYPES, "every NAT type is modelled"),
     "address_families": (("dual", "ipv6"), "IPv4-only support lands"),
     "transition": (TRANSITIONS, "every mechanism is modelled"),
 }
@@ -476,20 +476,72 @@ class Sweep(_Model):
 
     nodes: Annotated[list[Annotated[int, Strict(), Field(ge=2)]], Field(min_length=1)] | None = None
     scoring: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None
+    nat: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None  # with NATs, and without
 
     @model_validator(mode="after")
     def _check(self) -> Sweep:
-        if self.nodes is None and self.scoring is None:
-            raise_if([((), "needs nodes, scoring or both (the values to run the scenario with)")])
+        if self.nodes is None and self.scoring is None and self.nat is None:
+            raise_if([((), "needs nodes, scoring, nat or several (the values to run the scenario with)")])
         nodes = self.nodes or []
         for i in range(1, len(nodes)):
             if nodes[i] <= nodes[i - 1]:
                 raise_if([(("nodes", i), f"{nodes[i]} after {nodes[i - 1]}: must be ascending")])
-        scoring = self.scoring or []
-        for i in range(1, len(scoring)):
-            if scoring[i] in scoring[:i]:
-                raise_if([(("scoring", i), f"{got(scoring[i])} is given twice")])
+        for name in ("scoring", "nat"):
+            flags = getattr(self, name) or []
+            for i in range(1, len(flags)):
+                if flags[i] in flags[:i]:
+                    raise_if([((name, i), f"{got(flags[i])} is given twice")])
         return self
+
+
+NatBehind = Annotated[Literal[NAT_TYPES[1:]], _choice(NAT_TYPES[1:])]
+Share01 = Annotated[float, Strict(), Field(ge=0, le=1)]
+
+
+class Cgnat(_Model):
+    """Carrier-grade NATs: a second layer in front of ``share`` of the nodes (their home NAT, if any, behind
+    it), ``subscribers`` nodes per carrier NAT."""
+
+    share: Share01 = 0.0
+    type: NatBehind = "port-restricted"
+    subscribers: PosCount = 32
+
+
+class MappingTimeout(_Model):
+    """Seconds an idle NAT mapping lives (RFC 4787 REQ-5 asks at least 120 for UDP; RFC 5382 7440 for TCP)."""
+
+    udp: PosFloat = 120.0
+    tcp: PosFloat = 7440.0
+
+
+class Relays(_Model):
+    """Which public nodes serve Circuit Relay v2 (bootstrap nodes count among the public ones) and with
+    what limits (go-libp2p's defaults)."""
+
+    share: Share01 = 0.1
+    max_reservations: PosCount = 128
+    max_circuits: PosCount = 16
+    max_circuits_total: PosCount = 1024
+    circuit_duration: Count = 120
+    circuit_data: Count = 1 << 17
+    reservation_ttl: PosFloat = 3600.0
+
+
+class Nat(_Model):
+    """NAT behaviour and traversal (docs/nat.md); node NAT types are ``nodes.nat``."""
+
+    cgnat: Cgnat = Field(default_factory=Cgnat)
+    mapping_timeout: MappingTimeout = Field(default_factory=MappingTimeout)
+    keepalive: PosFloat = 15.0  # seconds between an open connection's keepalives (they hold its mapping)
+    hairpinning: Flag = True
+    relays: Relays = Field(default_factory=Relays)
+    reservations: Count = 2  # relays a private node keeps a reservation at
+    hole_punching: Flag = True
+    quic_share: Share01 = 0.5  # of node pairs whose connection (and hole punch) runs over QUIC, else TCP
+    port_mapping: Share01 = 0.0  # of home NATs whose UPnP IGD / NAT-PMP maps the node's port
+
+    def active(self, nodes: Nodes) -> bool:
+        return set(nodes.nat) != {"none"} or self.cgnat.share > 0
 
 
 class Scenario(_Model):
@@ -505,6 +557,7 @@ class Scenario(_Model):
     workload: Workload = Field(default_factory=Workload)
     pubsub: Pubsub | None = None  # None (section omitted or null): no pub-sub in the run
     mcp: Mcp | None = None  # None: no MCP calls in the run
+    nat: Nat = Field(default_factory=Nat)
     measure: Measure = Field(default_factory=Measure)
     # None (section omitted or null): the analysis judges its default set; {}: judge nothing.
     criteria: (
@@ -595,20 +648,34 @@ class Scenario(_Model):
             overridden={("pubsub", "scoring")},
         )
 
+    def with_nat(self, flag: bool) -> Scenario:
+        """A copy with NATs as the scenario says (True), or the same network without any (False)."""
+        if flag:
+            return self
+        data = self.model_dump()
+        data["nodes"]["nat"] = {"none": 1.0}
+        data["nat"]["cgnat"]["share"] = 0.0
+        return build(data, source=self._source, label=source_label(self._source), lines=self._lines,
+                     overridden={("nodes", "nat"), ("nat", "cgnat", "share")})
+
     def sweep_points(self) -> list[tuple[str, Scenario]]:
         """(directory name, scenario) per sweep point, node counts outermost; [] without a sweep.
 
-        The directory is n{N}, or n{N}-scoring-on / n{N}-scoring-off when scoring is swept."""
+        The directory is n{N}, with -scoring-on / -scoring-off when scoring is swept and -nat-on / -nat-off
+        when NATs are."""
         if self.sweep is None:
             return []
         points = []
         for n in self.sweep.nodes or [self.nodes.count]:
             at_n = self.with_nodes(n) if self.sweep.nodes is not None else self
-            if self.sweep.scoring is None:
-                points.append((f"n{n}", at_n))
-                continue
-            for flag in self.sweep.scoring:
-                points.append((f"n{n}-scoring-{'on' if flag else 'off'}", at_n.with_scoring(flag)))
+            for score_flag in self.sweep.scoring or [None]:
+                scored = at_n if score_flag is None else at_n.with_scoring(score_flag)
+                label = f"n{n}" if score_flag is None else f"n{n}-scoring-{'on' if score_flag else 'off'}"
+                for nat_flag in self.sweep.nat or [None]:
+                    if nat_flag is None:
+                        points.append((label, scored))
+                    else:
+                        points.append((f"{label}-nat-{'on' if nat_flag else 'off'}", scored.with_nat(nat_flag)))
         return points
 
     def to_dict(self) -> dict[str, Any]:

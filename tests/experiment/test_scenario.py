@@ -284,7 +284,7 @@ def test_missing_required_field_uses_the_parent_line():
         name: x
         sweep:
           node: [10, 20]
-    """) == "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring"
+    """) == "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring, nat"
 
 
 def test_duplicate_key():
@@ -334,7 +334,6 @@ def _with_matrix(text: str) -> Scenario:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("nat", "symmetric", "'symmetric' is not modelled yet (only 'none' until NAT traversal lands)"),
         (
             "address_families",
             "ipv4",
@@ -432,10 +431,10 @@ def test_sweep():
         "s.yaml:3: sweep.nodes: expected at least 1 item, got 0"
     )
     assert only_error("name: x\nsweep: {}\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring or both (the values to run the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat or several (the values to run the scenario with)"
     )
     assert only_error("name: x\nsweep:\n  nodes:\n  scoring:\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring or both (the values to run the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat or several (the values to run the scenario with)"
     )
     assert parse("name: x\nsweep:\n").sweep is None
 
@@ -840,6 +839,7 @@ def test_to_dict_is_json_and_stable(name):
         "workload",
         "pubsub",
         "mcp",
+        "nat",
         "measure",
         "criteria",
         "sweep",
