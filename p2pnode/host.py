@@ -25,7 +25,8 @@ from p2pnode.kad.node import KademliaNode
 from p2pnode.pubsub.messages import Message
 from p2pnode.pubsub.router import GossipSub
 from p2pnode.reqresp import AppRequest, AppResponse
-from p2pnode.wire import KAD, PROTOCOLS, PUBSUB, REQRESP, protocol_of
+from p2pnode.traversal import NatTraversal
+from p2pnode.wire import KAD, PROTOCOLS, PUBSUB, RELAY_HOP, REQRESP, protocol_of
 
 # After a connection closes or a dial fails, the host checks this much later whether it should dial
 # more, and keeps checking at this interval while it is below its target.
@@ -64,14 +65,23 @@ class Host:
         self.serve(KAD.name, self.dht.handle_request)
         self.serve(PUBSUB.name, self.pubsub.handle_rpc if self.pubsub is not None else _ignore)
         self.serve(REQRESP.name, self._handle_app_request)
+        self.nat: NatTraversal | None = None
         self.running = False
         self._timer: Timer | None = None
+
+    def attach_nat(self, traversal: NatTraversal) -> None:
+        """Do NAT traversal (``p2pnode.traversal``): it starts and stops with the host, hears of closed
+        connections (a relay's), and answers RESERVE requests when it serves as a relay."""
+        self.nat = traversal
+        self.serve(RELAY_HOP.name, traversal.handle_hop)
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self, bootstrap: Iterable[PeerInfo] = ()) -> None:
         self.running = True
         self.dht.start(bootstrap)
+        if self.nat is not None:
+            self.nat.start()
         if self.pubsub is not None:
             self.pubsub.start()
             self._timer = self.runtime.call_later(0.0, self._check_connections)
@@ -79,6 +89,8 @@ class Host:
     def stop(self) -> None:
         self.running = False
         self.dht.stop()
+        if self.nat is not None:
+            self.nat.stop()
         if self.pubsub is not None:
             self.pubsub.stop()
         if self._timer is not None:
@@ -118,6 +130,8 @@ class Host:
         return True
 
     def connection_closed(self, peer: PeerInfo) -> None:
+        if self.nat is not None:
+            self.nat.connection_closed(peer.peer_id)
         if self.connections.pop(peer, None) is not None and self.pubsub is not None:
             self.pubsub.remove_peer(peer)
             self._check_soon()

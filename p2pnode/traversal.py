@@ -33,6 +33,7 @@ from p2pnode.identity import Keypair, PeerId
 from p2pnode.interface import Runtime
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.relay.client import RelayClient
+from p2pnode.relay.messages import HopStatus, Reserve, Status
 from p2pnode.relay.service import RelayService
 
 REVERSE, PUNCH = "reverse", "punch"
@@ -82,6 +83,13 @@ class NatTraversal:
     def _reachability(self, change: ReachabilityChanged) -> None:
         self.client.want(change.status == PRIVATE)
         self.on_event(change)
+
+    def handle_hop(self, sender: PeerInfo, message: Any) -> HopStatus:
+        """A hop request arriving as a request (the simulator's path: real nodes carry hop streams in
+        ``p2pnode.runtime.nat``): a RESERVE answered by the relay service, if this node relays."""
+        if not self.relaying or not isinstance(message, Reserve):
+            return HopStatus(Status.PERMISSION_DENIED)
+        return self.service.handle_request(sender, message)
 
     def connection_closed(self, peer: PeerId) -> None:
         self.client.connection_closed(peer)

@@ -30,12 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pnode import reqresp
+from p2pnode.autonat import messages as autonat
+from p2pnode.dcutr import messages as dcutr
 from p2pnode.framing import encode_uvarint
 from p2pnode.kad import codec as kad_codec
 from p2pnode.kad.messages import RESPONSE_TYPES, AddProvider, FindNode, GetProviders, GetValue, Ping, PutValue
 from p2pnode.mcp import jsonrpc
 from p2pnode.pubsub import codec as pubsub_codec
 from p2pnode.pubsub.messages import RPC
+from p2pnode.relay import messages as relay
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -149,5 +152,76 @@ MCP = register(WireProtocol(
     decode=lambda body, response: json.loads(body),
     measure=lambda message: (0, len(jsonrpc.encode(message)), 0),  # JSON has no size short of encoding
     max_frame=1 << 20,
+    own_streams=True,
+))
+
+
+# NAT traversal (docs/nat.md): their streams are carried by p2pnode.runtime.nat (a hop or stop stream that
+# turns into a relayed connection, a DCUtR exchange timed against its round trip, AutoNAT's dial-back on a
+# connection of its own); a RESERVE is an ordinary request. Registered here for the host's dispatch and the
+# simulator's sizes.
+
+
+def _encoded(encode: Callable[[Any], bytes]) -> Callable[[Any], tuple[int, int, int]]:
+    return lambda message: (0, len(encode(message)), 0)
+
+
+RELAY_HOP = register(WireProtocol(
+    name="relay-hop",
+    ids=(relay.HOP_PROTOCOL,),
+    requests=(relay.Reserve, relay.Connect),
+    responses=(relay.HopStatus,),
+    encode=relay.encode_hop,
+    decode=lambda body, response: relay.decode_hop(body),
+    measure=_encoded(relay.encode_hop),
+    max_frame=relay.MAX_MESSAGE,
+    own_streams=True,
+))
+
+RELAY_STOP = register(WireProtocol(
+    name="relay-stop",
+    ids=(relay.STOP_PROTOCOL,),
+    requests=(relay.StopConnect,),
+    responses=(relay.StopStatus,),
+    encode=relay.encode_stop,
+    decode=lambda body, response: relay.decode_stop(body),
+    measure=_encoded(relay.encode_stop),
+    max_frame=relay.MAX_MESSAGE,
+    own_streams=True,
+))
+
+DCUTR = register(WireProtocol(
+    name="dcutr",
+    ids=(dcutr.PROTOCOL,),
+    requests=(dcutr.HolePunchConnect, dcutr.HolePunchSync),
+    responses=(),
+    encode=dcutr.encode,
+    decode=lambda body, response: dcutr.decode(body),
+    measure=_encoded(dcutr.encode),
+    max_frame=dcutr.MAX_MESSAGE,
+    own_streams=True,
+))
+
+AUTONAT = register(WireProtocol(
+    name="autonat",
+    ids=(autonat.DIAL_REQUEST_PROTOCOL,),
+    requests=(autonat.DialRequest, autonat.DialDataResponse),
+    responses=(autonat.DialResponse, autonat.DialDataRequest),
+    encode=autonat.encode_v2,
+    decode=lambda body, response: autonat.decode_v2(body),
+    measure=_encoded(autonat.encode_v2),
+    max_frame=autonat.MAX_MESSAGE,
+    own_streams=True,
+))
+
+AUTONAT_V1 = register(WireProtocol(
+    name="autonat-v1",
+    ids=(autonat.V1_PROTOCOL,),
+    requests=(autonat.V1Dial,),
+    responses=(autonat.V1DialResponse,),
+    encode=autonat.encode_v1,
+    decode=lambda body, response: autonat.decode_v1(body),
+    measure=_encoded(autonat.encode_v1),
+    max_frame=autonat.MAX_MESSAGE,
     own_streams=True,
 ))

@@ -47,6 +47,8 @@ def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") ->
             if sim.access is not None:
                 write_json(run_dir / "access.json", sim.access.summary(scenario.duration, sim.network.latency.base_rtt))
             perf = sim.run()
+            if sim.nat is not None:
+                write_json(run_dir / "nat.json", sim.nat.summary())
         status = "completed"
     finally:
         events.close()

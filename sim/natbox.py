@@ -46,6 +46,7 @@ class Binding:
     last_used: float
     remotes: dict = field(default_factory=dict)  # what the filter lets in: address or endpoint -> last used
     pins: int = 0
+    forwarded: bool = False  # a port mapping asked for (UPnP IGD / NAT-PMP): open to all, never expires
 
 
 class NatBox:
@@ -73,6 +74,8 @@ class NatBox:
         return proto, internal, remote
 
     def _alive(self, binding: Binding, now: float) -> bool:
+        if binding.forwarded:
+            return True
         if now - binding.last_used <= self.timeouts[binding.proto]:
             return True
         if binding.pins and self.keepalive < self.timeouts[binding.proto]:
@@ -129,6 +132,8 @@ class NatBox:
         if not self._alive(binding, now):
             self._drop(binding)
             return None
+        if binding.forwarded:
+            return binding.internal
         if self.filtering == ADF:
             seen = binding.remotes.get(remote[0])
         elif self.filtering == APDF:
@@ -139,6 +144,16 @@ class NatBox:
             return None
         binding.last_used = now  # inbound traffic refreshes the mapping too (RFC 4787 REQ-6 allows it)
         return binding.internal
+
+    def forward(self, proto: str, internal: Endpoint) -> Endpoint:
+        """A port mapping, as UPnP IGD or NAT-PMP ask for one: the internal endpoint's traffic leaves from, and
+        anything may reach it at, one external port for good."""
+        key = (proto, internal)
+        binding = Binding(key, proto, internal, self._allocate(proto, internal[1]), 0.0, forwarded=True)
+        if self.mapping == EIM:
+            self._bindings[key] = binding
+        self._by_port[proto, binding.port] = binding
+        return self.address, binding.port
 
     def mapped(self, proto: str, internal: Endpoint, remote: Endpoint, now: float) -> Endpoint | None:
         """The external endpoint a packet from ``internal`` to ``remote`` would leave from now, without sending

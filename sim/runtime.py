@@ -81,6 +81,7 @@ class SimNetwork:
         self.index: dict[bytes, int] = {}       # peer-ID bytes -> node index (bytes hash in C, cached)
         self.refuses: list[bool] = []          # down after a graceful exit: dials fail fast, no timeout
         self.unreachable: list[bool] | None = None  # behind DS-Lite/464XLAT: dials in time out (sim/access.py)
+        self.nat: Any = None  # sim.nat.NatModel: which messages get through NATs, and over which path
         self.conns: list[dict[int, None]] = []  # open connections per node (ordered, for determinism)
         self.handshakes: dict[tuple[int, int], _Call] = {}  # (dialer, listener) -> the dialer's "opened"
         self.idle_timeout = idle_timeout
@@ -101,6 +102,10 @@ class SimNetwork:
 
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> _Call:
         return _Call(self.env, delay, fn, args)
+
+    def _size(self) -> int:
+        """Bytes on the wire of the message ``charge`` counted last."""
+        return self._last_charge[1]
 
     def charge(self, message: Any) -> Any:
         """Count ``message`` in its type's meter; with ``wire: exact``, what its receiver gets of its wire form."""
@@ -180,11 +185,11 @@ class SimNetwork:
             else:
                 _Call(self.env, timeout, on_failure, ("timeout",))
             return
-        if self._lost(src, dst, message):
+        delay = self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, self._size())
+        if delay is None or self._lost(src, dst, message):
             _Call(self.env, timeout, on_failure, ("timeout",))
             return
-        _Call(self.env, self.latency.one_way(src, dst), self._deliver_request,
-              (src, dst, message, deadline, on_response, on_failure))
+        _Call(self.env, delay, self._deliver_request, (src, dst, message, deadline, on_response, on_failure))
 
     def _deliver_request(self, src: int, dst: int, message: Any, deadline: float,
                          on_response: Callable[[Any], None], on_failure: Callable[[str], None]) -> None:
@@ -194,8 +199,8 @@ class SimNetwork:
             _Call(env, deadline - env.now, on_failure, ("timeout",))
             return
         response = self.charge(handler.handle_request(self.infos[src], message))
-        delay = self.latency.one_way(dst, src)
-        if self._lost(dst, src, response) or env.now + delay > deadline:
+        delay = self.latency.one_way(dst, src) if self.nat is None else self.nat.back(src, dst, self._size())
+        if delay is None or self._lost(dst, src, response) or env.now + delay > deadline:
             _Call(env, deadline - env.now, on_failure, ("timeout",))
         else:
             _Call(env, delay, on_response, (response,))
@@ -204,7 +209,9 @@ class SimNetwork:
         dst = self.index[peer.peer_id.raw]
         message = self.charge(message)
         if self.handlers[dst] is not None and not self._lost(src, dst, message):
-            _Call(self.env, self.latency.one_way(src, dst), self._deliver_oneway, (src, dst, message))
+            delay = self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, self._size())
+            if delay is not None:
+                _Call(self.env, delay, self._deliver_oneway, (src, dst, message))
 
     def _deliver_oneway(self, src: int, dst: int, message: Any) -> None:
         handler = self.handlers[dst]
@@ -226,7 +233,11 @@ class SimNetwork:
         elif self.unreachable is not None and self.unreachable[dst]:
             _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
         elif not self._lost(src, dst, None):
-            _Call(self.env, self.latency.one_way(src, dst), self._accept, (src, dst))
+            delay = self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, 0)
+            if delay is None:  # behind a NAT that keeps it out, with no relay to reach it through
+                _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
+            else:
+                _Call(self.env, delay, self._accept, (src, dst))
         else:
             _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
 
@@ -240,7 +251,8 @@ class SimNetwork:
             return
         self.conns[src][dst] = None
         self.conns[dst][src] = None
-        self.handshakes[src, dst] = _Call(self.env, self.latency.one_way(dst, src), self._opened, (src, dst))
+        delay = self.latency.one_way(dst, src) if self.nat is None else self.nat.back(src, dst, 0)
+        self.handshakes[src, dst] = _Call(self.env, delay or DIAL_TIMEOUT, self._opened, (src, dst))
 
     def _opened(self, src: int, dst: int) -> None:
         self.handshakes.pop((src, dst), None)
@@ -264,6 +276,21 @@ class SimNetwork:
         del self.conns[src][dst]
         self.conns[dst].pop(src, None)
         _Call(self.env, self.latency.one_way(src, dst), self._closed, (dst, src))
+
+    def hold_connection(self, a: int, b: int) -> None:
+        """A connection the hosts keep without the pub-sub layer's knowing (a relay reservation's): it ends
+        like any other, and each side hears of it through ``connection_closed``."""
+        if self.handlers[a] is not None and self.handlers[b] is not None:
+            self.conns[a][b] = None
+            self.conns[b][a] = None
+
+    def break_connection(self, a: int, b: int) -> None:
+        """The connection between ``a`` and ``b`` is reset (a relay's circuit hit its limit): both hear of it."""
+        if b in self.conns[a]:
+            del self.conns[a][b]
+            self.conns[b].pop(a, None)
+            _Call(self.env, self.latency.one_way(a, b), self._closed, (b, a))
+            _Call(self.env, self.latency.one_way(a, b), self._closed, (a, b))
 
     def node_down(self, i: int, graceful: bool) -> None:
         """``i`` stopped: its connections end; each peer hears of it after one way, or after the idle

@@ -19,6 +19,7 @@ from experiment.churn import Churn, join_delays
 from experiment.delivery import Delivery
 from experiment.formation import Formation
 from experiment.latency import scenario_path_loss
+from experiment.nat import place as place_nats
 from experiment.oracle import LiveSet
 from experiment.plan import Plan, spread
 from experiment.workload import DhtWorkload, Operations
@@ -32,6 +33,7 @@ from p2pnode.pubsub.router import GossipSub
 from sim.access import AccessNetworks
 from sim.attacks import DroppingGossipSub
 from sim.latency import LatencyModel
+from sim.nat import NatModel
 from sim.runtime import SimNetwork, SimRuntime
 
 
@@ -84,7 +86,17 @@ class Simulation:
         self.infos = [PeerInfo(peer_id) for peer_id in plan.peer_ids]
         for info in self.infos:
             self.network.add_endpoint(info)
-        if self.access is not None:
+        self.nat = None
+        placement = place_nats(scenario)
+        if placement is not None:
+            # the NAT model decides who gets in (DS-Lite's and 464XLAT's carrier NATs among its boxes)
+            mechanisms = [a.mechanism for a in self.access.nodes] if self.access is not None else None
+            self.nat = self.network.nat = NatModel(scenario, placement, self.network, events, mechanisms)
+            # DHT servers are the nodes AutoNAT found public (the rest run in client mode and cannot be
+            # found by a lookup): those are the live set lookups and formation are judged against
+            self.nat.on_server = lambda i, serving: (self.live.add if serving else self.live.remove)(
+                self.infos[i].peer_id.kad_id)
+        elif self.access is not None:
             self.network.unreachable = self.access.unreachable
         self.nodes: list[Host | None] = [None] * n
         self.up_since = [0.0] * n
@@ -158,11 +170,14 @@ class Simulation:
         self.nodes[i] = node
         self.network.handlers[i] = node
         self.network.refuses[i] = False
-        self.live.add(self.infos[i].peer_id.kad_id)
+        if self.nat is None:
+            self.live.add(self.infos[i].peer_id.kad_id)
         self.up_since[i] = self.env.now
         first = not self.started_once[i]
         self.started_once[i] = True
         self.events.write(self.env.now, "up", i, value=1 if first else 0)
+        if self.nat is not None:
+            self.nat.attach(i, node)
         bootstrap = [b for b in self.bootstrap_infos if b is not self.infos[i]] if self.join_dht else []
         node.start(bootstrap)
         if self.scenario.mcp is not None:
@@ -180,6 +195,8 @@ class Simulation:
         if node is None:
             return
         node.stop()
+        if self.nat is not None:
+            self.nat.detach(i)
         if self.mcp_services[i] is not None:
             self.mcp_services[i].stop()
             self.mcp_services[i] = None
@@ -343,6 +360,8 @@ class Simulation:
             self._check_formation(now)
         if self.pubsub is not None:
             self._sample_pubsub(now)
+        if self.nat is not None:
+            self.nat.sample(now)
         self.events.flush()
 
     def _sample_pubsub(self, now: float) -> None:

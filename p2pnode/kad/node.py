@@ -72,6 +72,9 @@ class KademliaNode:
         self.providers = ProviderStore(self.config.k)
         self.running = False
         self.bootstrapped = False
+        # Whether a requester serves the DHT and so may join our routing table (libp2p: Identify lists the
+        # protocol; a node behind a NAT runs in client mode). None: every requester does.
+        self.serving: Callable[[PeerInfo], bool] | None = None
         self._lamport = 0
         self._published: dict[bytes, DHTRecord] = {}
         self._timers: list[Timer] = []
@@ -221,7 +224,8 @@ class KademliaNode:
         """Answer a request from ``sender``; returns the response, or None for one-way messages."""
         if not self.running:
             return None
-        self._seen(sender)
+        if self.serving is None or self.serving(sender):
+            self._seen(sender)
         kind = type(message)
         if kind is FindNode:
             return FindNodeResponse(self._closer(message.key, sender))
