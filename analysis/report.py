@@ -33,6 +33,7 @@ from analysis.formats import (
 )
 from analysis.load import Run, load_run, setting
 from analysis.model import model_lines
+from analysis.nat import nat_comparison, nat_section
 from analysis.render import Doc, write_doc
 from analysis.stats import run_has_pubsub
 from analysis.summary import summarise, write_summary
@@ -87,10 +88,11 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
     if "pubsub" in summary:
         _pubsub_section(doc, run, summary["pubsub"], {n: p for n, p in pngs.items() if n in PUBSUB_PLOTS})
     transition_section(doc, run.path, run.events)
+    nat_pngs = nat_section(doc, run.path, run.events)
     plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path, run.runtime)
     _definitions(doc, run, sweep=False)
     _run_info(doc, run)
-    return summary, [summary_path, *write_doc(doc, run.path), *pngs.values()]
+    return summary, [summary_path, *write_doc(doc, run.path), *pngs.values(), *nat_pngs]
 
 
 def _delivery_window(scenario: dict) -> str:
@@ -159,6 +161,7 @@ def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
     doc.table(["point", "nodes", "wall", "messages", "msg/s", "per message", "peak RSS", "lookup p99",
                "lookup success", "point criteria"], rows)
     _delivery_points(doc, sweep, summary["points"])
+    nat_comparison(doc, summary["points"])
     doc.links([(f"{p['label']}: {p['dir']}/report.html", f"{p['dir']}/report.html")
                for p in summary["points"]])
     plots_section(doc, pngs, sweep.path, sweep.runtime)

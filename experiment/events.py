@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from p2pnode.eventlog import COLUMNS
 
-__all__ = ["COLUMNS", "KINDS", "PUBSUB_KINDS"]
+__all__ = ["COLUMNS", "KINDS", "NAT_KINDS", "PUBSUB_KINDS"]
 
 KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation", "mcp", "mcp_discovery",
-         "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh")
-PUBSUB_KINDS = KINDS[KINDS.index("publish"):]
+         "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh",
+         "reachability", "reservation", "connection", "hole_punch", "relay_load", "relay_bytes")
+PUBSUB_KINDS = KINDS[KINDS.index("publish"):KINDS.index("mesh") + 1]
+NAT_KINDS = KINDS[KINDS.index("reachability"):]  # NAT traversal (docs/nat.md)
