@@ -38,6 +38,8 @@ def unsupported(scenario: Any) -> list[str]:
     if set(scenario.nodes.transition) != {"native"} or scenario.nodes.transition_blackhole:
         problems.append("nodes.transition: the emulated access networks per mechanism are not built yet "
                         "(simulate models them; the data planes run in tests/tunnels)")
+    if scenario.nat.active(scenario.nodes):
+        problems.append("nodes.nat: emulated NATs are not built yet (simulate models them; docs/nat.md)")
     pubsub = scenario.pubsub
     if pubsub is not None:
         if pubsub.attackers:
