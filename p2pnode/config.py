@@ -198,9 +198,12 @@ class NatConfig:
     max_circuits_total: int = 1024     # the relay's capacity for circuits at once
     circuit_duration: int = 120        # seconds (Limit.duration; 0: none)
     circuit_data: int = 1 << 17        # bytes each way (Limit.data; 0: none)
-    # AutoNAT (v2 client, v1 and v2 server): confidence needed to change the verdict, how often to re-check
+    # AutoNAT (v2 client, v1 and v2 server): confidence needed to change the verdict, how often to re-check;
+    # ``reachability`` "public" or "private" skips the probing and takes that verdict (go-libp2p's
+    # ForceReachability: for a node whose operator knows)
+    reachability: str = "auto"
     autonat_server: bool = True
-    autonat_confidence: int = 3        # more than this many agreeing answers settle reachability (the spec's 3)
+    autonat_confidence: int = 3        # this many agreeing answers (of the last 2n-1) settle an address
     autonat_interval: float = 300.0    # re-check this often once settled
     autonat_retry: float = 15.0        # ... and this often while unsettled
     autonat_timeout: float = 15.0
@@ -215,5 +218,7 @@ class NatConfig:
             raise ValueError("relay counts must not be negative")
         if self.reservation_ttl <= 0 or self.autonat_interval <= 0 or self.autonat_retry <= 0:
             raise ValueError("reservation_ttl and the AutoNAT intervals must be positive")
+        if self.reachability not in ("auto", "public", "private"):
+            raise ValueError("reachability must be auto, public or private")
         if self.autonat_confidence < 1 or self.hole_punch_attempts < 1:
             raise ValueError("autonat_confidence and hole_punch_attempts must be at least 1")

@@ -73,8 +73,9 @@ class NatTraversal:
         return self.service is not None and self.autonat.status == PUBLIC
 
     def start(self) -> None:
-        self.autonat.start()
         self.client.start()
+        forced = self.config.reachability
+        self.autonat.start(None if forced == "auto" else PUBLIC if forced == "public" else PRIVATE)
 
     def stop(self) -> None:
         self.autonat.stop()

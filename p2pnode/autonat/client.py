@@ -89,8 +89,13 @@ class AutoNatClient:
         self.running = False
         self._timer: Timer | None = None
 
-    def start(self) -> None:
+    def start(self, forced: str | None = None) -> None:
+        """Start probing; with ``forced`` (``PUBLIC``/``PRIVATE``) take that verdict and probe nothing."""
         self.running = True
+        if forced is not None:
+            self.status = forced
+            self.on_change(ReachabilityChanged(forced, ()))
+            return
         self._later(0.0)
 
     def stop(self) -> None:
@@ -104,7 +109,7 @@ class AutoNatClient:
 
     def recheck(self) -> None:
         """Our addresses changed (a new observed address, a port mapping): probe again soon."""
-        if self.running and not self.in_flight:
+        if self.running and not self.in_flight and self._timer is not None:
             self._later(0.0)
 
     # ---- probing ---------------------------------------------------------------------------------

@@ -115,6 +115,11 @@ class RelayClient:
 
     # ---- runtime callbacks -----------------------------------------------------------------------
 
+    def recheck(self) -> None:
+        """New relay candidates may be known (a peer's Identify listed the hop protocol): reserve if short."""
+        if self.running and self.wanted and len(self.slots) + len(self.pending) < self.config.relays:
+            self._maintain()
+
     def connection_closed(self, peer: PeerId) -> None:
         if self.slots.pop(peer, None) is not None:
             self.on_event(ReservationLost(peer, "connection closed"))

@@ -62,6 +62,9 @@ class AsyncioRuntime:
         self._identify_waiters: dict[PeerId, asyncio.Event] = {}
         self._outboxes: dict[tuple[PeerId, WireProtocol], Outbox] = {}  # long-lived streams' queues and writers
         self._quiet_close: set[PeerId] = set()
+        # called with (connection, IdentifyInfo) once a peer's Identify arrived (NAT traversal reads its
+        # observed address and protocols)
+        self.identify_hooks: list[Callable[[Any, identify.IdentifyInfo], None]] = []
         swarm = self.swarm
         swarm.on_connection = self.connection_opened
         swarm.on_disconnect = self.connection_closed
@@ -174,6 +177,8 @@ class AsyncioRuntime:
         self.swarm.learn(peer, self.peer_records.addresses(peer, info.peer_record, info.listen_addrs))
         if KAD_PROTOCOL in info.protocols and self.node.running:
             self.node.host.dht.add_peer(self.node.info_of(peer))
+        for hook in self.identify_hooks:
+            hook(conn, info)
         log.debug("identified %s: %s, %d addrs", peer.short(), info.agent_version, len(info.listen_addrs))
 
     async def _serve_identify(self, stream: Stream) -> None:

@@ -15,6 +15,7 @@ With ``storage_path`` the records it stores are kept across restarts (``runtime/
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
@@ -26,7 +27,7 @@ from typing import Any
 from multiaddr import Multiaddr
 
 from p2pnode import identify
-from p2pnode.config import GossipConfig, KadConfig, ScoreConfig
+from p2pnode.config import GossipConfig, KadConfig, NatConfig, ScoreConfig
 from p2pnode.eventlog import EventWriter
 from p2pnode.host import Host
 from p2pnode.identity import Keypair, PeerId
@@ -84,6 +85,9 @@ class Node:
         storage_path: str | Path | None = None,
         events: EventWriter | None = None,
         node_index: int | None = None,
+        nat: NatConfig | None = None,
+        public_ranges: Iterable[str] = (),
+        peer_index: Callable[[PeerId], int | None] | None = None,
     ):
         self.keypair = keypair or Keypair.generate()
         self.peer_id = self.keypair.peer_id
@@ -98,6 +102,12 @@ class Node:
         self._record_file = RecordFile(storage_path) if storage_path else None
         self.events = events  # measured events, as the simulator writes them (wall-clock time)
         self.node_index = node_index
+        # NAT traversal (docs/nat.md): AutoNAT, relay reservations or service, DCUtR; ``public_ranges``
+        # are networks whose addresses count as public (a lab's "internet")
+        self._nat_config = nat
+        self._public_ranges = tuple(ipaddress.ip_network(r) for r in public_ranges)
+        self._peer_index = peer_index
+        self.nat = None
         self._host_args = dict(kad=kad or KadConfig(), gossip=(gossip or GossipConfig()) if pubsub else None,
                                score=score,
                                peers=peers, max_peers=max_peers)
@@ -122,8 +132,15 @@ class Node:
         self.runtime = AsyncioRuntime(self, self._rng)  # serves the protocols on the swarm
         self.host = Host(self.keypair, self.runtime, **self._host_args)
         swarm = self.swarm
+        if self._nat_config is not None:
+            from p2pnode.runtime.nat import NatRuntime
+
+            self.nat = NatRuntime(self, self._nat_config, self._public_ranges,
+                                  self._peer_index or (lambda peer: None))
         try:
             await swarm.listen(self._listen)
+            if self.nat is not None:
+                await self.nat.start()
         except BaseException:
             await swarm.close()  # nothing half-open stays behind (e.g. the second of two addresses was taken)
             raise

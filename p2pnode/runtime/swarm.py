@@ -78,6 +78,10 @@ class Swarm:
         self.connections: dict[PeerId, list[Connection]] = {}
         self.addrbook: dict[PeerId, list[Multiaddr]] = {}
         self.listen_addrs: list[Multiaddr] = []
+        # NAT traversal: what to advertise instead of our interface addresses (a private node's circuit
+        # addresses), and protocols served but not announced (the DHT, in client mode)
+        self.address_filter: Callable[[list[Multiaddr]], list[Multiaddr]] | None = None
+        self.hidden_protocols: set[str] = set()
         self.on_connection: Callable[[Connection], None] = lambda conn: None
         self.on_disconnect: Callable[[PeerId], None] = lambda peer: None
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
@@ -116,7 +120,7 @@ class Swarm:
 
     @property
     def protocols(self) -> list[str]:
-        return list(self.handlers)
+        return [p for p in self.handlers if p not in self.hidden_protocols]
 
     # ---- listening -------------------------------------------------------------------------------
 
@@ -142,7 +146,8 @@ class Swarm:
                 out.extend(Multiaddr(f"/{proto}/{ip}{rest}") for ip in _interface_ips(proto))
             else:
                 out.append(addr)
-        return sorted(dict.fromkeys(out), key=lambda a: not is_ip6(a))
+        out = sorted(dict.fromkeys(out), key=lambda a: not is_ip6(a))
+        return out if self.address_filter is None else self.address_filter(out)
 
     def _inbound(self, conn: Connection) -> None:
         if conn.remote_peer == self.peer_id:
@@ -159,10 +164,14 @@ class Swarm:
     # ---- connections -----------------------------------------------------------------------------
 
     def connection(self, peer: PeerId) -> Connection | None:
+        """The connection streams to ``peer`` go on: the newest direct one, else the newest relayed one."""
+        relayed = None
         for conn in reversed(self.connections.get(peer, ())):
             if not conn.closed:
-                return conn
-        return None
+                if conn.transport != "circuit":
+                    return conn
+                relayed = relayed or conn
+        return relayed
 
     def _add(self, conn: Connection) -> None:
         # Every new connection is announced, also to a peer we are still connected to: that peer may have
@@ -245,6 +254,35 @@ class Swarm:
             self._add(conn)  # if the peer dialled us meanwhile, both stay open and streams use the newest
             return conn
         raise TransportError(f"could not dial {peer.short()}: " + "; ".join(errors))
+
+    async def dial_direct(self, peer: PeerId, addrs: Iterable[Multiaddr], timeout: float) -> Connection:
+        """A new direct connection to ``peer`` over one of ``addrs`` (tried at once, the first up wins), even
+        though a relayed one is open: how DCUtR and connection reversal replace a relayed connection."""
+        async def one(addr: Multiaddr) -> Connection:
+            transport = self._transport_for(addr)
+            if transport is None or transport.name == "circuit":
+                raise TransportError(f"cannot dial {addr} directly")
+            return await transport.dial(addr, peer)
+
+        tasks = [asyncio.ensure_future(one(a)) for a in dict.fromkeys(addrs)]
+        if not tasks:
+            raise TransportError("no direct address to dial")
+        try:
+            async with asyncio.timeout(timeout):
+                for next_done in asyncio.as_completed(tasks):
+                    try:
+                        conn = await next_done
+                    except (TransportError, OSError, TimeoutError, ValueError):
+                        continue
+                    self._add(conn)
+                    return conn
+        except TimeoutError:
+            pass
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+        raise TransportError(f"no direct connection to {peer.short()}")
 
     def _parse_dialable(self, raw: bytes | str | Multiaddr) -> Multiaddr | None:
         """``raw`` as a multiaddr without its /p2p part, if one of our transports can dial it."""

@@ -153,6 +153,11 @@ class QuicTransport(Transport):
         self._endpoints.clear()
         self._dial_endpoints.clear()
 
+    def send_datagram(self, host: str, port: int, data: bytes) -> None:
+        """One UDP datagram from the socket dials to ``host`` go out of (our listening one): DCUtR's spray,
+        which opens our NAT for the peer's QUIC dial."""
+        self._endpoint_for(host).send(data, socket_address(host, port))
+
     @property
     def listen_addrs(self) -> list[Multiaddr]:
         return [e.multiaddr for e in self._endpoints]
