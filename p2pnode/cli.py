@@ -153,6 +153,8 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         storage_path=config.path(dht.storage_path) if dht.storage_path else None,
         events=EventWriter(config.path(config.log.events_file)) if config.log.events_file else None,
         node_index=config.log.node_index,
+        nat=config.nat.protocol_config() if config.nat.enabled else None,
+        public_ranges=config.nat.public_ranges,
     )
 
 

@@ -1,5 +1,5 @@
 """The node's configuration file: the spec's TOML format (``[network]``, ``[bootstrap]``, ``[dht]``,
-``[tunneling]``, ``[mcp]``, ``[security]``, ``[resources]``) plus our ``[pubsub]`` and ``[log]``.
+``[tunneling]``, ``[mcp]``, ``[security]``, ``[resources]``) plus our ``[pubsub]``, ``[nat]`` and ``[log]``.
 
 Every section and key is optional and has the spec's default; an unknown key, a wrong type or an
 impossible value is an error that names the key (``NodeConfigError``, one line per problem). Keys that
@@ -209,6 +209,43 @@ class Log(_Section):
     node_index: Annotated[int, Field(ge=0)] | None = None
 
 
+def _network(text: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a network (e.g. 10.99.0.0/16): {exc}") from None
+    return text
+
+
+class Nat(_Section):
+    """NAT traversal (docs/nat.md); off unless ``enabled``. Defaults as ``p2pnode.config.NatConfig``."""
+
+    enabled: bool = False
+    reachability: Literal["auto", "public", "private"] = "auto"  # auto: AutoNAT decides
+    autonat_server: bool = True
+    relay_service: bool = False  # serve Circuit Relay v2 once public
+    relays: Annotated[int, Field(ge=0)] = 2  # relays a private node keeps a reservation at
+    hole_punching: bool = True  # DCUtR
+    max_reservations: PositiveInt = 128
+    max_circuits: PositiveInt = 16
+    circuit_duration: Annotated[int, Field(ge=0)] = 120  # seconds; 0: no limit
+    circuit_data: Annotated[int, Field(ge=0)] = 1 << 17  # bytes each way; 0: no limit
+    # networks whose addresses count as public (a lab's "internet"; AutoNAT never dials private addresses)
+    public_ranges: list[Annotated[str, AfterValidator(_network)]] = Field(default_factory=list)
+    mdns: bool = False  # discover peers on the local link (_p2p._udp.local)
+    port_mapping: bool = False  # ask the router for a port mapping (UPnP IGD, NAT-PMP, PCP)
+
+    def protocol_config(self):
+        from p2pnode.config import NatConfig
+
+        return NatConfig(reachability=self.reachability, autonat_server=self.autonat_server,
+                         relay_service=self.relay_service, relays=self.relays, hole_punching=self.hole_punching,
+                         max_reservations=self.max_reservations, max_circuits=self.max_circuits,
+                         circuit_duration=self.circuit_duration, circuit_data=self.circuit_data)
+
+
 class NodeConfig(_Section):
     network: Network = Field(default_factory=Network)
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
@@ -218,6 +255,7 @@ class NodeConfig(_Section):
     security: Security = Field(default_factory=Security)
     resources: Resources = Field(default_factory=Resources)
     pubsub: Pubsub = Field(default_factory=Pubsub)
+    nat: Nat = Field(default_factory=Nat)
     log: Log = Field(default_factory=Log)
     base_dir: Path = Field(default=Path("."), exclude=True)  # the file's directory: relative paths start here
 

@@ -328,7 +328,7 @@ class NatModel:
     def _open_relayed(self, src: int, dst: int, size: int, now: float) -> float | None:
         target = self.traversals[dst]
         if target is None or not target.client.slots:
-            self.counts["unreachable"] += 1
+            self.counts[f"unreachable_{self.labels[dst]}"] += 1  # by the receiver's NAT: no way in
             return None
         infos = self.network.infos
         for relay_id in list(target.client.slots):
@@ -352,7 +352,7 @@ class NatModel:
             self.network.call_later(setup, self._upgrade, link)
             delay = self._relayed(link, src, dst, size, now)
             return None if delay is None else setup + delay
-        self.counts["unreachable"] += 1
+        self.counts[f"unreachable_{self.labels[dst]}"] += 1
         return None
 
     def _close(self, link: Link) -> None:

@@ -73,6 +73,35 @@ class NodeCollector:
             yield mesh
         if self.mcp is not None:
             yield from mcp_metrics(self.mcp.server.metrics)
+        if getattr(node, "nat", None) is not None:
+            yield from nat_metrics(node)
+
+
+def nat_metrics(node: Any):
+    """NAT traversal (docs/nat.md): reachability, connections by kind, reservations, hole punches, relaying."""
+    status = node.nat.status()
+    reachability = GaugeMetricFamily("p2p_nat_reachability", "AutoNAT's verdict (1 = current)", labels=["status"])
+    for name in ("unknown", "public", "private"):
+        reachability.add_metric([name], 1 if status["reachability"] == name else 0)
+    yield reachability
+    kinds = GaugeMetricFamily("p2p_connections", "Open connections by kind", labels=["kind"])
+    conns = [c for cs in node.swarm.connections.values() for c in cs if not c.closed]
+    kinds.add_metric(["relayed"], sum(c.transport == "circuit" for c in conns))
+    kinds.add_metric(["direct"], sum(c.transport != "circuit" for c in conns))
+    yield kinds
+    yield GaugeMetricFamily("p2p_relay_reservations_held", "Relays this node holds a reservation at",
+                            value=len(status["relays"]))
+    punches = CounterMetricFamily("p2p_hole_punches", "DCUtR upgrades by outcome", labels=["outcome"])
+    for outcome, count in sorted(status["hole_punches"].items()):
+        punches.add_metric([outcome], count)
+    yield punches
+    service = status["relay_service"]
+    if service is not None:
+        yield GaugeMetricFamily("p2p_relay_service_reservations", "Reservations this relay holds for others",
+                                value=service["reservations"])
+        yield GaugeMetricFamily("p2p_relay_service_circuits", "Circuits open through this relay",
+                                value=service["circuits"])
+        yield CounterMetricFamily("p2p_relay_service_bytes", "Bytes relayed", value=service["bytes_relayed"])
 
 
 def mcp_metrics(metrics: Any):
@@ -192,4 +221,5 @@ class HttpServer:
                 "protocols": list(info.protocols) if info else None,
                 "addrs": [str(a) for a in node.swarm.addrbook.get(peer, ())],
             })
-        return self._json({"peer_id": str(node.peer_id), "peers": out})
+        nat = node.nat.status() if getattr(node, "nat", None) is not None else None
+        return self._json({"peer_id": str(node.peer_id), "peers": out, "nat": nat})

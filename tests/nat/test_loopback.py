@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 
 import pytest
 from multiaddr import Multiaddr
@@ -13,6 +14,7 @@ from multiaddr import Multiaddr
 from p2pnode.config import NatConfig
 from p2pnode.identity import Keypair
 from p2pnode.relay.addrs import dial_addr
+from p2pnode.runtime.http import HttpServer, NodeCollector
 from p2pnode.runtime.node import Node
 from p2pnode.transports.base import TransportError
 
@@ -63,6 +65,16 @@ def test_private_node_reserves_and_advertises_its_circuit_address():
             assert str(relay.peer_id) in advertised[0]
             assert relay.nat.traversal.service.stats()["reservations"] == 1
             assert "/ipfs/kad/1.0.0" not in private.swarm.protocols  # DHT client mode while private
+            # shown in /debug/peers and the metrics
+            status, _, body = HttpServer(private, "127.0.0.1", 0).peers()
+            nat = json.loads(body)["nat"]
+            assert nat["reachability"] == "private" and nat["relays"] == [str(relay.peer_id)]
+            metrics = {m.name: m for m in NodeCollector(private).collect()}
+            held = metrics["p2p_relay_reservations_held"].samples[0].value
+            private_flag = [s.value for s in metrics["p2p_nat_reachability"].samples if s.labels["status"] == "private"]
+            assert held == 1 and private_flag == [1]
+            relay_metrics = {m.name: m for m in NodeCollector(relay).collect()}
+            assert relay_metrics["p2p_relay_service_reservations"].samples[0].value == 1
         finally:
             await asyncio.gather(private.stop(), relay.stop())
 
