@@ -22,8 +22,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.cli import report_run
 from experiment import rundir
-from experiment.command import UsageError, add_run_arguments, run_dir_under, scenario_to_run
-from experiment.latency import MatrixError, scenario_graph
+from experiment.command import UsageError, add_run_arguments, run_dir_under, scenario_to_run, sigterm_as_interrupt
+from experiment.feasibility import check_emulation
+from experiment.latency import MatrixError, scenario_graph, scenario_matrix
 from experiment.plan import Plan
 from experiment.rundir import write_json
 from experiment.scenario import ScenarioError
@@ -164,6 +165,11 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
 
 
 def main(argv: list[str] | None = None) -> int:
+    with sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="emulate", description="Run a scenario with real nodes in Mininet.")
     add_run_arguments(parser, "scenario YAML file (the one simulate takes)")
     parser.add_argument("--topology", choices=["regions", "lan"], default="regions",
@@ -193,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = unsupported(scenario)
         if problems:
             raise UsageError("this scenario uses what emulation cannot do yet: " + "; ".join(problems))
+        scenario_matrix(scenario)  # the latency model's files: read and checked before anything is made
+        check_emulation(scenario)
         run_dir = run_dir_under(args.out, f"{scenario.name}-emu")
         console.print(f"run directory: {run_dir}")
         run(scenario, run_dir, args.topology, args.keep, console, args.transport, args.node_log)

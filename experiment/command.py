@@ -1,9 +1,12 @@
 """What the command line of every run shares (``simulate`` and ``emulate``): the scenario and its overrides,
-and the run directory; a mistake is one line naming the option."""
+the run directory, and SIGTERM ending a run as Ctrl-C does; a mistake is one line naming the option."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +43,15 @@ def run_dir_under(out: Path, name: str) -> Path:
         return new_run_dir(out, name)
     except OSError as exc:
         raise UsageError(f"cannot create a run directory under {out}: {exc.strerror}") from exc
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM (``kill``, a batch system's time limit, systemd) ends a run as Ctrl-C does: the
+    manifest says interrupted, the events so far are kept and reported. It raises SIGINT, so whichever handler
+    is in force takes it: Python's KeyboardInterrupt, or asyncio.run's (which cancels its main task first)."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

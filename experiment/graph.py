@@ -30,6 +30,10 @@ from itertools import pairwise
 from pathlib import Path
 
 from experiment.latency import MatrixError
+from p2pnode.userinput import InputFileError, quote, read_text
+
+MAX_GRAPH_BYTES = 32 << 20
+MAX_VERTICES = 2000  # Shadow's Internet-wide graph has ~1,100; the path table grows with the square
 
 
 class GraphError(MatrixError):
@@ -44,16 +48,16 @@ _TIME = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zµμ]*)\s*"
 def parse_latency_ms(value: object) -> float:
     """A latency as Shadow writes it ("50 ms", "1.5ms", "200 us") or a number of milliseconds."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time")
+        raise ValueError(f"{quote(value)} is not a time")
     if isinstance(value, int | float):
         number, unit = float(value), "ms"
     else:
         match = _TIME.fullmatch(str(value))
         if not match or (match.group(2) or "ms") not in _UNITS_MS:
-            raise ValueError(f"{value!r} is not a time (for example \"50 ms\")")
+            raise ValueError(f"{quote(value)} is not a time (for example \"50 ms\")")
         number, unit = float(match.group(1)), match.group(2) or "ms"
     if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{value!r} is not a time >= 0")
+        raise ValueError(f"{quote(value)} is not a time >= 0")
     return number * _UNITS_MS[unit]
 
 
@@ -62,7 +66,7 @@ def _loss(value: object) -> float:
         return 0.0
     number = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else math.nan
     if not 0 <= number < 1:
-        raise ValueError(f"{value!r} is not a probability in [0, 1)")
+        raise ValueError(f"{quote(value)} is not a probability in [0, 1)")
     return number
 
 
@@ -125,11 +129,10 @@ def load_graph(path: Path) -> NetworkGraph:
     path = Path(path)
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GraphError(f"{path}: cannot read the network graph: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise GraphError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        text = read_text(path, MAX_GRAPH_BYTES)
+    except InputFileError as exc:
+        where = f"{path}:{exc.line}" if exc.line else f"{path}"
+        raise GraphError(f"{where}: cannot read the network graph: {exc.reason}") from None
     try:
         if suffix == ".gml":
             graph = nx.parse_gml(text.splitlines(), label="id")
@@ -155,13 +158,15 @@ def load_graph(path: Path) -> NetworkGraph:
         raise GraphError(f"{path}: a multigraph has parallel edges; give one edge per pair of vertices")
     if not len(graph):
         raise GraphError(f"{path}: the graph has no vertices")
+    if len(graph) > MAX_VERTICES:
+        raise GraphError(f"{path}: {len(graph)} vertices; at most {MAX_VERTICES} (paths between every pair are kept)")
     names: dict[object, str] = {}
     for vertex, data in graph.nodes(data=True):
         name = str(data.get("label", vertex)).strip()
         if not name:
             raise GraphError(f"{where('node', id=vertex)}: vertex {vertex} has an empty label")
         if name in names.values():
-            raise GraphError(f"{where('node', id=vertex)}: vertex {vertex}: label {name!r} is used twice")
+            raise GraphError(f"{where('node', id=vertex)}: vertex {vertex}: label {quote(name)} is used twice")
         names[vertex] = name
     edges: dict[tuple[str, str], Edge] = {}
     for u, v, data in graph.edges(data=True):

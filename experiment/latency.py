@@ -18,6 +18,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from p2pnode.userinput import InputFileError, quote, read_text
+
 REGIONS = (
     "na-east", "na-west", "sa-east", "eu-west", "eu-central", "ap-northeast", "ap-southeast", "oceania", "africa",
 )
@@ -46,6 +48,10 @@ def builtin_matrix() -> tuple[tuple[str, ...], list[list[float]]]:
     return REGIONS, rtt
 
 
+MAX_MATRIX_BYTES = 16 << 20  # a thousand regions fit in a few MB
+MAX_RTT_MS = 60_000.0  # a minute: a geostationary hop is ~600 ms; more is a unit mistake
+
+
 class MatrixError(ValueError):
     """A latency model's file (a CSV matrix, or a network graph: experiment.graph.GraphError) that cannot be
     used; the message is one line naming the file and line."""
@@ -54,34 +60,43 @@ class MatrixError(ValueError):
 def load_matrix(path: Path) -> tuple[tuple[str, ...], list[list[float]]]:
     """Read a CSV RTT matrix (ms). Errors name the file and line."""
     try:
-        with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    except OSError as exc:
-        raise MatrixError(f"{path}: cannot read latency matrix: {exc.strerror}") from exc
+        text = read_text(path, MAX_MATRIX_BYTES)
+    except InputFileError as exc:
+        where = f"{path}:{exc.line}" if exc.line else f"{path}"
+        raise MatrixError(f"{where}: cannot read the latency matrix: {exc.reason}") from None
+    try:
+        reader = csv.reader(text.splitlines())
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise MatrixError(f"{path}: not a CSV latency matrix ({exc})") from None
     if len(rows) < 2:
         raise MatrixError(f"{path}: a latency matrix needs a header row and at least one region row")
-    names = tuple(cell.strip() for cell in rows[0][1:])
+    header_line, header = rows[0]
+    names = tuple(cell.strip() for cell in header[1:])
     if len(set(names)) != len(names) or not all(names):
-        raise MatrixError(f"{path}:1: region names in the header must be unique and non-empty")
+        raise MatrixError(f"{path}:{header_line}: region names in the header must be unique and non-empty")
     if len(rows) - 1 != len(names):
         raise MatrixError(f"{path}: {len(names)} regions in the header but {len(rows) - 1} rows")
-    rtt = []
-    for line, row in enumerate(rows[1:], start=2):
-        if row[0].strip() != names[line - 2]:
-            raise MatrixError(f"{path}:{line}: row is for {row[0].strip()!r}, expected {names[line - 2]!r}")
+    rtt, lines = [], []
+    for (line, row), name in zip(rows[1:], names, strict=True):
+        if row[0].strip() != name:
+            raise MatrixError(f"{path}:{line}: row is for {quote(row[0].strip())}, expected {quote(name)}")
         if len(row) - 1 != len(names):
             raise MatrixError(f"{path}:{line}: expected {len(names)} RTT values, found {len(row) - 1}")
         try:
             values = [float(cell) for cell in row[1:]]
-        except ValueError as exc:
-            raise MatrixError(f"{path}:{line}: RTT values must be numbers (ms)") from exc
-        if any(v < 0 or v != v for v in values):
-            raise MatrixError(f"{path}:{line}: RTT values must be >= 0")
+        except ValueError:
+            raise MatrixError(f"{path}:{line}: RTT values must be numbers (ms)") from None
+        bad = [v for v in values if not 0 <= v <= MAX_RTT_MS]  # NaN and inf are refused too
+        if bad:
+            raise MatrixError(f"{path}:{line}: RTT values are milliseconds in [0, {MAX_RTT_MS:g}], got {bad[0]:g}")
         rtt.append(values)
+        lines.append(line)
     for i in range(len(names)):
         for j in range(i):
             if abs(rtt[i][j] - rtt[j][i]) > 1e-9:
-                raise MatrixError(f"{path}:{i + 2}: matrix is not symmetric ({names[i]} <-> {names[j]})")
+                raise MatrixError(f"{path}:{lines[i]}: matrix is not symmetric "
+                                  f"({quote(names[i], 30)} <-> {quote(names[j], 30)})")
     return names, rtt
 
 

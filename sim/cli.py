@@ -12,8 +12,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from analysis.cli import report_run
 from experiment import rundir
-from experiment.command import UsageError, add_run_arguments, run_dir_under, scenario_to_run
-from experiment.latency import MatrixError
+from experiment.command import UsageError, add_run_arguments, run_dir_under, scenario_to_run, sigterm_as_interrupt
+from experiment.feasibility import check_simulation
+from experiment.latency import MatrixError, scenario_matrix
 from experiment.rundir import write_json
 from experiment.scenario import ScenarioError
 from p2pnode.eventlog import EventWriter
@@ -58,6 +59,11 @@ def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    with sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="simulate", description="Run a scenario in the SimPy simulator.")
     add_run_arguments(parser, "scenario YAML file (see docs/scenarios.md)")
     args = parser.parse_args(argv)
@@ -67,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulate: {message}", file=sys.stderr)  # plain print: one line, never re-wrapped
 
     run_dir: Path | None = None
+    points: list[dict[str, Any]] | None = None  # a sweep's points run so far
     try:
         scenario = scenario_to_run(args)
+        scenario_matrix(scenario)  # the latency model's files: read and checked before anything is made
+        check_simulation(scenario)
         run_dir = run_dir_under(args.out, scenario.name)
         console.print(f"run directory: {run_dir}")
         if scenario.sweep is not None and args.nodes is None:
@@ -95,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         complain(str(exc))
         return 2
     except KeyboardInterrupt:
+        if run_dir is None:
+            complain("interrupted before the run started")
+            return 130
         complain(f"interrupted; events written so far are kept in {run_dir}")
-        if run_dir is not None and scenario.sweep is None:
+        if points is not None:  # the sweep's manifest lists the points that ran (each has its own report)
+            write_json(run_dir / "manifest.json", _manifest(scenario, "interrupted", sweep=points))
+        else:
             try:
                 report_run(run_dir, console)  # a report of what was measured before the interruption
             except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus

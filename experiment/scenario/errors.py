@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ValidationError
 
 from experiment.scenario.yaml_lines import Lines, Problem, dotted
+from p2pnode.userinput import quote
 
 Loc = tuple[str | int, ...]
 
@@ -58,7 +59,7 @@ def got(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    return quote(value)
 
 
 _TYPE_MESSAGES = {
@@ -98,7 +99,7 @@ def _message(err: Mapping[str, Any], loc: Loc, root: type[BaseModel]) -> tuple[L
     if kind == "union_tag_invalid":
         disc = str(ctx.get("discriminator", "distribution")).strip("'")
         tags = ", ".join(t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(","))
-        return (*loc, disc), f"{ctx.get('tag')!r} is not one of {tags}"
+        return (*loc, disc), f"{quote(ctx.get('tag'))} is not one of {tags}"
     if kind == "union_tag_not_found":
         disc = str(ctx.get("discriminator", "distribution")).strip("'")
         return (*loc, disc), f"required field is missing (one of {', '.join(_tags_at(root, err['loc'], disc))})"

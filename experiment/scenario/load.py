@@ -15,6 +15,9 @@ from experiment.latency import REGIONS
 from experiment.scenario.errors import Loc, ScenarioError
 from experiment.scenario.schema import Scenario, build
 from experiment.scenario.yaml_lines import MAX_VALUES, Converter, Problem, TooBig, node_line, source_label, yaml_error
+from p2pnode.userinput import InputFileError, read_text, size_text
+
+MAX_SCENARIO_BYTES = 1 << 20  # a scenario is a page of YAML; more is a mistake (or a device, or an attack)
 
 
 def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> set[Loc]:
@@ -52,6 +55,8 @@ def parse_scenario(
     relative paths. Raises ScenarioError."""
     source = None if source is None else Path(source)
     label = source_label(source)
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise ScenarioError([Problem(label, None, "", f"more than {size_text(MAX_SCENARIO_BYTES)} of text")])
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -101,13 +106,7 @@ def load_scenario(path: str | Path, *, overrides: Mapping[str, Any] | None = Non
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([Problem(str(path), None, "", "no such file")]) from None
-    except IsADirectoryError:
-        raise ScenarioError([Problem(str(path), None, "", "is a directory, not a scenario file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {exc.strerror or exc}")]) from None
+        text = read_text(path, MAX_SCENARIO_BYTES)
+    except InputFileError as exc:
+        raise ScenarioError([Problem(str(path), exc.line, "", exc.reason)]) from None
     return parse_scenario(text, source=path, overrides=overrides)

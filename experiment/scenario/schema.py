@@ -40,6 +40,7 @@ from experiment.scenario.errors import (
 from experiment.scenario.yaml_lines import Lines, Problem, source_label
 from p2pnode.nodeconfig import TRANSITION_MECHANISMS as TRANSITIONS
 from p2pnode.transition.profiles import NAT_TYPES
+from p2pnode.userinput import quote
 
 SHARE_TOLERANCE = 1e-6
 
@@ -62,12 +63,32 @@ DISCOVERY = ("dht", "random")
 # --------------------------------------------------------------------------------------------
 # Field types
 
+# Every number has a range a real experiment can use: beyond it a value is a typo (or an attack) whose run would
+# overflow, never end or never fit in memory. What the values cost together (events per second, memory for N
+# nodes) is checked against the machine before a run (experiment.feasibility).
+MAX_NODES = 1_000_000
+MAX_TIME = 365 * 86400.0  # a year: the longest span (simulated seconds) any time field may give
+MAX_TIMEOUT = 3600.0  # timeouts and waits: an hour
+MAX_RATE = 600.0  # operations per live node per minute (ten a second)
+MAX_COUNT = 1000  # protocol degrees and list lengths (mesh degree, bucket size, peers kept ...)
+
+
+def _between(lo: float, hi: float, *, open_lo: bool = False) -> Any:
+    return Field(gt=lo, le=hi) if open_lo else Field(ge=lo, le=hi)
+
+
 Float = Annotated[float, Strict()]  # strict: ints are accepted, strings and booleans are not
-PosFloat = Annotated[float, Strict(), Field(gt=0)]
-NonNegFloat = Annotated[float, Strict(), Field(ge=0)]
-Count = Annotated[int, Strict(), Field(ge=0)]
-PosCount = Annotated[int, Strict(), Field(ge=1)]
 Flag = Annotated[bool, Strict()]
+Span = Annotated[float, Strict(), _between(0, MAX_TIME, open_lo=True)]  # a duration, TTL or mean time
+NonNegSpan = Annotated[float, Strict(), _between(0, MAX_TIME)]
+Timeout = Annotated[float, Strict(), _between(0, MAX_TIMEOUT, open_lo=True)]
+NonNegTimeout = Annotated[float, Strict(), _between(0, MAX_TIMEOUT)]
+Rate = Annotated[float, Strict(), _between(0, MAX_RATE)]
+Count = Annotated[int, Strict(), _between(0, MAX_COUNT)]
+PosCount = Annotated[int, Strict(), _between(1, MAX_COUNT)]
+Share = Annotated[float, Strict(), _between(0, 1)]
+NodeCount = Annotated[int, Strict(), _between(2, MAX_NODES)]
+Threshold = Annotated[float, Strict(), _between(-1e6, 1e6)]
 
 
 def _choice(allowed: Sequence[str]) -> BeforeValidator:
@@ -109,12 +130,11 @@ def _sum_to_one(shares: dict[str, float]) -> dict[str, float]:
 def _check_name(name: str) -> str:
     if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
         raise PydanticCustomError(
-            "name", "{got} may contain only letters, digits, '-' and '_'", {"got": repr(name)}
+            "name", "{got} may contain only letters, digits, '-' and '_'", {"got": quote(name)}
         )
     return name
 
 
-Share = NonNegFloat
 NatType = Annotated[
     Literal[NAT_TYPES],
     _choice(NAT_TYPES),
@@ -167,9 +187,9 @@ def _is_section(tp: Any) -> bool:
 
 
 class Nodes(_Model):
-    count: Annotated[int, Strict(), Field(ge=2)] = 1000
-    bootstrap: Annotated[int, Strict(), Field(ge=1)] = 4
-    join_over: NonNegFloat = 30.0
+    count: NodeCount = 1000
+    bootstrap: Annotated[int, Strict(), _between(1, MAX_NODES)] = 4
+    join_over: NonNegSpan = 30.0
     regions: Annotated[dict[RegionName, Share], AfterValidator(_sum_to_one)] | None = None
     nat: Annotated[dict[NatType, Share], AfterValidator(_sum_to_one)] = Field(
         default_factory=lambda: {"none": 1.0}
@@ -197,12 +217,15 @@ class Nodes(_Model):
         return {name: 1.0 / len(names) for name in names}
 
 
+AccessLatency = Annotated[float, Strict(), _between(0, 10)]  # seconds, one way
+
+
 class Latency(_Model):
     model: Annotated[Literal[LATENCY_MODELS], _choice(LATENCY_MODELS)] = "regions"
     matrix: Path | None = None
     graph: Path | None = None  # a GML/GraphML network graph (experiment.graph)
-    jitter: NonNegFloat = 0.1
-    access: tuple[NonNegFloat, NonNegFloat] = (0.002, 0.02)
+    jitter: Share = 0.1  # relative standard deviation
+    access: tuple[AccessLatency, AccessLatency] = (0.002, 0.02)
 
     @model_validator(mode="after")
     def _check(self) -> Latency:
@@ -224,18 +247,19 @@ class Latency(_Model):
 class Network(_Model):
     latency: Latency = Field(default_factory=Latency)
     loss: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
-    idle_timeout: PosFloat = 30.0  # seconds until a crashed peer's connections are noticed as dead
+    idle_timeout: Timeout = 30.0  # seconds until a crashed peer's connections are noticed as dead
 
 
 class Dht(_Model):
-    k: Annotated[int, Strict(), Field(ge=1)] = 20
-    alpha: Annotated[int, Strict(), Field(ge=1)] = 5
-    disjoint_paths: Annotated[int, Strict(), Field(ge=1)] = 1
-    request_timeout: PosFloat = 2.0
-    slow_after: PosFloat = 1.0
-    record_ttl: PosFloat = 3600.0
-    republish_interval: PosFloat = 1800.0
-    refresh_interval: PosFloat = 600.0
+    k: Annotated[int, Strict(), _between(1, 256)] = 20
+    alpha: Annotated[int, Strict(), _between(1, 64)] = 5
+    disjoint_paths: Annotated[int, Strict(), _between(1, 64)] = 1
+    request_timeout: Timeout = 2.0
+    slow_after: Timeout = 1.0
+    record_ttl: Span = 3600.0
+    republish_interval: Span = 1800.0
+    # every bucket of every node is looked up once per interval: below a second that is a flood, not a refresh
+    refresh_interval: Annotated[float, Strict(), _between(1, MAX_TIME)] = 600.0
     wire: Annotated[Literal[WIRE_MODES], _choice(WIRE_MODES)] = "objects"
 
     @model_validator(mode="after")
@@ -256,9 +280,14 @@ class Dht(_Model):
         return self
 
 
+# Churn times: at least a second (the event estimate judges how many departures a run can hold), at most a
+# year; the shapes' ranges keep every draw and every mean a finite float.
+ChurnTime = Annotated[float, Strict(), _between(1, MAX_TIME)]
+
+
 class Exponential(_Model):
     distribution: Literal["exponential"]
-    mean: PosFloat
+    mean: ChurnTime
 
     @property
     def expected(self) -> float:
@@ -270,8 +299,8 @@ class Exponential(_Model):
 
 class Weibull(_Model):
     distribution: Literal["weibull"]
-    shape: PosFloat
-    scale: PosFloat
+    shape: Annotated[float, Strict(), _between(0.1, 10)]  # measured churn: 0.3 - 0.6
+    scale: ChurnTime
 
     @property
     def expected(self) -> float:
@@ -283,8 +312,8 @@ class Weibull(_Model):
 
 class Lognormal(_Model):
     distribution: Literal["lognormal"]
-    mu: Float
-    sigma: PosFloat
+    mu: Annotated[float, Strict(), _between(0, 17)]  # the median session is e^mu seconds: 1 s .. ~8 months
+    sigma: Annotated[float, Strict(), _between(0, 4, open_lo=True)]
 
     @property
     def expected(self) -> float:
@@ -302,13 +331,13 @@ class Churn(_Model):
         default_factory=lambda: Weibull(distribution="weibull", shape=0.6, scale=1800)
     )
     offline: Distribution = Field(default_factory=lambda: Exponential(distribution="exponential", mean=600))
-    graceful: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.0
+    graceful: Share = 0.0
 
 
 class Workload(_Model):
-    lookup: NonNegFloat = 1.0
-    put: NonNegFloat = 0.1
-    get: NonNegFloat = 0.5
+    lookup: Rate = 1.0
+    put: Rate = 0.1
+    get: Rate = 0.5
     value_size: Annotated[int, Strict(), Field(ge=0, le=64 * 1024)] = 256
 
 
@@ -321,24 +350,24 @@ class Router(_Model):
     d_lazy: Count = 6
     d_score: Count = 4
     d_out: Count = 2
-    heartbeat_interval: PosFloat = 1.0
-    fanout_ttl: PosFloat = 60.0
+    heartbeat_interval: Annotated[float, Strict(), _between(0.01, MAX_TIMEOUT)] = 1.0
+    fanout_ttl: Span = 60.0
     history_length: PosCount = 5
     history_gossip: PosCount = 3
-    seen_ttl: PosFloat = 120.0
+    seen_ttl: Span = 120.0
     flood_publish: Flag = True
     prune_peers: Count = 16
-    prune_backoff: NonNegFloat = 60.0
-    unsubscribe_backoff: NonNegFloat = 10.0
-    gossip_factor: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.25
-    opportunistic_graft_ticks: PosCount = 60
+    prune_backoff: NonNegSpan = 60.0
+    unsubscribe_backoff: NonNegSpan = 10.0
+    gossip_factor: Share = 0.25
+    opportunistic_graft_ticks: Annotated[int, Strict(), _between(1, 1_000_000)] = 60
     opportunistic_graft_peers: Count = 2
     gossip_retransmission: PosCount = 3
-    max_ihave_length: PosCount = 5000
+    max_ihave_length: Annotated[int, Strict(), _between(1, 1_000_000)] = 5000
     max_ihave_messages: PosCount = 10
-    iwant_followup_time: PosFloat = 3.0
-    graft_flood_threshold: NonNegFloat = 10.0
-    max_message_size: PosCount = 1 << 20
+    iwant_followup_time: Timeout = 3.0
+    graft_flood_threshold: NonNegTimeout = 10.0
+    max_message_size: Annotated[int, Strict(), _between(1, 64 << 20)] = 1 << 20
 
     @model_validator(mode="after")
     def _check(self) -> Router:
@@ -364,11 +393,11 @@ class Router(_Model):
 class Score(_Model):
     """Peer-score thresholds: the same-named fields (and defaults) of p2pnode.config.ScoreConfig."""
 
-    gossip_threshold: Annotated[float, Strict(), Field(le=0)] = -10.0
-    publish_threshold: Float = -50.0
-    graylist_threshold: Float = -80.0
-    accept_px_threshold: NonNegFloat = 1.0
-    opportunistic_graft_threshold: NonNegFloat = 1.0
+    gossip_threshold: Annotated[float, Strict(), _between(-1e6, 0)] = -10.0
+    publish_threshold: Threshold = -50.0
+    graylist_threshold: Threshold = -80.0
+    accept_px_threshold: Annotated[float, Strict(), _between(0, 1e6)] = 1.0
+    opportunistic_graft_threshold: Annotated[float, Strict(), _between(0, 1e6)] = 1.0
 
     @model_validator(mode="after")
     def _check(self) -> Score:
@@ -393,9 +422,9 @@ class Score(_Model):
 
 class Pubsub(_Model):
     topics: PosCount = 1
-    subscribers: Annotated[float, Strict(), Field(gt=0, le=1)] = 1.0
-    publishers: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.05
-    rate: PosFloat = 1.0
+    subscribers: Annotated[float, Strict(), _between(0, 1, open_lo=True)] = 1.0
+    publishers: Annotated[float, Strict(), _between(0, 1, open_lo=True)] = 0.05
+    rate: Annotated[float, Strict(), _between(0, 100_000, open_lo=True)] = 1.0  # network-wide, per second
     arrivals: Annotated[Literal[ARRIVALS], _choice(ARRIVALS)] = "poisson"
     message_size: Annotated[int, Strict(), Field(ge=1, le=1024 * 1024)] = 1024
     discovery: Annotated[Literal[DISCOVERY], _choice(DISCOVERY)] = "dht"
@@ -425,30 +454,31 @@ class Mcp(_Model):
     DHT; every live node calls forward_to_peer at `rate` per minute, or, for the share `aggregate` of its
     calls, aggregate_results over `fanout` providers; inference takes `service_time` on average."""
 
-    providers: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.3
-    rate: NonNegFloat = 1.0
-    aggregate: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.1
-    fanout: PosCount = 3
-    service_time: NonNegFloat = 0.05
-    attempt_timeout: PosFloat = 2.0  # forward_to_peer: one provider's time before failing over
-    timeout: PosFloat = 5.0  # aggregate_results: the answers so far after this long
-    request_timeout: PosFloat = 30.0
-    service_ttl: Annotated[float, Strict(), Field(ge=10)] = 300.0
+    providers: Annotated[float, Strict(), _between(0, 1, open_lo=True)] = 0.3
+    rate: Rate = 1.0
+    aggregate: Share = 0.1
+    fanout: Annotated[int, Strict(), _between(1, 100)] = 3
+    service_time: NonNegTimeout = 0.05
+    attempt_timeout: Timeout = 2.0  # forward_to_peer: one provider's time before failing over
+    timeout: Timeout = 5.0  # aggregate_results: the answers so far after this long
+    request_timeout: Timeout = 30.0
+    service_ttl: Annotated[float, Strict(), _between(10, MAX_TIME)] = 300.0
 
 
 class Measure(_Model):
-    sample_interval: PosFloat = 1.0
-    formation_sample: Annotated[int, Strict(), Field(ge=1)] = 200
+    # each sample walks the live nodes: more than a hundred a second is not a measurement
+    sample_interval: Annotated[float, Strict(), _between(0.01, MAX_TIMEOUT)] = 1.0
+    formation_sample: Annotated[int, Strict(), _between(1, MAX_NODES)] = 200
     # A subscriber counts for a message if it was up from delivery_settle s before the publish until
     # delivery_deadline s after it; it is delivered if it received the message within the deadline.
-    delivery_settle: NonNegFloat = 10.0
-    delivery_deadline: PosFloat = 30.0
+    delivery_settle: NonNegTimeout = 10.0
+    delivery_deadline: Timeout = 30.0
 
 
 class Criterion(_Model):
     """A criterion to judge; `target` is filled in from DEFAULT_TARGETS when not given."""
 
-    target: Float | None = None
+    target: Annotated[float, Strict(), _between(-1e6, 1e6)] | None = None
 
 
 def _criteria_before(data: Any) -> Any:
@@ -474,7 +504,7 @@ def _criteria_after(criteria: dict[str, Criterion]) -> dict[str, Criterion]:
 class Sweep(_Model):
     """The points are every node count (or the scenario's) with every scoring setting (or the scenario's)."""
 
-    nodes: Annotated[list[Annotated[int, Strict(), Field(ge=2)]], Field(min_length=1)] | None = None
+    nodes: Annotated[list[NodeCount], Field(min_length=1, max_length=100)] | None = None
     scoring: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None
     nat: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None  # with NATs, and without
 
@@ -547,9 +577,9 @@ class Nat(_Model):
 class Scenario(_Model):
     name: Annotated[str, Strict(), AfterValidator(_check_name)]
     description: Annotated[str, Strict()] = ""
-    seed: Annotated[int, Strict(), Field(ge=0)] = 0
-    warmup: NonNegFloat = 60.0
-    duration: PosFloat = 600.0
+    seed: Annotated[int, Strict(), _between(0, 2**63 - 1)] = 0
+    warmup: NonNegSpan = 60.0
+    duration: Span = 600.0
     nodes: Nodes = Field(default_factory=Nodes)
     network: Network = Field(default_factory=Network)
     dht: Dht = Field(default_factory=Dht)
@@ -619,6 +649,11 @@ class Scenario(_Model):
                 items.append((("network", "latency", key), f"file not found: {file}"))
         raise_if(items)
         return self
+
+    def error(self, items: Iterable[tuple[Loc, str]]) -> ScenarioError:
+        """A ScenarioError for problems found after loading, each at its field's line in the file."""
+        label = source_label(self._source)
+        return ScenarioError(problem(label, self._lines, set(), loc, loc, msg) for loc, msg in items)
 
     def with_nodes(self, n: int) -> Scenario:
         """A copy with nodes.count = n (bootstrap clamped to n), as `simulate --nodes N` asks."""
@@ -757,10 +792,15 @@ def _region_problems(regions: Any, model: Any, known: Iterable[str]) -> list[tup
         return []
     names = list(known)
     return [
-        (("nodes", "regions", name), f"{name!r} is not one of {', '.join(names)}")
+        (("nodes", "regions", name), f"{quote(name)} is not one of {_listed(names)}")
         for name in regions
         if name not in names
     ]
+
+
+def _listed(names: list[str], most: int = 12) -> str:
+    shown = ", ".join(quote(n, 30) if not n.replace("-", "").replace("_", "").isalnum() else n for n in names[:most])
+    return shown + (f" (and {len(names) - most} more)" if len(names) > most else "")
 
 
 def validate_regions(scenario: Scenario, known: Iterable[str]) -> None:
@@ -772,5 +812,4 @@ def validate_regions(scenario: Scenario, known: Iterable[str]) -> None:
     names = list(known)
     items = _region_problems(scenario.nodes.regions, "regions", names)
     if items:
-        label = source_label(scenario.source)
-        raise ScenarioError(problem(label, scenario._lines, set(), loc, loc, msg) for loc, msg in items)
+        raise scenario.error(items)

@@ -6,12 +6,15 @@ PyYAML's composer keeps each node's position; converting nodes to plain Python o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from p2pnode.userinput import one_line, quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +28,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return one_line(text)  # whatever went into it, a problem is one line
 
 
 
@@ -98,6 +102,9 @@ class Converter:
             problem = getattr(exc, "problem", None) or str(exc)
             self.problem(node_line(node), path, f"invalid value: {problem}")
             return None
+        except ValueError:  # an integer of more digits than Python converts (4,300)
+            self.problem(node_line(node), path, f"invalid value: a number of {len(node.value)} characters")
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: tuple[str | int, ...]) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
@@ -139,13 +146,19 @@ class Converter:
         return out
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")
+
+
 def dotted(path: Sequence[str | int]) -> str:
+    """nodes.regions.eu-west, sweep.nodes[2]; a key that is not a plain name is quoted (briefly: a key can be
+    anything YAML can write, newlines and megabytes included)."""
     out = ""
     for el in path:
         if isinstance(el, int):
             out += f"[{el}]"
-        else:
-            out += f".{el}" if out else str(el)
+            continue
+        name = str(el) if _PLAIN_KEY.fullmatch(str(el)) else quote(str(el), 30)
+        out += f".{name}" if out else name
     return out
 
 

@@ -252,7 +252,7 @@ def test_distribution_parameters():
     """)
     assert lines == [
         "s.yaml:3: churn.session.scale: required field is missing",
-        "s.yaml:5: churn.session.shape: must be > 0, got 0",
+        "s.yaml:5: churn.session.shape: must be >= 0.1, got 0",
         "s.yaml:6: churn.offline.distribution: "
         "required field is missing (one of exponential, weibull, lognormal)",
     ]
@@ -272,8 +272,10 @@ def test_shares_must_sum_to_one():
             eu-west: 0.4
     """)
     assert line == "s.yaml:3: nodes.regions: shares sum to 0.9, not 1"
-    line = only_error("name: x\nnodes:\n  regions: {na-east: 1.5, eu-west: -0.5}\n")
-    assert line == "s.yaml:3: nodes.regions.eu-west: must be >= 0, got -0.5"
+    assert errors("name: x\nnodes:\n  regions: {na-east: 1.5, eu-west: -0.5}\n") == [
+        "s.yaml:3: nodes.regions.eu-west: must be >= 0, got -0.5",
+        "s.yaml:3: nodes.regions.na-east: must be <= 1, got 1.5",
+    ]
     # within the tolerance
     parse("name: x\nnodes:\n  regions: {na-east: 0.3333333, eu-west: 0.3333333, oceania: 0.3333334}\n")
 
@@ -867,7 +869,7 @@ def test_merged_keys_keep_the_explicit_line():
             <<: *d
             mean: -1
     """)
-    assert line == "s.yaml:6: churn.offline.mean: must be > 0, got -1"
+    assert line == "s.yaml:6: churn.offline.mean: must be >= 1, got -1"
 
 
 def test_hostile_yaml_is_a_scenario_error():

@@ -140,8 +140,10 @@ def test_bad_scenario_names_field_and_line(tmp_path, capsys):
     assert "bad.yaml:4" in err and "nodes.cuont" in err
 
 
-def test_interrupted_run_keeps_events_and_reports(tmp_path):
-    """Ctrl-C halfway: the events measured so far are on disk and a report is written from them."""
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupted_run_keeps_events_and_reports(tmp_path, signame):
+    """Ctrl-C (or SIGTERM, as kill and batch systems send) halfway: the events measured so far are on disk and a
+    report is written from them."""
     import signal
     import subprocess
     import sys
@@ -158,7 +160,7 @@ def test_interrupted_run_keeps_events_and_reports(tmp_path):
         if runs:
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
