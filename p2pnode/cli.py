@@ -19,23 +19,51 @@ import time
 
 from p2pnode.identity import IdentityError, Keypair, PeerId
 from p2pnode.nodeconfig import NodeConfig, NodeConfigError, load_config
+from p2pnode.userinput import InputFileError, read_bytes
 
 
 class UsageError(Exception):
     """A mistake in the command line or configuration: printed as one line, exit status 2."""
 
 
+def check_config(config: NodeConfig) -> None:
+    """What the config file's schema cannot see: the relations between keys and the files it names (checked
+    the way the node will use them). Raises UsageError, one line per problem."""
+    from p2pnode.runtime.paths import path_problems
+
+    problems = []
+    dht = config.dht
+    if dht.disjoint_paths > dht.alpha:
+        problems.append("dht.disjoint_paths must not exceed dht.alpha")
+    if dht.slow_after > dht.request_timeout:
+        problems.append("dht.slow_after must not exceed dht.request_timeout")
+    if republish_interval(config) >= dht.record_ttl:
+        problems.append("dht.republish_interval must be shorter than dht.record_ttl")
+    if config.pubsub.peers > config.pubsub.max_peers:
+        problems.append("pubsub.peers must not exceed pubsub.max_peers")
+    problems += path_problems(config)
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def republish_interval(config: NodeConfig) -> float:
+    dht = config.dht
+    return dht.republish_interval if dht.republish_interval is not None else min(1800.0, dht.record_ttl / 2)
+
+
 def load_or_create_key(config: NodeConfig) -> Keypair:
     """The node's identity: read from ``network.key_file``; with ``peer_id = "auto"`` created there if
     absent (mode 0600). A configured peer ID must match the key."""
+    from p2pnode.runtime.paths import MAX_KEY_FILE_BYTES
+
     path = config.path(config.network.key_file)
     if path.exists():
         try:
-            keypair = Keypair.from_protobuf(path.read_bytes())
+            keypair = Keypair.from_protobuf(read_bytes(path, MAX_KEY_FILE_BYTES))
         except IdentityError as exc:
-            raise UsageError(f"{path}: not a key file: {exc}") from None
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+            raise UsageError(f"network.key_file: {path}: not a key file: {exc}") from None
+        except InputFileError as exc:
+            raise UsageError(f"network.key_file: {path}: {exc.reason}") from None
     elif config.network.peer_id == "auto":
         keypair = Keypair.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,19 +150,11 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
     from p2pnode.runtime.node import Node
 
     dht = config.dht
-    if dht.disjoint_paths > dht.alpha:
-        raise UsageError("dht.disjoint_paths must not exceed dht.alpha")
-    if dht.slow_after > dht.request_timeout:
-        raise UsageError("dht.slow_after must not exceed dht.request_timeout")
-    republish = dht.republish_interval if dht.republish_interval is not None else min(1800.0, dht.record_ttl / 2)
-    if republish >= dht.record_ttl:
-        raise UsageError("dht.republish_interval must be shorter than dht.record_ttl")
+    republish = republish_interval(config)
     kad = KadConfig(k=dht.replication_factor, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
                     record_ttl=dht.record_ttl, provider_ttl=dht.provider_ttl, republish_interval=republish,
                     request_timeout=dht.request_timeout, slow_after=dht.slow_after,
                     refresh_interval=dht.refresh_interval)
-    if config.pubsub.peers > config.pubsub.max_peers:
-        raise UsageError("pubsub.peers must not exceed pubsub.max_peers")
     rate = config.pubsub.expected_rate
     score = ScoreConfig(enabled=config.pubsub.scoring,
                         default_topic=TopicScoreParams.for_rate(rate) if rate else None)
@@ -199,7 +219,7 @@ async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, 
     try:
         await node.start(join=not defer_join)
     except OSError as exc:
-        raise UsageError(f"cannot listen: {exc.strerror or exc}") from None
+        raise UsageError(f"network.listen_addresses: cannot listen: {exc.strerror or exc}") from None
     http = service = None
     try:
         if config.mcp.enabled and not mcp_stdio:
@@ -262,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        check_config(config)
         _key_lock = lock_key_file(config)  # held until the process exits: one running node per key
         keypair = load_or_create_key(config)
         refuse_own_bootstrap(config, keypair)

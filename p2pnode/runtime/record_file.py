@@ -15,6 +15,9 @@ from pathlib import Path
 from p2pnode.kad import codec as kad_codec
 from p2pnode.kad.messages import PutValue
 from p2pnode.kad.records import RecordStore
+from p2pnode.userinput import InputFileError, read_text
+
+MAX_RECORD_FILE_BYTES = 1 << 30  # a node stores at most its records' worth; a gigabyte is far beyond that
 
 log = logging.getLogger("p2pnode.node")
 
@@ -41,7 +44,11 @@ class RecordFile:
             return
         wall = time.time()
         restored = 0
-        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+        try:
+            text = read_text(self.path, MAX_RECORD_FILE_BYTES)
+        except InputFileError as exc:
+            raise InputFileError(f"dht.storage_path {self.path}: {exc.reason}", exc.line) from None
+        for number, line in enumerate(text.splitlines(), 1):
             try:
                 entry = json.loads(line)
                 message = kad_codec.decode(bytes.fromhex(entry["record"]), response=False)

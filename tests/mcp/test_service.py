@@ -142,7 +142,7 @@ def test_peer_access_control_and_configure_rules(mesh):
     bad = mesh.call(b, "configure", {"changes": {"mcp": {"request_timeout": -1, "nope": 1}}})
     assert bad["result"]["isError"]
     text = bad["result"]["content"][0]["text"]
-    assert "mcp.request_timeout: Input should be greater than 0" in text and "mcp.nope: unknown key" in text
+    assert "mcp.request_timeout: must be > 0 (got -1)" in text and "mcp.nope: unknown key" in text
     restart = structured(mesh.call(b, "configure", {"changes": {"mcp": {"available_tools": ["get_status"],
                                                                         "server_address": "127.0.0.1:9999"}}}))
     assert restart["applied"] == ["mcp.available_tools"] and restart["restart_required"] == ["mcp.server_address"]

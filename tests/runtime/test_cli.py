@@ -167,7 +167,7 @@ def test_configured_peer_id_must_match_the_key(tmp_path, capsys):
 
 def test_missing_config_file(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "nope.toml: no such file" in capsys.readouterr().err
 
 
 def test_http_listener_answers_unknown_paths_methods_and_garbage():
