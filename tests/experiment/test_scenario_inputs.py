@@ -259,14 +259,14 @@ def _check(text: str) -> None:
         assert len(str(exc).splitlines()) == 1
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=10), _VALUES, max_size=8))
 def test_any_yaml_document_gives_a_scenario_or_short_lines(document):
     _check(yaml.safe_dump({"name": "x", **document}, allow_unicode=True))
     _check(yaml.safe_dump(document, allow_unicode=True))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(sorted({k for k in _FIELDS if k.isidentifier()})), min_size=1, max_size=3), _VALUES)
 def test_any_value_anywhere_in_a_valid_scenario(path, value):
     data = yaml.safe_load(_VALID)

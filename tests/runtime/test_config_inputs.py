@@ -176,7 +176,7 @@ def _short_lines(exc: Exception) -> None:
         assert len(line) <= 320 and line.isprintable(), line
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(list(NodeConfig.model_fields)) | st.text(max_size=8),
                        st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=8), _VALUES, max_size=4)
                        | _VALUES, max_size=4))
@@ -209,7 +209,7 @@ level = "info"
 """
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(_VALID)), st.integers(0, 40),
        st.text(alphabet='[]="\'\\.,=#\n \t0123456789e+-infa\x00\xe9\U0001f600', max_size=20))
 def test_any_text_gives_a_config_or_short_lines(cut, drop, junk):
