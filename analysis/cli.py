@@ -78,10 +78,18 @@ def print_verdict(summary: dict, console: Console) -> None:
     console.print(text, style=style)
 
 
+def warn_damage(summary: dict, directory: Path) -> None:
+    """Damaged results (analysis.load) on stderr as well as in the report: a figure from a damaged file is
+    never shown as if nothing were wrong."""
+    for line in summary.get("damage", []):
+        print(f"{PROG}: warning: {directory}: {line}", file=sys.stderr)
+
+
 def report_run(directory: Path, console: Console) -> dict:
     """Write a run's summary.json and report and print its verdict: what ``report DIR`` does, and what
     ``simulate`` and ``emulate`` do at the end of a run."""
     summary, _ = write_report(directory)
+    warn_damage(summary, directory)
     print_verdict(summary, console)
     console.print(f"report: {directory / 'report.html'}", highlight=False, soft_wrap=True)
     return summary
@@ -154,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = Path(args.out) if args.out else Path(args.dir) / f"compare-{Path(args.dir2).resolve().name}"
             summaries, fidelity, paths = compare_runs(args.dir, args.dir2, out)
+            for summary, directory in zip(summaries, (args.dir, args.dir2), strict=True):
+                warn_damage(summary, Path(directory))
             labels = list(run_labels(Path(args.dir), Path(args.dir2)))
             print_comparison(summaries, labels, console)
             print_fidelity(fidelity, labels, console)

@@ -1,4 +1,9 @@
-"""Read a results directory: manifest.json and events.csv (docs/results.md)."""
+"""Read a results directory: manifest.json and events.csv (docs/results.md).
+
+Damaged results are said, not silently reported: a half-written last line, rows of unknown kinds, cells that are
+not numbers and impossible values (a negative or infinite latency or time) are left out, each kind of damage one
+line in `Run.damage` (the report and the terminal show them); a manifest without a scenario is damage too. Where
+nothing usable remains, loading fails (AnalysisError, exit status 2)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from experiment.events import COLUMNS, KINDS
+from p2pnode.userinput import quote
 
 FLOAT_COLUMNS = ("time", "latency", "value")
 INT_COLUMNS = ("node", "hops", "ok", "count")
@@ -31,7 +37,7 @@ class Run:
     events: pd.DataFrame
     points: list[Run] = field(default_factory=list)        # sweeps only, by (node count, scoring)
     missing_points: list[str] = field(default_factory=list)  # sweep point dirs listed but not found
-    partial_line_dropped: bool = False
+    damage: list[str] = field(default_factory=list)  # what was wrong with the files, one line each
 
     @property
     def scenario(self) -> dict:
@@ -64,17 +70,20 @@ def load_run(directory: str | Path) -> Run:
     if not path.is_dir():
         raise AnalysisError(f"{path}: not a directory")
     manifest = _read_manifest(path)
+    damage = [] if "scenario" in manifest else [
+        "manifest.json has no scenario: the default criteria are judged and the run's settings are unknown"]
     events_path = path / "events.csv"
     if "sweep" in manifest:
-        run = Run(path, manifest, empty_events())
+        run = Run(path, manifest, empty_events(), damage=damage)
         if events_path.exists():
-            run.events, run.partial_line_dropped = read_events(events_path)
+            run.events, more = read_events(events_path)
+            run.damage += more
         _load_points(run)
         return run
     if not events_path.exists():
         raise AnalysisError(f"{path}: no events.csv (the run wrote no events)")
-    events, dropped = read_events(events_path)
-    return Run(path, manifest, events, partial_line_dropped=dropped)
+    events, more = read_events(events_path)
+    return Run(path, manifest, events, damage=damage + more)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -145,8 +154,8 @@ def _dtype(name: str) -> str:
     return "Int64" if name in INT_COLUMNS else "float64"
 
 
-def read_events(events_path: Path) -> tuple[pd.DataFrame, bool]:
-    """Parse events.csv; a final line without a newline (a run that crashed mid-write) is dropped."""
+def read_events(events_path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Parse events.csv, leaving out what is damaged; returns the events and one line per kind of damage."""
     try:
         raw = events_path.read_bytes()
     except OSError as exc:
@@ -155,12 +164,12 @@ def read_events(events_path: Path) -> tuple[pd.DataFrame, bool]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise AnalysisError(f"{events_path}: not UTF-8 text (byte {exc.start})") from None
-    dropped = False
+    damage = []
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-        dropped = True
+        damage.append("events.csv ended with an incomplete line (the run stopped mid-write); it was ignored")
     if not text.strip():
-        return empty_events(), dropped
+        return empty_events(), damage
     header = [name.strip() for name in text.split("\n", 1)[0].rstrip("\r").split(",")]
     missing = [name for name in COLUMNS if name not in header]
     if missing:
@@ -176,30 +185,50 @@ def read_events(events_path: Path) -> tuple[pd.DataFrame, bool]:
                     dtype={"kind": str, **dict.fromkeys(numeric, "float64")},
                     na_values=dict.fromkeys(numeric, [""]),
                 )
-                texts = None
+                texts = False
             except (pd.errors.ParserError, pd.errors.ParserWarning):
                 raise
-            except ValueError:  # a cell that is not a number: read everything as text to say which one
-                table = texts = pd.read_csv(
+            except ValueError:  # a cell that is not a number: read everything as text to find which
+                table = pd.read_csv(
                     io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, index_col=False
                 )
+                texts = True
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         reason = _field_count_error(text, len(header)) or " ".join(str(exc).split())
         raise AnalysisError(f"{events_path}: malformed CSV ({reason})") from None
     table = table[list(COLUMNS)]
-    keep = table["kind"].str.strip().isin(KINDS)
-    table = table[keep]
-    events = pd.DataFrame(index=table.index)
-    events["kind"] = table["kind"].str.strip().astype(object)
+    rows = len(table)
+    kinds = table["kind"].astype(str).str.strip()
+    unknown = ~kinds.isin(KINDS)
+    if unknown.any():
+        first = unknown[unknown].index[0]
+        damage.append(f"events.csv: {int(unknown.sum())} row(s) of unknown kinds ignored "
+                      f"(line {int(first) + 2}: {quote(kinds[first], 30)})")
+    events = pd.DataFrame({"kind": kinds.astype(object)}, index=table.index)
+    bad = pd.Series(False, index=table.index)
+    reasons = []
     for name in numeric:
-        column = table[name] if texts is None else _as_numbers(table[name], name, events_path)
-        events[name] = _typed(column, name, events_path)
+        values, wrong, reason = _checked(table[name], name, texts)
+        events[name] = values
+        relevant = wrong & ~unknown
+        if relevant.any():
+            first = relevant[relevant].index[0]
+            reasons.append((int(first), f"column {name}: {reason(first)}"))
+        bad |= wrong
+    bad &= ~unknown
+    if bad.any():
+        line, reason = min(reasons)
+        damage.append(f"events.csv: {int(bad.sum())} row(s) with values that are not numbers or impossible ignored "
+                      f"(line {line + 2}: {reason})")
+    events = events[~unknown & ~bad]
+    if rows and events.empty and damage:
+        raise AnalysisError(f"{events_path}: nothing usable: {damage[-1]}")
+    for name in numeric:
+        if name in INT_COLUMNS:
+            events[name] = events[name].astype("Int64")
     events = events[list(COLUMNS)]
-    if events["time"].isna().any():
-        line = int(events.index[events["time"].isna()][0]) + 2
-        raise AnalysisError(f"{events_path}: line {line}: empty time")
     events = events.sort_values("time", kind="mergesort").reset_index(drop=True)
-    return events, dropped
+    return events, damage
 
 
 def _field_count_error(text: str, expected: int) -> str | None:
@@ -209,28 +238,37 @@ def _field_count_error(text: str, expected: int) -> str | None:
     return None
 
 
-def _as_numbers(column: pd.Series, name: str, events_path: Path) -> pd.Series:
-    stripped = column.str.strip()
-    values = pd.to_numeric(stripped.replace("", np.nan), errors="coerce")
-    bad = values.isna() & (stripped != "")
-    if bad.any():
-        index = bad[bad].index[0]
-        raise AnalysisError(
-            f"{events_path}: line {int(index) + 2}: column {name}: {stripped[index]!r} is not a number"
-        )
-    return values.astype("float64")
+def _checked(column: pd.Series, name: str, texts: bool):
+    """(the column as floats, which rows hold what cannot be, a reason for a row) for one numeric column: text
+    that is not a number; in every column an infinite value; an empty or negative time; a negative latency; a
+    negative or fractional integer."""
+    if texts:
+        stripped = column.astype(str).str.strip()
+        values = pd.to_numeric(stripped.replace("", np.nan), errors="coerce").astype("float64")
+        not_number = values.isna() & (stripped != "")
+    else:
+        stripped, values = None, column.astype("float64")
+        not_number = pd.Series(False, index=column.index)
+    infinite = np.isinf(values)
+    wrong = not_number | infinite
+    if name == "time":
+        wrong |= values.isna() | (values < 0)
+    elif name == "latency" or name in INT_COLUMNS:
+        wrong |= values < 0
+    if name in INT_COLUMNS:
+        wrong |= values.notna() & ~infinite & (values != np.floor(values))
 
+    def reason(index) -> str:
+        if not_number[index]:
+            return f"{quote(stripped[index], 30)} is not a number"
+        value = values[index]
+        if np.isnan(value):
+            return "empty"
+        if name in INT_COLUMNS and not np.isinf(value) and value >= 0:
+            return f"{value:g} is not an integer"
+        return f"{value:g} is impossible"
 
-def _typed(values: pd.Series, name: str, events_path: Path) -> pd.Series:
-    if name in FLOAT_COLUMNS:
-        return values
-    fractional = values.notna() & (values != np.floor(values))
-    if fractional.any():
-        index = fractional[fractional].index[0]
-        raise AnalysisError(
-            f"{events_path}: line {int(index) + 2}: column {name}: {float(values[index]):g} is not an integer"
-        )
-    return values.astype("Int64")
+    return values, wrong, reason
 
 
 def setting(section: object, key: str) -> object:

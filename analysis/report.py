@@ -126,8 +126,7 @@ def _notes(run: Run) -> list[str]:
                      f"the run, the last time at {perf.get('host_cpu_saturated_last_at')} s: real nodes then "
                      "waited for a CPU, so latencies and timeouts in that time are partly the host's, not the "
                      "network's. Fewer nodes or more cores give cleaner figures.")
-    if run.partial_line_dropped:
-        notes.append("events.csv ended with an incomplete line (the run stopped mid-write); it was ignored.")
+    notes += [f"Damaged results: {line}." for line in run.damage]
     if run.missing_points:
         notes.append("Sweep points listed but not found (not run, or still running): "
                      + ", ".join(run.missing_points) + ".")

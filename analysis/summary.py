@@ -43,6 +43,7 @@ def summarise(run: Run) -> dict:
         "criteria": run_criteria(run),
         "stats": run_stats(run),
         **({"pubsub": pubsub_stats(run)} if run_has_pubsub(run) else {}),
+        **({"damage": list(run.damage)} if run.damage else {}),
     }
 
 
@@ -79,6 +80,8 @@ def _summarise_sweep(run: Run) -> dict:
         "criteria": sweep_criteria(run, ratio),
         "points": points,
         "missing_points": list(run.missing_points),
+        **({"damage": damage} if (damage := run.damage + [f"{p.path.name}: {line}" for p in run.points
+                                                          for line in p.damage]) else {}),
     }
 
 

@@ -107,13 +107,14 @@ def test_load_dtypes_and_unknown_kinds(tmp_path):
     assert str(run.events["ok"].dtype) == "Int64"
     assert str(run.events["node"].dtype) == "Int64"
     assert str(run.events["latency"].dtype) == "float64"
-    assert run.name == "tiny" and not run.partial_line_dropped
+    assert run.name == "tiny"
+    assert run.damage == ["events.csv: 1 row(s) of unknown kinds ignored (line 33: 'gossip')"]
 
 
 def test_truncated_final_line_is_dropped(tmp_path):
     whole = summarise(load_run(write_run(tmp_path / "whole")))
     run = load_run(write_run(tmp_path / "crashed", tail="42.000000,lookup,3,0.0"))
-    assert run.partial_line_dropped
+    assert run.damage[0] == "events.csv ended with an incomplete line (the run stopped mid-write); it was ignored"
     assert len(run.events) == len(ROWS) - 1
     assert summarise(run)["criteria"] == whole["criteria"]
 
@@ -122,7 +123,7 @@ def test_unfinished_header_means_no_events(tmp_path):
     path = write_run(tmp_path / "run")
     (path / "events.csv").write_text("time,kind,no")
     run = load_run(path)
-    assert run.events.empty and run.partial_line_dropped
+    assert run.events.empty and run.damage
     summary = summarise(run)
     assert summary["stats"]["lookups"] == 0
     assert by_name(summary)["lookup_p99"] == {**by_name(summary)["lookup_p99"], "value": None, "pass": False}
@@ -153,11 +154,13 @@ def test_missing_columns_and_bad_values(tmp_path):
     with pytest.raises(AnalysisError, match="missing column\\(s\\) hops, ok, value, count"):
         load_run(path)
     (path / "events.csv").write_text(HEADER + "1.0,lookup,1,fast,1,1,1,5\n")
-    with pytest.raises(AnalysisError, match="line 2: column latency: 'fast' is not a number"):
+    with pytest.raises(AnalysisError, match="nothing usable: .*line 2: column latency: 'fast' is not a number"):
         load_run(path)
     (path / "events.csv").write_text(HEADER + "1.0,lookup,1,0.2,1,1,1,5\n2.0,lookup,1,0.2,1,1.5,1,5\n")
-    with pytest.raises(AnalysisError, match="line 3: column ok: 1.5 is not an integer"):
-        load_run(path)
+    run = load_run(path)
+    assert len(run.events) == 1 and run.damage == [
+        "events.csv: 1 row(s) with values that are not numbers or impossible ignored "
+        "(line 3: column ok: 1.5 is not an integer)"]
     # two rows run together (a lost newline) must not be read as one
     (path / "events.csv").write_text(HEADER + "1.0,lookup,1,0.2,1,1,1,52.0,lookup,1,0.2,1,1,1,5\n")
     with pytest.raises(AnalysisError, match=r"malformed CSV \(line 2: expected 8 fields, found 15\)"):
@@ -244,7 +247,7 @@ def test_summary_json_is_byte_identical_and_has_no_wall_clock(tmp_path):
     text = first.decode()
     assert "wall" not in text and "started_at" not in text and "NaN" not in text
     assert list(json.loads(text)) == ["scenario", "seed", "nodes", "runtime", "simulated_seconds",
-                                      "criteria", "stats"]
+                                      "criteria", "stats", "damage"]  # the fixture's row of an unknown kind
 
 
 def test_report_files_and_plots(tmp_path):
@@ -410,3 +413,55 @@ def test_report_names_the_time_by_the_runtime(tmp_path):
     assert "simulated" not in emu_md.lower()
     formation = by_name(json.loads((emu / "summary.json").read_text()))["formation_time"]
     assert formation["description"].startswith("Emulated seconds from t=0")
+
+
+# --- damaged results (issue 14): said in the report and on stderr, or exit 2 where nothing usable remains ----------
+
+
+def test_damaged_results_are_warned_about_in_report_and_stderr(tmp_path, capsys):
+    from analysis.cli import main as report
+
+    rows = [r for r in ROWS if "gossip" not in r] + [
+        "26.000000,lookup,2,-0.5,1,1,1.000000,5",   # a negative latency
+        "27.000000,lookup,3,inf,1,1,1.000000,5",    # an infinite one
+        "28.000000,lookup,4,abc,1,1,1.000000,5",    # not a number
+        "-1.000000,get,4,0.1,2,1,,4",                # before the run began
+        "29.000000,teleport,1,,,,,",                 # a kind no runtime writes
+    ]
+    path = write_run(tmp_path / "run", rows=rows, tail="30.0,lookup,5,0.")
+    clean = summarise(load_run(write_run(tmp_path / "clean", rows=[r for r in ROWS if "gossip" not in r])))
+    assert report([str(path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"report: warning: {path}: events.csv ended with an incomplete line (the run stopped mid-write); it was "
+        "ignored",
+        f"report: warning: {path}: events.csv: 1 row(s) of unknown kinds ignored (line 37: 'teleport')",
+        f"report: warning: {path}: events.csv: 4 row(s) with values that are not numbers or impossible ignored "
+        "(line 33: column latency: -0.5 is impossible)",
+    ]
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["criteria"] == clean["criteria"]  # the damaged rows are left out, not reported
+    assert len(summary["damage"]) == 3
+    assert "Damaged results: events.csv: 4 row(s)" in (path / "report.md").read_text()
+
+
+def test_a_manifest_without_a_scenario_is_said(tmp_path, capsys):
+    from analysis.cli import main as report
+
+    path = write_run(tmp_path / "run", rows=[r for r in ROWS if "gossip" not in r])
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["scenario"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert report([str(path)]) == 0
+    assert capsys.readouterr().err.strip() == (
+        f"report: warning: {path}: manifest.json has no scenario: the default criteria are judged and the run's "
+        "settings are unknown")
+
+
+def test_nothing_usable_is_exit_2(tmp_path, capsys):
+    from analysis.cli import main as report
+
+    path = write_run(tmp_path / "run", rows=["1.0,lookup,1,-1,1,1,1,5", "2.0,lookup,1,nan,1,1,1,5x"])
+    assert report([str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"report: {path / 'events.csv'}: nothing usable: events.csv: 2 row(s)")
