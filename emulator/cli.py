@@ -126,7 +126,11 @@ def run(scenario: Any, run_dir: Path, topology: str, keep: bool, console: Consol
     from emulator.driver import Emulation
     from topologies.net import EmulatedNetwork
     from topologies.probe import probe
+    from topologies.registry import remove_dead_runs
 
+    removed = remove_dead_runs()
+    if removed:
+        console.print(removed, highlight=False, soft_wrap=True)
     capabilities = probe()
     plan = Plan(scenario)
     topo, placement = build_topology(plan, topology)

@@ -200,6 +200,7 @@ def _remove_run(tag: str, protect: set[int] = frozenset()) -> dict:
         report["log_dirs"].append(log_dir)
     with contextlib.suppress(OSError):
         (STATE_DIR / f"{tag}.json").unlink()
+        report["state_files"] = [str(STATE_DIR / f"{tag}.json")]
     return report
 
 
@@ -251,6 +252,24 @@ def cleanup(force: bool = False) -> dict:
                     summary["probe_namespaces"].append(name)
         _restore_bridge_nf_if_last()
     return summary
+
+
+def remove_dead_runs() -> str | None:
+    """Remove what emulation runs whose process is gone (a SIGKILL, a crash, a power cut of the shell) left:
+    ``cleanup()`` without force, which skips live runs. Returns one line saying what was removed, or None.
+    ``emulate`` calls it before it builds its own network, so leftovers never outlive the next run."""
+    summary = cleanup()
+    runs = summary["runs"]
+    if not runs and not summary["probe_namespaces"]:
+        return None
+
+    def count(key: str) -> int:
+        return sum(len(report.get(key, [])) for report in runs.values())
+
+    return (f"removed what {len(runs)} dead emulation run(s) left (tags {', '.join(sorted(runs)) or '-'}): "
+            f"{count('namespaces') + len(summary['probe_namespaces'])} namespaces, {count('links')} interfaces and "
+            f"bridges, {count('processes')} processes, {count('log_dirs')} temporary folders, "
+            f"{count('state_files')} registry entries")
 
 
 # -- the runs of this process ----------------------------------------------------------------------------------

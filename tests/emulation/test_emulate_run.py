@@ -4,6 +4,7 @@ run interrupted halfway that leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +134,28 @@ def test_killed_run_is_cleaned_by_cleanup(tmp_path):
     proc.wait()
     time.sleep(1)
     subprocess.run([sys.executable, "-m", "topologies.net", "cleanup"], check=True, capture_output=True)
+    assert nothing_left(tag), leftovers(tag)
+
+
+def test_the_next_emulate_removes_what_a_killed_run_left(tmp_path):
+    """kill -9 of emulate leaves namespaces, bridges, its registry entry and temporary files; the next emulate
+    removes them before it builds its own network, and says so."""
+    from topologies.registry import STATE_DIR
+
+    proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", str(short_formation(tmp_path, 60)), "--out",
+                             str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tag = running_nodes_of(proc)
+    proc.kill()
+    proc.wait()
+    time.sleep(1)
+    left = leftovers(tag)
+    assert left["namespaces"] and (STATE_DIR / f"{tag}.json").exists()
+    second = subprocess.run([sys.executable, "-m", "emulator.cli", str(short_formation(tmp_path, 5)), "--out",
+                             str(tmp_path / "next")], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    said = re.search(r"removed what \d+ dead emulation run\(s\) left \(tags ([^)]*)\): (\d+) namespaces",
+                     " ".join(second.stdout.split()))
+    assert said and tag in said.group(1).split(", ") and int(said.group(2)) >= len(left["namespaces"]), second.stdout
     assert nothing_left(tag), leftovers(tag)
 
 
