@@ -7,21 +7,17 @@ from __future__ import annotations
 import math
 import os
 import random
-import types
-import typing
 from pathlib import Path
 
-import annotated_types
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
 from experiment.feasibility import check_emulation, check_simulation, simulation_cost
 from experiment.latency import MatrixError, load_matrix, scenario_matrix
 from experiment.scenario import Lognormal, Scenario, ScenarioError, Weibull, load_scenario, parse_scenario
+from tests.helpers.bounds import numeric_fields, unbounded
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -178,36 +174,9 @@ def test_a_sweep_is_judged_by_all_its_points():
 
 # ---- the classes --------------------------------------------------------------------------------------------------
 
-def _numeric_leaves(tp, path, meta=()):
-    """(path, bounds) of every int or float a scenario can hold, with the constraints that apply to it."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        base, *extra = typing.get_args(tp)
-        more = []
-        for item in extra:
-            more.extend(item.metadata if isinstance(item, FieldInfo) else [item])
-        yield from _numeric_leaves(base, path, (*meta, *more))
-    elif origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            yield from _numeric_leaves(arg, path, meta)
-    elif origin in (dict, list, tuple):
-        args = typing.get_args(tp)
-        for i, arg in enumerate(args[1:] if origin is dict else args):
-            yield from _numeric_leaves(arg, (*path, f"[{i}]"), ())
-    elif isinstance(tp, type) and issubclass(tp, BaseModel):
-        for name, field in tp.model_fields.items():
-            yield from _numeric_leaves(field.annotation, (*path, name), tuple(field.metadata))
-    elif tp in (int, float):
-        yield path, meta
-
-
 def test_every_number_in_the_schema_has_a_range():
-    leaves = list(_numeric_leaves(Scenario, ()))
-    assert len(leaves) > 80
-    for path, meta in leaves:
-        low = any(isinstance(m, annotated_types.Ge | annotated_types.Gt) for m in meta)
-        high = any(isinstance(m, annotated_types.Le | annotated_types.Lt) for m in meta)
-        assert low and high, f"{'.'.join(path)} needs a lower and an upper bound"
+    assert len(list(numeric_fields(Scenario))) > 80
+    assert unbounded(Scenario) == []
 
 
 @settings(max_examples=200, deadline=None)

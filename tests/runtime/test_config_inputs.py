@@ -8,19 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
-import types
-import typing
 from pathlib import Path
 
-import annotated_types
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
 from p2pnode.cli import check_config, main
 from p2pnode.nodeconfig import NodeConfig, NodeConfigError, load_config, parse_config, validate_config
+from tests.helpers.bounds import numeric_fields, unbounded
 
 LISTEN = '[network]\nlisten_addresses = ["/ip4/127.0.0.1/tcp/0"]\n'
 
@@ -133,32 +129,9 @@ def test_a_good_config_passes_and_makes_nothing(tmp_path):
 
 # ---- the classes -----------------------------------------------------------------------------------------------
 
-def _numbers(tp, path, meta=()):
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        base, *extra = typing.get_args(tp)
-        more = [m for item in extra for m in (item.metadata if isinstance(item, FieldInfo) else [item])]
-        yield from _numbers(base, path, (*meta, *more))
-    elif origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            yield from _numbers(arg, path, meta)
-    elif origin in (dict, list, tuple):
-        for arg in typing.get_args(tp):
-            yield from _numbers(arg, (*path, "[]"), ())
-    elif isinstance(tp, type) and issubclass(tp, BaseModel):
-        for name, field in tp.model_fields.items():
-            yield from _numbers(field.annotation, (*path, name), tuple(field.metadata))
-    elif tp in (int, float):
-        yield path, meta
-
-
 def test_every_number_in_the_config_has_a_range():
-    leaves = list(_numbers(NodeConfig, ()))
-    assert len(leaves) > 20
-    for path, meta in leaves:
-        low = any(isinstance(m, annotated_types.Ge | annotated_types.Gt) for m in meta)
-        high = any(isinstance(m, annotated_types.Le | annotated_types.Lt) for m in meta)
-        assert low and high, f"{'.'.join(path)} needs a lower and an upper bound"
+    assert len(list(numeric_fields(NodeConfig))) > 20
+    assert unbounded(NodeConfig) == []
 
 
 _KEYS = sorted({name for section in NodeConfig.model_fields.values() for name in
@@ -186,7 +159,7 @@ def test_any_document_gives_a_config_or_short_lines(tmp_path_factory, document):
     except NodeConfigError as exc:
         _short_lines(exc)
         return
-    for path, _ in _numbers(NodeConfig, ()):
+    for path, _ in numeric_fields(NodeConfig):
         value = config
         for name in path:
             value = getattr(value, name, None) if name != "[]" else None
