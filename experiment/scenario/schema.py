@@ -534,14 +534,14 @@ class Cgnat(_Model):
 
     share: Share01 = 0.0
     type: NatBehind = "port-restricted"
-    subscribers: PosCount = 32
+    subscribers: Annotated[int, Strict(), _between(1, MAX_NODES)] = 32
 
 
 class MappingTimeout(_Model):
     """Seconds an idle NAT mapping lives (RFC 4787 REQ-5 asks at least 120 for UDP; RFC 5382 7440 for TCP)."""
 
-    udp: PosFloat = 120.0
-    tcp: PosFloat = 7440.0
+    udp: Span = 120.0
+    tcp: Span = 7440.0
 
 
 class Relays(_Model):
@@ -549,12 +549,12 @@ class Relays(_Model):
     what limits (go-libp2p's defaults)."""
 
     share: Share01 = 0.1
-    max_reservations: PosCount = 128
-    max_circuits: PosCount = 16
-    max_circuits_total: PosCount = 1024
-    circuit_duration: Count = 120
-    circuit_data: Count = 1 << 17
-    reservation_ttl: PosFloat = 3600.0
+    max_reservations: Annotated[int, Strict(), _between(1, MAX_NODES)] = 128
+    max_circuits: Annotated[int, Strict(), _between(1, MAX_NODES)] = 16
+    max_circuits_total: Annotated[int, Strict(), _between(1, MAX_NODES)] = 1024
+    circuit_duration: Annotated[int, Strict(), _between(0, MAX_TIME)] = 120  # seconds
+    circuit_data: Annotated[int, Strict(), _between(0, 1 << 40)] = 1 << 17  # bytes
+    reservation_ttl: Span = 3600.0
 
 
 class Nat(_Model):
@@ -562,7 +562,8 @@ class Nat(_Model):
 
     cgnat: Cgnat = Field(default_factory=Cgnat)
     mapping_timeout: MappingTimeout = Field(default_factory=MappingTimeout)
-    keepalive: PosFloat = 15.0  # seconds between an open connection's keepalives (they hold its mapping)
+    # seconds between an open connection's keepalives (they hold its mapping)
+    keepalive: Annotated[float, Strict(), _between(1, MAX_TIMEOUT)] = 15.0
     hairpinning: Flag = True
     relays: Relays = Field(default_factory=Relays)
     reservations: Count = 2  # relays a private node keeps a reservation at
