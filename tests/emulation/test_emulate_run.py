@@ -115,15 +115,21 @@ def nothing_left(tag: str) -> bool:
     return not any(leftovers(tag).values())
 
 
-def test_interrupted_run_cleans_up(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupted_run_cleans_up(tmp_path, signame):
+    """Ctrl-C, or SIGTERM as kill sends: a message, the manifest says interrupted, a partial report, nothing left."""
     proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", str(short_formation(tmp_path, 60)), "--out",
                              str(tmp_path / "results")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tag = running_nodes_of(proc)
     time.sleep(3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
     assert nothing_left(tag), leftovers(tag)
+    (run_dir,) = (tmp_path / "results").iterdir()
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert (run_dir / "report.md").is_file()
 
 
 def test_killed_run_is_cleaned_by_cleanup(tmp_path):
