@@ -273,7 +273,7 @@ def _network(text: str) -> str:
     try:
         ipaddress.ip_network(text)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a network (e.g. 10.99.0.0/16): {exc}") from None
+        raise ValueError(f"{quote(text)} is not a network (e.g. 10.99.0.0/16): {quote(str(exc), 80)}") from None
     return text
 
 
@@ -284,14 +284,14 @@ class Nat(_Section):
     reachability: Literal["auto", "public", "private"] = "auto"  # auto: AutoNAT decides
     autonat_server: bool = True
     relay_service: bool = False  # serve Circuit Relay v2 once public
-    relays: Annotated[int, Field(ge=0)] = 2  # relays a private node keeps a reservation at
+    relays: Annotated[int, _range(0, 1000, open_lo=False)] = 2  # relays a private node keeps a reservation at
     hole_punching: bool = True  # DCUtR
-    max_reservations: PositiveInt = 128
-    max_circuits: PositiveInt = 16
-    circuit_duration: Annotated[int, Field(ge=0)] = 120  # seconds; 0: no limit
-    circuit_data: Annotated[int, Field(ge=0)] = 1 << 17  # bytes each way; 0: no limit
+    max_reservations: Limit = 128
+    max_circuits: Limit = 16
+    circuit_duration: Annotated[int, _range(0, YEAR, open_lo=False)] = 120  # seconds; 0: no limit
+    circuit_data: Annotated[int, _range(0, 1 << 40, open_lo=False)] = 1 << 17  # bytes each way; 0: no limit
     # networks whose addresses count as public (a lab's "internet"; AutoNAT never dials private addresses)
-    public_ranges: list[Annotated[str, AfterValidator(_network)]] = Field(default_factory=list)
+    public_ranges: list[Annotated[str, AfterValidator(_network)]] = Field(default_factory=list, max_length=1000)
     mdns: bool = False  # discover peers on the local link (_p2p._udp.local)
     port_mapping: bool = False  # ask the router for a port mapping (UPnP IGD, NAT-PMP, PCP)
 
