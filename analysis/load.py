@@ -86,6 +86,23 @@ def load_run(directory: str | Path) -> Run:
     return Run(path, manifest, events, damage=damage + more)
 
 
+def read_section(directory: str | Path, file_name: str) -> dict | None:
+    """A run's optional JSON file beside its events (``nat.json``, ``access.json``): None when the run has none;
+    an unreadable or damaged one is said on stderr and read as none."""
+    file = Path(directory) / file_name
+    if not file.exists():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(f"{file}: left out, not readable as JSON ({quote(str(exc))})", stacklevel=2)
+        return None
+    if not isinstance(data, dict):
+        warnings.warn(f"{file}: left out, not a JSON object", stacklevel=2)
+        return None
+    return data
+
+
 def _read_manifest(path: Path) -> dict:
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():

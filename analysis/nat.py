@@ -18,7 +18,6 @@ without them (``nat_comparison``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.load import read_section
 from analysis.render import Doc
 
 NAT_FILE = "nat.json"
@@ -34,14 +34,6 @@ TRAUTWEIN = {"success": 0.70, "spread": 0.071, "first_attempt": 0.976}
 TRANSPORTS = {0: "QUIC", 1: "TCP"}
 
 
-def load_nat(path: Path) -> dict | None:
-    file = Path(path) / NAT_FILE
-    if not file.exists():
-        return None
-    try:
-        return json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _kind(events: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -177,7 +169,7 @@ def _f(value, pattern: str) -> str:
 
 def nat_section(doc: Doc, path: Path, events: pd.DataFrame) -> list[Path]:
     """The report's NAT section, when the run has a ``nat.json``; returns the PNGs it wrote."""
-    nat = load_nat(path)
+    nat = read_section(path, NAT_FILE)
     if nat is None:
         return []
     doc.heading("NAT traversal")

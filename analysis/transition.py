@@ -8,24 +8,16 @@ network offered it, nodes that chose it, failed probes before the choice, re-pro
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from analysis.load import read_section
 from analysis.render import Doc
 
 ACCESS_FILE = "access.json"
 
 
-def load_access(path: Path) -> dict | None:
-    file = Path(path) / ACCESS_FILE
-    if not file.exists():
-        return None
-    try:
-        return json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def mechanism_table(access: dict, events: pd.DataFrame) -> list[dict]:
@@ -70,7 +62,7 @@ def _f(value, pattern: str) -> str:
 
 def transition_section(doc: Doc, path: Path, events: pd.DataFrame) -> None:
     """The report's section, when the run has an ``access.json``."""
-    access = load_access(path)
+    access = read_section(path, ACCESS_FILE)
     if access is None:
         return
     rows = mechanism_table(access, events)
