@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 from experiment.latency import scenario_matrix
-from p2pnode.identity import Keypair
+from p2pnode.security.puzzles import solve_dynamic, solve_static
 
 DRAIN = 10.0  # seconds after the measured period for running operations to finish
 
@@ -51,7 +51,11 @@ class Plan:
         self.rng_work = random.Random(master.getrandbits(64))
         self.rng_nodes = random.Random(master.getrandbits(64))  # handed to simulated nodes
         build = random.Random(master.getrandbits(64))
-        self.keypairs = [Keypair.from_seed(build.randbytes(32)) for _ in range(n)]
+        security = scenario.security
+        # keys whose IDs meet the static puzzle (each seed is tried first, so with puzzles off these are the
+        # keys of the seeds), and each ID's dynamic-puzzle solution
+        self.keypairs = [solve_static(build.randbytes(32), security.puzzle_static)[0] for _ in range(n)]
+        self.puzzles = [solve_dynamic(kp.peer_id.kad_id, security.puzzle_dynamic)[0] for kp in self.keypairs]
         self.peer_ids = [kp.peer_id for kp in self.keypairs]
         self.kad_ids = [p.kad_id for p in self.peer_ids]
         self.region_names, self.rtt_ms = scenario_matrix(scenario)

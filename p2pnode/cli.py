@@ -19,6 +19,7 @@ import time
 
 from p2pnode.identity import IdentityError, Keypair, PeerId
 from p2pnode.nodeconfig import NodeConfig, NodeConfigError, load_config
+from p2pnode.security.puzzles import solve_static, static_bits
 from p2pnode.userinput import InputFileError, read_bytes
 
 
@@ -65,7 +66,8 @@ def load_or_create_key(config: NodeConfig) -> Keypair:
         except InputFileError as exc:
             raise UsageError(f"network.key_file: {path}: {exc.reason}") from None
     elif config.network.peer_id == "auto":
-        keypair = Keypair.generate()
+        # a key whose ID meets the static puzzle (S/Kademlia): about 2**puzzle_static key generations
+        keypair = solve_static(os.urandom(32), config.security.puzzle_static)[0]
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -75,6 +77,10 @@ def load_or_create_key(config: NodeConfig) -> Keypair:
     wanted = config.network.peer_id
     if wanted != "auto" and PeerId.from_base58(wanted) != keypair.peer_id:
         raise UsageError(f"network.peer_id {wanted} is not the peer ID of the key in {path} ({keypair.peer_id})")
+    if static_bits(keypair.peer_id.kad_id) < config.security.puzzle_static:
+        raise UsageError(f"security.puzzle_static: the key in {path} ({keypair.peer_id}) does not meet the "
+                         f"{config.security.puzzle_static}-bit static ID puzzle; peers would refuse it (lower the "
+                         "difficulty, or remove the key file so that one that meets it is made)")
     return keypair
 
 
@@ -154,7 +160,8 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
     kad = KadConfig(k=dht.replication_factor, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
                     record_ttl=dht.record_ttl, provider_ttl=dht.provider_ttl, republish_interval=republish,
                     request_timeout=dht.request_timeout, slow_after=dht.slow_after,
-                    refresh_interval=dht.refresh_interval)
+                    refresh_interval=dht.refresh_interval, puzzle_static=config.security.puzzle_static,
+                    puzzle_dynamic=config.security.puzzle_dynamic, siblings=config.security.siblings)
     rate = config.pubsub.expected_rate
     score = ScoreConfig(enabled=config.pubsub.scoring,
                         default_topic=TopicScoreParams.for_rate(rate) if rate else None)

@@ -25,10 +25,23 @@ class KadConfig:
     # node's traffic; peers that fail a request are dropped at once anyway.
     questionable_after: float = 900.0
     max_record_size: int = 64 * 1024
+    # S/Kademlia (p2pnode.security.puzzles): the static and dynamic node-ID puzzles' difficulties in bits
+    # (0: off, for peers that solve none); a peer whose ID fails them is kept out of the routing table and
+    # out of lookups.
+    puzzle_static: int = 0
+    puzzle_dynamic: int = 0
+    # S/Kademlia's sibling list: the s >= k peers closest to our own ID are kept even when their bucket is
+    # full, and a new sibling is handed the records it is now among the k closest to (replica placement).
+    # 0: no sibling list.
+    siblings: int = 0
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.alpha < 1:
             raise ValueError("k and alpha must be at least 1")
+        if self.siblings and self.siblings < self.k:
+            raise ValueError("siblings must be 0 (none) or at least k")
+        if not (0 <= self.puzzle_static <= 64 and 0 <= self.puzzle_dynamic <= 64):
+            raise ValueError("puzzle difficulties must be between 0 and 64 bits")
         if not 1 <= self.disjoint_paths <= self.alpha:
             raise ValueError("disjoint_paths must be between 1 and alpha")
         if not 0 < self.slow_after <= self.request_timeout:

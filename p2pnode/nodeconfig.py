@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from p2pnode.identity import IdentityError, PeerId
@@ -236,6 +237,14 @@ class Security(_Section):
     require_authentication: bool = True
     rate_limit_per_peer: Limit = 100
     total_rate_limit: Annotated[int, _range(0, 100_000_000)] = 10000
+    # ours: S/Kademlia's node-ID puzzles, in bits (0: off, for peers that solve none: other libp2p nodes).
+    # A peer whose ID fails them is kept out of the routing table and out of lookups; this node's own key
+    # must meet puzzle_static (an "auto" key is made so), and it solves puzzle_dynamic at start.
+    puzzle_static: Annotated[int, _range(0, 32, open_lo=False)] = 0
+    puzzle_dynamic: Annotated[int, _range(0, 32, open_lo=False)] = 0
+    # ours: the sibling list, the peers closest to this node's ID kept whatever their bucket (0: none;
+    # else at least dht.replication_factor); new siblings are handed the records they should hold
+    siblings: Annotated[int, _range(0, 1024, open_lo=False)] = 0
 
 
 class Resources(_Section):
@@ -316,6 +325,13 @@ class NodeConfig(_Section):
     nat: Nat = Field(default_factory=Nat)
     log: Log = Field(default_factory=Log)
     _base_dir: Path = PrivateAttr(default=Path("."))  # the file's directory: relative paths start here
+
+    @model_validator(mode="after")
+    def _siblings_hold_a_replica_set(self) -> NodeConfig:
+        if 0 < self.security.siblings < self.dht.replication_factor:
+            raise ValueError(f"security.siblings: {self.security.siblings} is below dht.replication_factor "
+                             f"({self.dht.replication_factor}); a sibling list holds at least that many (0: none)")
+        return self
 
     @property
     def base_dir(self) -> Path:

@@ -37,10 +37,12 @@ from sim.nat import NatModel
 from sim.runtime import SimNetwork, SimRuntime
 
 
-def kad_config(dht: Any) -> KadConfig:
+def kad_config(dht: Any, security: Any) -> KadConfig:
     return KadConfig(k=dht.k, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
                      request_timeout=dht.request_timeout, slow_after=dht.slow_after, record_ttl=dht.record_ttl,
-                     republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval)
+                     republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval,
+                     puzzle_static=security.puzzle_static, puzzle_dynamic=security.puzzle_dynamic,
+                     siblings=security.siblings)
 
 
 def gossip_config(pubsub: Any) -> GossipConfig:
@@ -64,7 +66,7 @@ class Simulation:
         self.rng_net, self.rng_churn = plan.rng_net, plan.rng_churn
         self.rng_work, self.rng_nodes = plan.rng_work, plan.rng_nodes
         self.env = simpy.Environment()
-        self.config = kad_config(scenario.dht)
+        self.config = kad_config(scenario.dht, scenario.security)
         n = self.n = plan.n
         self.keypairs = plan.keypairs
         access = plan.access
@@ -83,7 +85,7 @@ class Simulation:
         self.network = SimNetwork(self.env, latency, scenario.network.loss, self.rng_net,
                                   wire_exact=scenario.dht.wire == "exact",
                                   idle_timeout=scenario.network.idle_timeout)
-        self.infos = [PeerInfo(peer_id) for peer_id in plan.peer_ids]
+        self.infos = [PeerInfo(peer_id, puzzle=x) for peer_id, x in zip(plan.peer_ids, plan.puzzles, strict=True)]
         for info in self.infos:
             self.network.add_endpoint(info)
         self.nat = None

@@ -575,6 +575,18 @@ class Nat(_Model):
         return set(nodes.nat) != {"none"} or self.cgnat.share > 0
 
 
+PuzzleBits = Annotated[int, Strict(), _between(0, 32)]
+
+
+class Security(_Model):
+    """The security layer (docs/scenarios.md, p2pnode/security): S/Kademlia's node-ID puzzles (bits; 0: off)
+    and sibling list (0: none, else at least dht.k)."""
+
+    puzzle_static: PuzzleBits = 0
+    puzzle_dynamic: PuzzleBits = 0
+    siblings: Annotated[int, Strict(), _between(0, 1024)] = 0
+
+
 class Scenario(_Model):
     name: Annotated[str, Strict(), AfterValidator(_check_name)]
     description: Annotated[str, Strict()] = ""
@@ -589,6 +601,7 @@ class Scenario(_Model):
     pubsub: Pubsub | None = None  # None (section omitted or null): no pub-sub in the run
     mcp: Mcp | None = None  # None: no MCP calls in the run
     nat: Nat = Field(default_factory=Nat)
+    security: Security = Field(default_factory=Security)
     measure: Measure = Field(default_factory=Measure)
     # None (section omitted or null): the analysis judges its default set; {}: judge nothing.
     criteria: (
@@ -643,6 +656,9 @@ class Scenario(_Model):
                 )
         if self.sweep is not None and self.sweep.scoring is not None and self.pubsub is None:
             items.append((("sweep", "scoring"), "needs a pubsub section"))
+        if 0 < self.security.siblings < self.dht.k:
+            items.append((("security", "siblings"), f"{self.security.siblings} is below dht.k ({self.dht.k}): "
+                          "a sibling list holds at least k peers (0: none)"))
         source = (info.context or {}).get("source")
         for key in ("matrix", "graph"):
             file = _resolve(getattr(self.network.latency, key), source)

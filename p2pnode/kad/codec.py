@@ -200,6 +200,8 @@ def _known_peer_id(raw: bytes) -> PeerId:
 
 
 _CONNECTION_TYPES = {int(c): c for c in ConnectionType}
+MAX_PUZZLE = 32
+"""A dynamic-puzzle solution is XORed with a 256-bit node ID: longer ones are refused."""
 
 
 def _add_peers(field, peers: tuple[PeerInfo, ...]) -> None:
@@ -208,12 +210,16 @@ def _add_peers(field, peers: tuple[PeerInfo, ...]) -> None:
         pb.id = peer.peer_id.raw
         pb.addrs.extend(peer.addrs)
         pb.connection = peer.connection
+        if peer.puzzle:
+            pb.puzzle = peer.puzzle
 
 
 def _peer_from_pb(pb: dht_pb2.Message.Peer, where: str) -> PeerInfo:
     # The connection type is only a hint; an unknown one (proto3 enums are open) tells us nothing.
     connection = _CONNECTION_TYPES.get(pb.connection, ConnectionType.NOT_CONNECTED)
-    return PeerInfo(_peer_id(pb.id, where), tuple(pb.addrs), connection)
+    if len(pb.puzzle) > MAX_PUZZLE:
+        raise CodecError(f"a puzzle solution of {len(pb.puzzle)} bytes in {where}; at most {MAX_PUZZLE}")
+    return PeerInfo(_peer_id(pb.id, where), tuple(pb.addrs), connection, pb.puzzle)
 
 
 def _peers_from_pb(field, where: str) -> tuple[PeerInfo, ...]:
@@ -352,15 +358,15 @@ _TYPE_FIELD = {kind: _optional_varint_field(kind) for kind in MessageType}
 def _peer_field(peer: PeerInfo) -> int:
     """Size of one ``closerPeers``/``providerPeers`` element, tag and length included."""
     # keyed on the fields, not the PeerInfo: infos of one peer are equal whatever their addresses
-    return _peer_field_size(len(peer.peer_id.raw), peer.addrs, peer.connection)
+    return _peer_field_size(len(peer.peer_id.raw), peer.addrs, peer.connection, len(peer.puzzle))
 
 
 @lru_cache(maxsize=1 << 16)
-def _peer_field_size(id_len: int, addrs: tuple[bytes, ...], connection: int) -> int:
+def _peer_field_size(id_len: int, addrs: tuple[bytes, ...], connection: int, puzzle_len: int = 0) -> int:
     size = _bytes_field(id_len)  # never empty: a peer ID has at least two bytes
     for addr in addrs:
         size += _bytes_field(len(addr))  # repeated elements are written even when empty
-    size += _optional_varint_field(connection)
+    size += _optional_varint_field(connection) + _optional_bytes_field(puzzle_len)
     return _bytes_field(size)
 
 
@@ -371,7 +377,7 @@ _BARE_PEER_FIELD = [_bytes_field(_bytes_field(n)) for n in range(128)]
 def _peers_field(peers: tuple[PeerInfo, ...]) -> int:
     bare = _BARE_PEER_FIELD
     return sum([
-        _peer_field(p) if p.addrs or p.connection else bare[len(p.peer_id.raw)]
+        _peer_field(p) if p.addrs or p.connection or p.puzzle else bare[len(p.peer_id.raw)]
         for p in peers
     ])
 

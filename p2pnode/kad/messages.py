@@ -31,7 +31,8 @@ class ConnectionType(IntEnum):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PeerInfo:
-    """``Message.Peer``: a peer ID and its multiaddrs (binary form).
+    """``Message.Peer``: a peer ID and its multiaddrs (binary form), and its S/Kademlia dynamic-puzzle
+    solution (``p2pnode.security.puzzles``; empty for peers that solve none).
 
     Two infos are equal when they name the same peer, whatever addresses each carries: a peer's addresses
     change and arrive by different routes, but the connection table and the routers key on who it is.
@@ -40,6 +41,7 @@ class PeerInfo:
     peer_id: PeerId
     addrs: tuple[bytes, ...] = ()
     connection: ConnectionType = ConnectionType.NOT_CONNECTED
+    puzzle: bytes = b""
 
     def __eq__(self, other: object) -> bool:
         return self is other or (isinstance(other, PeerInfo) and other.peer_id == self.peer_id)
@@ -48,7 +50,8 @@ class PeerInfo:
         return self.peer_id._hash  # cheap: the peer ID caches its hash
 
     def same_as(self, other: PeerInfo) -> bool:
-        return (self.peer_id, self.addrs, self.connection) == (other.peer_id, other.addrs, other.connection)
+        return ((self.peer_id, self.addrs, self.connection, self.puzzle)
+                == (other.peer_id, other.addrs, other.connection, other.puzzle))
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from p2pnode.kad.messages import (
 from p2pnode.kad.query import WAITING, Lookup
 from p2pnode.kad.records import ProviderStore, RecordStore, make_record, record_is_valid
 from p2pnode.kad.routing import RoutingTable
+from p2pnode.security.puzzles import PuzzleCheck, solve_dynamic, static_bits
 
 JOIN_RETRY_MAX = 60.0  # seconds: the longest wait between attempts to join when no bootstrap peer answered
 
@@ -64,10 +65,16 @@ class KademliaNode:
     ):
         self.keypair = keypair
         self.peer_id = keypair.peer_id
-        self.info = PeerInfo(keypair.peer_id, addrs)
         self.runtime = runtime
-        self.config = config or KadConfig()
-        self.table = RoutingTable(self.peer_id.kad_id, self.config.k, self.config.questionable_after)
+        self.config = config = config or KadConfig()
+        kad_id = self.peer_id.kad_id
+        self.puzzles = PuzzleCheck(config.puzzle_static, config.puzzle_dynamic)
+        if static_bits(kad_id) < config.puzzle_static:
+            raise ValueError(f"this node's key does not meet the static ID puzzle ({config.puzzle_static} bits): "
+                             "peers would refuse it (p2pnode.security.puzzles.solve_static makes one that does)")
+        self.puzzle = solve_dynamic(kad_id, config.puzzle_dynamic)[0]
+        self.info = PeerInfo(keypair.peer_id, addrs, puzzle=self.puzzle)
+        self.table = RoutingTable(kad_id, config.k, config.questionable_after, config.siblings)
         self.records = RecordStore(self.config.max_record_size)
         self.providers = ProviderStore(self.config.k)
         self.running = False
@@ -94,9 +101,8 @@ class KademliaNode:
     def _join(self, on_bootstrapped: Callable[[], None] | None, attempt: int) -> None:
         if not self.running:
             return
-        now = self.runtime.now()
         for peer in self._bootstrap:
-            self.table.update(peer, now)
+            self._seen(peer)
 
         def refreshed() -> None:
             if self._bootstrap and not self.table.peers:  # nobody answered: we are not part of any network
@@ -153,7 +159,7 @@ class KademliaNode:
         now = self.runtime.now()
         if not self.table.peers:
             for peer in self._bootstrap:
-                self.table.update(peer, now)
+                self._seen(peer)
         interval = self.config.refresh_interval
         stale = [
             i for i in self._refreshable_buckets()
@@ -185,9 +191,37 @@ class KademliaNode:
             self._seen(peer)
 
     def _seen(self, peer: PeerInfo) -> None:
-        candidate = self.table.update(peer, self.runtime.now())
+        table = self.table
+        kad_id = peer.peer_id.kad_id
+        if kad_id in table:
+            candidate = table.update(peer, self.runtime.now())
+        else:  # an insert: only an ID that meets the puzzles gets in
+            if self.puzzles.enabled and not self.puzzles.admit(kad_id, peer.puzzle):
+                return
+            candidate = table.update(peer, self.runtime.now())
+            if table.sibling_count and kad_id in table:
+                self._hand_off(peer)
         if candidate is not None:
             self._check_alive(candidate)
+
+    def _hand_off(self, peer: PeerInfo) -> None:
+        """Replica placement: a peer that has just joined our neighbourhood gets the records it is now
+        among the k closest to (and so should hold), as S/Kademlia's sibling list has them placed."""
+        if peer not in self.table.siblings():
+            return
+        now = self.runtime.now()
+        kad_id, k = peer.peer_id.kad_id, self.config.k
+        for stored in self.records.items():
+            if stored.expires > now and any(p.peer_id.kad_id == kad_id
+                                            for p in self.table.closest(kad_key(stored.record.key), k)):
+                self.runtime.request(peer, PutValue(stored.record), self.config.request_timeout, _ignore, _ignore)
+
+    def _admitted(self, peers: tuple[PeerInfo, ...]) -> tuple[PeerInfo, ...] | list[PeerInfo]:
+        """The referred peers a lookup may contact: those whose IDs meet the puzzles."""
+        if not self.puzzles.enabled:
+            return peers
+        admit = self.puzzles.admit
+        return [p for p in peers if admit(p.peer_id.kad_id, p.puzzle)]
 
     def _check_alive(self, peer: PeerInfo) -> None:
         def answered(_: Any) -> None:
@@ -262,6 +296,9 @@ class KademliaNode:
         now = self.runtime.now()
         config = self.config
         seeds = self.table.closest(target, config.k)
+        if not seeds and self.puzzles.enabled:
+            # bootstrap peers whose puzzle solution we have not seen yet (Identify tells it later)
+            seeds = self._bootstrap[: config.k]
         self.table.mark_lookup(target, now)
         query = _Query(key, Lookup(target, seeds, config.k, config.alpha, config.disjoint_paths, self.peer_id.kad_id),
                        request, on_reply, on_done, now)
@@ -321,7 +358,7 @@ class KademliaNode:
         self._seen(peer)
         if query.done:
             return
-        query.lookup.on_success(peer, getattr(response, "closer_peers", ()))
+        query.lookup.on_success(peer, self._admitted(getattr(response, "closer_peers", ())))
         if query.on_reply is not None and query.on_reply(query, peer, response):
             query.done = True
             query.on_done(query)
@@ -455,3 +492,7 @@ class KademliaNode:
                                    self.runtime.now()))
 
         self._query(key, GetProviders(key), reply, done)
+
+
+def _ignore(_: Any) -> None:
+    """Hand-offs are best effort: the next republish repairs a lost one."""

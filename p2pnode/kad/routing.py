@@ -6,6 +6,11 @@ first (a dict keeps insertion order; re-inserting moves a peer to the end). A fu
 the newcomer waits in the bucket's replacement cache while the caller checks that the least-recently-seen
 peer is still alive (Kademlia's preference for long-lived peers); ``remove`` promotes the newest waiting
 replacement.
+
+With a sibling list of size s (S/Kademlia, Baumgart & Mies 2007, section 4.2) the s peers closest to our
+own ID are all kept: a newcomer among them whose bucket is full waits in no cache but joins ``overflow``,
+which ``closest`` searches too, so a node always knows its whole neighbourhood, the peers that hold
+replicas of the keys nearest to it.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ class Bucket:
 
 
 class RoutingTable:
-    def __init__(self, local_id: int, k: int = 20, stale_after: float = 900.0):
+    def __init__(self, local_id: int, k: int = 20, stale_after: float = 900.0, siblings: int = 0):
         self.local_id = local_id
         self.k = k
+        self.sibling_count = siblings
+        self.overflow: dict[int, PeerInfo] = {}  # siblings whose full bucket could not take them
         # A full bucket's oldest entry is pinged only if it has not been heard from for this long; a peer
         # seen a moment ago is alive, and pinging it would double the traffic of a busy node.
         self.stale_after = stale_after
@@ -43,10 +50,10 @@ class RoutingTable:
         self._indices: list[int] = []          # the buckets' indices, ascending
 
     def __len__(self) -> int:
-        return len(self.peers)
+        return len(self.peers) + len(self.overflow)
 
     def __contains__(self, kad_id: int) -> bool:
-        return kad_id in self.peers
+        return kad_id in self.peers or kad_id in self.overflow
 
     def bucket_index(self, kad_id: int) -> int:
         return (kad_id ^ self.local_id).bit_length()
@@ -71,6 +78,12 @@ class RoutingTable:
             entries[kad_id] = info
             bucket.seen[kad_id] = now
             self.peers[kad_id] = info
+            if self.overflow:
+                self._trim_overflow()
+            return None
+        if self.sibling_count and self._within_siblings(kad_id, index):
+            self.overflow[kad_id] = info
+            self._trim_overflow()
             return None
         replacements = bucket.replacements
         replacements.pop(kad_id, None)
@@ -83,6 +96,30 @@ class RoutingTable:
         bucket.checking = True
         return entries[oldest]
 
+    def _within_siblings(self, kad_id: int, index: int) -> bool:
+        """Whether fewer than s known peers are closer to us than ``kad_id`` (in bucket ``index``)."""
+        distance = kad_id ^ self.local_id
+        closer = sum(1 for other in self.overflow if other ^ self.local_id < distance)
+        limit = self.sibling_count
+        for i in self._indices:
+            if i > index or closer >= limit:
+                break
+            entries = self.buckets[i].entries
+            closer += len(entries) if i < index else sum(1 for other in entries if other ^ self.local_id < distance)
+        return closer < limit
+
+    def _trim_overflow(self) -> None:
+        """Drop overflow peers that newer, closer siblings have pushed out of the s closest."""
+        while self.overflow:
+            farthest = max(self.overflow, key=self.local_id.__xor__)
+            if self._within_siblings(farthest, self.bucket_index(farthest)):
+                return
+            del self.overflow[farthest]
+
+    def siblings(self) -> list[PeerInfo]:
+        """The s known peers closest to our own ID, closest first (empty without a sibling list)."""
+        return self.closest(self.local_id, self.sibling_count) if self.sibling_count else []
+
     def check_done(self, info: PeerInfo, alive: bool, now: float) -> None:
         """The result of a liveness check that ``update`` asked for."""
         bucket = self.buckets.get(self.bucket_index(info.peer_id.kad_id))
@@ -94,16 +131,26 @@ class RoutingTable:
             self.remove(info.peer_id.kad_id)
 
     def remove(self, kad_id: int) -> None:
-        """Drop a peer that failed to answer; the newest replacement, if any, takes its place."""
-        bucket = self.buckets.get((kad_id ^ self.local_id).bit_length())
+        """Drop a peer that failed to answer; a sibling waiting in ``overflow`` or else the newest
+        replacement, if any, takes its place."""
+        index = (kad_id ^ self.local_id).bit_length()
+        bucket = self.buckets.get(index)
         if bucket is None:
             return
         bucket.replacements.pop(kad_id, None)
+        if self.overflow.pop(kad_id, None) is not None:
+            return
         if bucket.entries.pop(kad_id, None) is None:
             return
         del bucket.seen[kad_id]
         del self.peers[kad_id]
-        if bucket.replacements:
+        waiting = [other for other in self.overflow if (other ^ self.local_id).bit_length() == index]
+        if waiting:
+            new_id = min(waiting, key=self.local_id.__xor__)
+            bucket.entries = {new_id: self.overflow.pop(new_id), **bucket.entries}
+            bucket.seen[new_id] = float("-inf")
+            self.peers[new_id] = bucket.entries[new_id]
+        elif bucket.replacements:
             new_id, new_info = bucket.replacements.popitem()
             # Promoted peers were seen when they were cached; they go to the front as the oldest.
             bucket.entries = {new_id: new_info, **bucket.entries}
@@ -143,8 +190,13 @@ class RoutingTable:
                     need += i == skip
                     if len(found) >= need:
                         break
+        overflow = self.overflow
+        if overflow:
+            found += overflow  # near our own ID: the sort below puts them where they belong
         found.sort(key=target.__xor__)
         peers = self.peers
+        if overflow:
+            return [peers.get(kad_id) or overflow[kad_id] for kad_id in found[: n + 1] if kad_id != exclude][:n]
         if skip:
             return [peers[kad_id] for kad_id in found[: n + 1] if kad_id != exclude][:n]
         return [peers[kad_id] for kad_id in found[:n]]

@@ -144,7 +144,7 @@ class Node:
         except BaseException:
             await swarm.close()  # nothing half-open stays behind (e.g. the second of two addresses was taken)
             raise
-        own = PeerInfo(self.peer_id, tuple(a.to_bytes() for a in swarm.advertised_addrs()))
+        own = PeerInfo(self.peer_id, tuple(a.to_bytes() for a in swarm.advertised_addrs()), puzzle=self.host.dht.puzzle)
         self.host.dht.info = self.host.info = own
         self.running = True
         log.info("node %s listening on %s", self.peer_id.short(), ", ".join(map(str, swarm.listen_addrs)))

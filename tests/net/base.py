@@ -28,6 +28,7 @@ from p2pnode.host import Host
 from p2pnode.identity import Keypair, PeerId
 from p2pnode.interface import Runtime, Timer
 from p2pnode.kad.messages import PeerInfo
+from p2pnode.security.puzzles import solve_dynamic, solve_static
 from sim.runtime import DIAL_TIMEOUT
 
 __all__ = ["DIAL_TIMEOUT", "DropRule", "Sent", "TestNet"]
@@ -130,9 +131,10 @@ class TestNet:
                  **host_args: Any) -> Host:
         """A host on a new endpoint (``host_args``: ``Host``'s ``peers``, ``max_peers``, ``router``,
         ``discover``), started unless ``start`` is false; see ``start`` for ``heartbeat``."""
-        keypair = Keypair.from_seed(self.rng.randbytes(32))
+        kad = kad or KadConfig()
+        keypair = solve_static(self.rng.randbytes(32), kad.puzzle_static)[0]  # the seed's own key if c1 = 0
         rng = random.Random(self.rng.getrandbits(64))
-        index = self._endpoint(keypair)
+        index = self._endpoint(keypair, solve_dynamic(keypair.peer_id.kad_id, kad.puzzle_dynamic)[0])
         host = Host(keypair, _Recorder(self, index, self._runtime(index, rng)), kad, gossip, score, **host_args)
         self.hosts[index] = host
         if start:
@@ -288,9 +290,9 @@ class TestNet:
 
     # ---- what a runtime supplies -------------------------------------------------------------------
 
-    def _endpoint(self, keypair: Keypair) -> int:
+    def _endpoint(self, keypair: Keypair, puzzle: bytes = b"") -> int:
         index = len(self.infos)
-        info = PeerInfo(keypair.peer_id)
+        info = PeerInfo(keypair.peer_id, puzzle=puzzle)
         self.infos.append(info)
         self.hosts.append(None)
         self._index[info.peer_id.raw] = index
