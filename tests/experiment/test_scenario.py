@@ -842,6 +842,7 @@ def test_to_dict_is_json_and_stable(name):
         "pubsub",
         "mcp",
         "nat",
+        "security",
         "measure",
         "criteria",
         "sweep",
