@@ -15,6 +15,16 @@ class KadConfig:
     # to respond quickly are removed from consideration until and unless they do respond"); a crashed
     # peer then costs a lookup this, not the whole timeout. Longer than any RTT the models produce.
     slow_after: float = 1.0
+    # Adaptive waits (p2pnode/kad/rtt.py): a lookup stops waiting for a request after the peer's RTO
+    # (SRTT + 4 RTTVAR, RFC 6298), at least ``min_wait`` and at most ``slow_after``; a request to a measured
+    # peer fails after ``timeout_rtos`` RTOs (at least slow_after, at most request_timeout). Off: the fixed
+    # slow_after and request_timeout, as go-libp2p-kad-dht waits.
+    adaptive: bool = True
+    min_wait: float = 0.1
+    timeout_rtos: float = 3.0
+    rtt_peers: int = 256             # peers whose RTT estimate a node keeps (the most recently measured)
+    proximity: bool = True           # candidates of equal rank are asked lowest estimated RTT first
+    skip_failed_for: float = 60.0    # lookups drop referrals to a peer this long after a request to it failed
     record_ttl: float = 3600.0       # default lifetime of a stored record
     provider_ttl: float = 86400.0
     republish_interval: float = 1800.0   # originators re-put their records this often
@@ -46,6 +56,10 @@ class KadConfig:
             raise ValueError("disjoint_paths must be between 1 and alpha")
         if not 0 < self.slow_after <= self.request_timeout:
             raise ValueError("slow_after must be positive and no longer than request_timeout")
+        if not 0 < self.min_wait <= self.slow_after:
+            raise ValueError("min_wait must be positive and no longer than slow_after")
+        if self.timeout_rtos < 1 or self.rtt_peers < 1 or self.skip_failed_for < 0:
+            raise ValueError("timeout_rtos and rtt_peers must be at least 1, skip_failed_for not negative")
         if self.republish_interval >= self.record_ttl:
             raise ValueError("republish_interval must be shorter than record_ttl")
 

@@ -6,8 +6,8 @@ it arrives as ``handle_request`` or as the callbacks of its own requests.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
+from heapq import heappop, heappush
 from typing import Any
 
 from p2pnode.config import KadConfig
@@ -33,6 +33,7 @@ from p2pnode.kad.messages import (
 from p2pnode.kad.query import WAITING, Lookup
 from p2pnode.kad.records import ProviderStore, RecordStore, make_record, record_is_valid
 from p2pnode.kad.routing import RoutingTable
+from p2pnode.kad.rtt import RttEstimates
 from p2pnode.security.puzzles import PuzzleCheck, solve_dynamic, static_bits
 
 JOIN_RETRY_MAX = 60.0  # seconds: the longest wait between attempts to join when no bootstrap peer answered
@@ -41,7 +42,7 @@ JOIN_RETRY_MAX = 60.0  # seconds: the longest wait between attempts to join when
 class _Query:
     """One running lookup and what to do with its answers."""
 
-    __slots__ = ("key", "lookup", "request", "on_reply", "on_done", "started", "done", "sent", "slow_timer")
+    __slots__ = ("key", "lookup", "request", "on_reply", "on_done", "started", "done", "due", "slow_timer")
 
     def __init__(self, key: bytes, lookup: Lookup, request: Any, on_reply, on_done, started: float):
         self.key = key
@@ -51,8 +52,8 @@ class _Query:
         self.on_done = on_done     # (query) -> None
         self.started = started
         self.done = False
-        self.sent: deque[tuple[float, PeerInfo]] = deque()  # requests in the order sent, for mark_slow
-        self.slow_timer = False                              # a slow-request check is scheduled
+        self.due: list[tuple[float, int, PeerInfo]] = []  # heap: when each open request turns slow
+        self.slow_timer = False                            # a slow-request check is scheduled
 
 
 class KademliaNode:
@@ -77,6 +78,10 @@ class KademliaNode:
         self.table = RoutingTable(kad_id, config.k, config.questionable_after, config.siblings)
         self.records = RecordStore(self.config.max_record_size)
         self.providers = ProviderStore(self.config.k)
+        self.rtt = RttEstimates(self.config.rtt_peers)
+        # Peers whose request failed lately, by Kademlia ID, oldest first: lookups drop referrals to them
+        # for ``skip_failed_for`` seconds (other nodes' tables still list a crashed peer for a while).
+        self.failed: dict[int, float] = {}
         self.running = False
         self.bootstrapped = False
         # Whether a requester serves the DHT and so may join our routing table (libp2p: Identify lists the
@@ -191,6 +196,8 @@ class KademliaNode:
             self._seen(peer)
 
     def _seen(self, peer: PeerInfo) -> None:
+        if self.failed:
+            self.failed.pop(peer.peer_id.kad_id, None)
         table = self.table
         kad_id = peer.peer_id.kad_id
         if kad_id in table:
@@ -224,15 +231,18 @@ class KademliaNode:
         return [p for p in peers if admit(p.peer_id.kad_id, p.puzzle)]
 
     def _check_alive(self, peer: PeerInfo) -> None:
+        sent = self.runtime.now()
+
         def answered(_: Any) -> None:
             if self.running:
+                self.rtt.sample(peer.peer_id.kad_id, self.runtime.now() - sent)
                 self.table.check_done(peer, True, self.runtime.now())
 
         def failed(_: str) -> None:
             if self.running:
                 self.table.check_done(peer, False, self.runtime.now())
 
-        self.runtime.request(peer, Ping(), self.config.request_timeout, answered, failed)
+        self.runtime.request(peer, Ping(), self._wait_for(peer.peer_id.kad_id)[1], answered, failed)
 
     def _note_record(self, record: DHTRecord) -> None:
         if record.version > self._lamport:
@@ -300,25 +310,46 @@ class KademliaNode:
             # bootstrap peers whose puzzle solution we have not seen yet (Identify tells it later)
             seeds = self._bootstrap[: config.k]
         self.table.mark_lookup(target, now)
-        query = _Query(key, Lookup(target, seeds, config.k, config.alpha, config.disjoint_paths, self.peer_id.kad_id),
-                       request, on_reply, on_done, now)
+        failed = self.failed
+        if failed:
+            horizon = now - config.skip_failed_for
+            while failed and next(iter(failed.values())) <= horizon:
+                del failed[next(iter(failed))]
+        lookup = Lookup(target, seeds, config.k, config.alpha, config.disjoint_paths, self.peer_id.kad_id,
+                        failed, self.rtt if config.proximity else None)
+        query = _Query(key, lookup, request, on_reply, on_done, now)
         self._step(query)
         return query
+
+    def _wait_for(self, kad_id: int) -> tuple[float, float]:
+        """How long a lookup waits for a request to this peer before it stops waiting, and before the request
+        fails: adaptive (the peer's RTO, see ``rtt``) or the fixed ``slow_after`` and ``request_timeout``.
+        The request fails after ``timeout_rtos`` RTOs only if the peer was measured (a first request may
+        have to dial it, which takes some round trips more); never later than ``request_timeout``."""
+        config = self.config
+        if not config.adaptive:
+            return config.slow_after, config.request_timeout
+        slow = self.rtt.rto(kad_id, config.min_wait, config.slow_after)
+        if not self.rtt.known(kad_id):
+            return slow, config.request_timeout
+        return slow, min(config.request_timeout, max(slow * config.timeout_rtos, config.slow_after))
 
     def _step(self, query: _Query) -> None:
         if query.done or not self.running:
             return
         lookup = query.lookup
-        request = self.runtime.request
-        timeout = self.config.request_timeout
         peers = lookup.next_peers()
         if peers:
+            request = self.runtime.request
             now = self.runtime.now()
+            due = query.due
             for peer in peers:
-                query.sent.append((now, peer))
+                kad_id = peer.peer_id.kad_id
+                slow, timeout = self._wait_for(kad_id)
+                heappush(due, (now + slow, kad_id, peer))
                 request(
                     peer, query.request, timeout,
-                    lambda response, peer=peer: self._on_reply(query, peer, response),
+                    lambda response, peer=peer, sent=now: self._on_reply(query, peer, response, sent),
                     lambda reason, peer=peer: self._on_failure(query, peer),
                 )
         if lookup.finished or lookup.in_flight == 0:  # next_peers() has just settled ``finished``
@@ -328,33 +359,33 @@ class KademliaNode:
             self._arm_slow_check(query)
 
     def _arm_slow_check(self, query: _Query) -> None:
-        """One timer per query, due when its oldest open request turns slow."""
-        sent = query.sent
+        """One timer per query, due when its first open request turns slow."""
+        due = query.due
         lookup = query.lookup
-        while sent and lookup.state_of(sent[0][1]) != WAITING:
-            sent.popleft()  # answered already
-        if sent:
+        while due and lookup.state_of(due[0][2]) != WAITING:
+            heappop(due)  # answered already
+        if due:
             query.slow_timer = True
-            due = sent[0][0] + self.config.slow_after - self.runtime.now()
-            self.runtime.call_later(max(due, 0.0), lambda: self._slow_check(query))
+            self.runtime.call_later(max(due[0][0] - self.runtime.now(), 0.0), lambda: self._slow_check(query))
 
     def _slow_check(self, query: _Query) -> None:
         query.slow_timer = False
         if query.done or not self.running:
             return
-        horizon = self.runtime.now() - self.config.slow_after + 1e-9  # the timer may fire a hair early
-        sent = query.sent
+        horizon = self.runtime.now() + 1e-9  # the timer may fire a hair early
+        due = query.due
         changed = False
-        while sent and sent[0][0] <= horizon:
-            changed |= query.lookup.mark_slow(sent.popleft()[1])
+        while due and due[0][0] <= horizon:
+            changed |= query.lookup.mark_slow(heappop(due)[2])
         if changed:
             self._step(query)
         elif not query.slow_timer:
             self._arm_slow_check(query)
 
-    def _on_reply(self, query: _Query, peer: PeerInfo, response: Any) -> None:
+    def _on_reply(self, query: _Query, peer: PeerInfo, response: Any, sent: float) -> None:
         if not self.running:
             return
+        self.rtt.sample(peer.peer_id.kad_id, self.runtime.now() - sent)
         self._seen(peer)
         if query.done:
             return
@@ -368,7 +399,11 @@ class KademliaNode:
     def _on_failure(self, query: _Query, peer: PeerInfo) -> None:
         if not self.running:
             return
-        self.table.remove(peer.peer_id.kad_id)
+        kad_id = peer.peer_id.kad_id
+        self.table.remove(kad_id)
+        if self.config.skip_failed_for > 0:
+            self.failed.pop(kad_id, None)
+            self.failed[kad_id] = self.runtime.now()
         if query.done:
             return
         query.lookup.on_failure(peer)
@@ -420,8 +455,9 @@ class KademliaNode:
                 finish()
                 return
 
-            def answered(response: PutValueResponse) -> None:
+            def answered(peer: PeerInfo, response: PutValueResponse) -> None:
                 nonlocal acks, pending
+                self.rtt.sample(peer.peer_id.kad_id, self.runtime.now() - sent)
                 acks += bool(response.stored)
                 pending -= 1
                 if pending == 0:
@@ -434,8 +470,10 @@ class KademliaNode:
                     finish()
 
             message = PutValue(record)
+            sent = self.runtime.now()
             for peer in peers:
-                self.runtime.request(peer, message, self.config.request_timeout, answered, failed)
+                self.runtime.request(peer, message, self._wait_for(peer.peer_id.kad_id)[1],
+                                     lambda response, peer=peer: answered(peer, response), failed)
 
         self.find_node(record.key, closest_found)
 

@@ -8,13 +8,22 @@ A path is finished when the k closest peers it knows (failures excluded) have al
 is the k closest peers that answered, over all paths. A peer the caller reports as slow (``mark_slow``)
 is, as the Kademlia paper puts it, "removed from consideration until and unless it does respond": it no
 longer takes a parallelism slot nor holds up the end of the lookup, but a late answer is still used.
+
+Two things a node may hand a lookup: ``skip``, peers it saw fail a moment ago (a referral to one of them
+is dropped rather than paid for with a wait), and ``rtt``, its round-trip estimates, for proximity
+routing: when more candidates of equal rank (the same bit length of distance to the target, the
+Kademlia paper's "same bucket" as seen from the target) compete for the last free slots, the ones with
+the lowest estimated RTT are asked first. Which peers the lookup ends with does not change, only the order
+it asks them in.
 """
 
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Container
 
 from p2pnode.kad.messages import PeerInfo
+from p2pnode.kad.rtt import RttEstimates
 
 NOT_CONTACTED, WAITING, SUCCEEDED, FAILED, SLOW = 0, 1, 2, 3, 4
 
@@ -31,9 +40,11 @@ class _Path:
 
 class Lookup:
     def __init__(self, target: int, seeds: list[PeerInfo], k: int, alpha: int, paths: int = 1,
-                 local_id: int | None = None):
+                 local_id: int | None = None, skip: Container[int] = (), rtt: RttEstimates | None = None):
         self.target = target
         self.k = k
+        self.skip = skip
+        self.rtt = rtt
         count = max(1, min(paths, len(seeds))) if seeds else 1
         # alpha requests in flight in total, spread over the paths (each keeps at least one).
         self.paths = [_Path(max(1, alpha // count + (1 if i < alpha % count else 0))) for i in range(count)]
@@ -64,26 +75,44 @@ class Lookup:
         out = []
         k = self.k
         finished = True
+        rtt = self.rtt
         for path in self.paths:
-            free = path.parallelism - path.in_flight
+            free = slots = path.parallelism - path.in_flight
             state = path.state
             seen = 0
-            for _, kad_id in path.order:
-                s = state[kad_id]
+            picked: list[tuple[int, int]] = []
+            tie = 0  # with proximity: the rank of the last pick; candidates of that rank compete for its slot
+            for entry in path.order:
+                if tie and entry[0].bit_length() != tie:
+                    break
+                s = state[entry[1]]
                 if s >= FAILED:  # failed or slow
                     continue
                 if s == NOT_CONTACTED:
-                    if free > 0:
-                        state[kad_id] = WAITING
-                        path.in_flight += 1
-                        out.append(self.peers[kad_id])
-                        free -= 1
                     finished = False
+                    if free > 0:
+                        picked.append(entry)
+                        free -= 1
+                        if free == 0 and rtt is not None:
+                            tie = entry[0].bit_length()
+                    elif tie:
+                        picked.append(entry)
                 elif s == WAITING:
                     finished = False
                 seen += 1
-                if seen >= k or (free <= 0 and not finished):
+                if seen >= k or (free <= 0 and not finished and not tie):
                     break
+            if len(picked) > slots:  # more candidates of the cut-off rank than slots: the nearest in RTT
+                fixed = 0
+                while picked[fixed][0].bit_length() < tie:
+                    fixed += 1
+                group = picked[fixed:]
+                group.sort(key=lambda entry: rtt.srtt_of(entry[1]))  # type: ignore[union-attr]
+                picked[fixed:] = group[: slots - fixed]
+            for _, kad_id in picked:
+                state[kad_id] = WAITING
+                out.append(self.peers[kad_id])
+            path.in_flight += len(picked)
         self.requests += len(out)
         self.in_flight += len(out)
         self.finished = finished
@@ -110,9 +139,10 @@ class Lookup:
             return
         hops = self.hops[kad_id] + 1
         owner = self.owner
+        skip = self.skip
         for closer in closer_peers:  # _add, inlined: this loop runs for every peer of every answer
             closer_id = closer.peer_id.kad_id
-            if closer_id not in owner:
+            if closer_id not in owner and closer_id not in skip:
                 owner[closer_id] = path
                 self.peers[closer_id] = closer
                 self.hops[closer_id] = hops

@@ -234,6 +234,31 @@ def test_a_crashed_peer_leaves_the_routing_table_after_a_lookup_times_out(make_n
     assert all(net.host_of(p).running for p in found.peers)
 
 
+@pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "fixed"])
+def test_a_lookup_stops_waiting_after_the_rto_once_it_has_measured_rtts(make_net, adaptive):
+    net = make_net(seed=6)
+    config = KadConfig(k=8, adaptive=adaptive)
+    nodes = net.populate(30, config)
+    victim = nodes[9]
+    searcher = next(n for n in nodes if victim.peer_id.kad_id in n.dht.table and n is not victim)
+    net.complete(searcher.dht.find_node, b"warm up")  # RTT samples: 20 ms round trips
+    assert searcher.dht.rtt.srtt == pytest.approx(2 * net.latency, rel=0.01)
+    net.crash(victim)
+    started = net.time
+    found = net.complete(searcher.dht.find_node, victim.peer_id.raw)
+    assert victim.peer_id not in {p.peer_id for p in found.peers}
+    if adaptive:  # given up on after the RTO (here its floor, min_wait), not after slow_after
+        assert config.min_wait <= net.time - started < config.slow_after
+    else:
+        assert config.slow_after <= net.time - started < config.request_timeout
+    # once the request to it failed, a lookup drops referrals to it: no wait at all
+    net.advance(config.request_timeout)
+    assert victim.peer_id.kad_id in searcher.dht.failed
+    started = net.time
+    net.complete(searcher.dht.find_node, victim.peer_id.raw)
+    assert net.time - started < config.min_wait
+
+
 def test_a_node_whose_bootstrap_peer_did_not_answer_joins_later(make_net):
     """An overloaded or briefly unreachable bootstrap peer must not leave a node alone for good."""
     net = make_net(seed=8)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.kad.query import Lookup
 from p2pnode.kad.routing import KEY_BITS, RoutingTable
+from p2pnode.kad.rtt import RttEstimates
 from tests.helpers.peers import closest_by_brute_force, ids_of, peer_with_id
 
 Answer = Callable[[PeerInfo], list[PeerInfo]]
@@ -87,9 +88,18 @@ def drive(lookup: Lookup, answer: Answer, rng: random.Random, fails: set[int] = 
 
 
 def make_lookup(oracle: Oracle, rng: random.Random, seeds: int, alpha: int, paths: int,
-                local_id: int | None = None) -> Lookup:
+                local_id: int | None = None, skip: set[int] = frozenset(), rtt: RttEstimates | None = None) -> Lookup:
     chosen = rng.sample(oracle.ids, min(seeds, len(oracle.ids)))
-    return Lookup(oracle.target, [oracle.peers[i] for i in chosen], oracle.k, alpha, paths, local_id)
+    return Lookup(oracle.target, [oracle.peers[i] for i in chosen], oracle.k, alpha, paths, local_id, skip, rtt)
+
+
+def random_rtts(rng: random.Random, ids: list[int], share: float) -> RttEstimates:
+    """Estimates for a random ``share`` of ``ids`` (the rest fall back on the estimate over all of them)."""
+    rtt = RttEstimates(capacity=len(ids) + 1)
+    for i in ids:
+        if rng.random() < share:
+            rtt.sample(i, rng.uniform(0.005, 0.4))
+    return rtt
 
 
 params = dict(
@@ -117,6 +127,57 @@ def test_lookup_finds_the_true_k_closest(seed, size, k, alpha, paths, seeds):
     assert ids_of(lookup.result()) == oracle.true_closest(k)
     assert trace.max_in_flight <= alpha
     assert lookup.requests == len(trace.contacts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(**params, share=st.floats(0, 1))
+def test_proximity_changes_the_order_not_the_result(seed, size, k, alpha, paths, seeds, share):
+    rng = random.Random(seed)
+    paths = min(paths, alpha)
+    oracle = Oracle(rng, size, k, rng.getrandbits(KEY_BITS))
+    lookup = make_lookup(oracle, rng, seeds, alpha, paths, rtt=random_rtts(rng, oracle.ids, share))
+    trace = drive(lookup, oracle.answer, rng)
+    assert lookup.finished
+    assert ids_of(lookup.result()) == oracle.true_closest(k)
+    assert trace.max_in_flight <= alpha
+    assert lookup.requests == len(trace.contacts) == len(set(trace.contacts))
+
+
+def test_proximity_asks_the_nearest_of_equal_rank_first():
+    # eight seeds at the same bit length of distance to the target (one rank), two slots: without
+    # estimates the two closest are asked, with them the two of least RTT; a closer rank goes first anyway
+    target = 0
+    same_rank = [(1 << 200) + i for i in range(8)]
+    rtt = RttEstimates()
+    for n, i in enumerate(same_rank):
+        rtt.sample(i, 0.3 - 0.03 * n)  # the farther, the nearer in RTT
+    seeds = [peer_with_id(i) for i in same_rank]
+    plain = Lookup(target, seeds, 20, 2)
+    assert ids_of(plain.next_peers()) == same_rank[:2]
+    near = Lookup(target, seeds, 20, 2, rtt=rtt)
+    assert ids_of(near.next_peers()) == [same_rank[7], same_rank[6]]
+    closer = peer_with_id(1 << 100)
+    rtt.sample(1 << 100, 0.5)
+    ranked = Lookup(target, [closer, *seeds], 20, 2, rtt=rtt)
+    assert ids_of(ranked.next_peers()) == [1 << 100, same_rank[7]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(**params, share=st.floats(0, 0.5))
+def test_referrals_to_skipped_peers_are_dropped(seed, size, k, alpha, paths, seeds, share):
+    # peers the node saw fail lately are never asked when referred (nor known to the lookup); it still ends
+    # with the k closest of the peers it knows
+    rng = random.Random(seed)
+    paths = min(paths, alpha)
+    oracle = Oracle(rng, size, k, rng.getrandbits(KEY_BITS))
+    skip = {i for i in oracle.ids if rng.random() < share}
+    lookup = make_lookup(oracle, rng, seeds, alpha, paths, skip=skip)
+    seeded = set(lookup.peers)
+    trace = drive(lookup, oracle.answer, rng)
+    asked = {i for i, _ in trace.contacts}
+    assert not (asked - seeded) & skip and not (set(lookup.peers) - seeded) & skip
+    assert lookup.finished
+    assert ids_of(lookup.result()) == closest_by_brute_force(oracle.target, list(lookup.peers), k)
 
 
 @settings(max_examples=25, deadline=None)
