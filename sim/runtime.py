@@ -3,6 +3,9 @@
 Every delivery is one SimPy event whose callback does the work: no process per message. The network knows
 at send time whether a request can be answered in time (target alive, nothing lost, response before the
 timeout); only when it cannot is a timeout event scheduled, so an answered request costs two events.
+A scheduled callback (``_Call``) is a small slotted object in SimPy's own queue rather than a full
+``simpy.Event``; ``SimClock``, the simulator's environment, runs such entries directly instead of through
+``Environment.step`` (any other SimPy event still works as SimPy runs it; the order is SimPy's).
 
 Connections: a dial completes in one round trip (the listener accepts after one way, the dialer learns
 after the answer's way back). When a node goes down its peers hear of it after one way if it left
@@ -14,10 +17,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from functools import partial
+from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.core import NORMAL
+from simpy.core import NORMAL, URGENT
 from simpy.events import Event
 
 from p2pnode.framing import varint_len
@@ -34,21 +38,54 @@ def _fire(event: _Call) -> None:
         event.fn(*event.args)
 
 
-class _Call(Event):
-    """A scheduled callback; also the ``Timer`` handed to nodes (``cancel``)."""
+_FIRE = (_fire,)  # every _Call's callbacks: one shared tuple, no list per call
+
+
+class _Call:
+    """A scheduled callback; also the ``Timer`` handed to nodes (``cancel``).
+
+    It sits in SimPy's queue as an event would, and has what ``Environment.step`` reads of one
+    (``callbacks``, ``_ok``), so any SimPy environment runs it; ``SimClock`` calls ``fn`` directly."""
+
+    __slots__ = ("fn", "args", "cancelled", "callbacks")
+    _ok = True
 
     def __init__(self, env: simpy.Environment, delay: float, fn: Callable[..., None], args: tuple):
-        self.env = env
-        self.callbacks = [_fire]
-        self._value = None
-        self._ok = True
         self.fn = fn
         self.args = args
         self.cancelled = False
-        env.schedule(self, NORMAL, delay)
+        self.callbacks = _FIRE
+        env.schedule(self, NORMAL, delay)  # type: ignore[arg-type]
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+class SimClock(simpy.Environment):
+    """SimPy's environment with a run loop that calls ``_Call`` entries straight from the queue, one
+    Python call per event instead of ``step`` and ``_fire``. Entries are taken in SimPy's order (time,
+    priority, insertion) and ``run(until=t)`` stops where SimPy's would, so a run is the same either way."""
+
+    def run(self, until: Any = None) -> Any:
+        if until is None or isinstance(until, Event):
+            return super().run(until)
+        at = float(until)
+        if at <= self._now:
+            raise ValueError(f"until ({at}) must be greater than the current simulation time")
+        stop = Event(self)
+        self.schedule(stop, URGENT, at - self._now)  # before every regular entry due at ``at``, as in SimPy
+        queue = self._queue
+        call = _Call
+        while True:
+            self._now, _, _, event = heappop(queue)  # never empty: ``stop`` is in it
+            if event.__class__ is call:
+                if not event.cancelled:
+                    event.fn(*event.args)
+            elif event is stop:
+                return None
+            else:  # any other SimPy event: back to the front of the queue, for SimPy's own step
+                heappush(queue, (self._now, -1, -1, event))
+                self.step()
 
 
 class Meter:

@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import simpy
-
 from experiment.churn import Churn, join_delays
 from experiment.delivery import Delivery
 from experiment.formation import Formation
@@ -34,7 +32,7 @@ from sim.access import AccessNetworks
 from sim.attacks import DroppingGossipSub
 from sim.latency import LatencyModel
 from sim.nat import NatModel
-from sim.runtime import SimNetwork, SimRuntime
+from sim.runtime import SimClock, SimNetwork, SimRuntime
 
 
 def kad_config(dht: Any, security: Any) -> KadConfig:
@@ -65,7 +63,7 @@ class Simulation:
         plan = self.plan = Plan(scenario)
         self.rng_net, self.rng_churn = plan.rng_net, plan.rng_churn
         self.rng_work, self.rng_nodes = plan.rng_work, plan.rng_nodes
-        self.env = simpy.Environment()
+        self.env = SimClock()
         self.config = kad_config(scenario.dht, scenario.security)
         n = self.n = plan.n
         self.keypairs = plan.keypairs

@@ -34,7 +34,7 @@ class _Env(simpy.Environment):
     def schedule(self, event: simpy.Event, priority: Any = NORMAL, delay: float = 0) -> None:
         if not self.timers:
             self.network_events += 1
-            event.callbacks.append(self._landed)
+            event.callbacks = [*event.callbacks, self._landed]
         super().schedule(event, priority, delay)
 
     def _landed(self, event: simpy.Event) -> None:
