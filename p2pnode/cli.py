@@ -153,6 +153,7 @@ def setup_logging(config: NodeConfig, node: str, level: str | None) -> None:
 def node_from_config(config: NodeConfig, keypair: Keypair):
     from p2pnode.config import KadConfig, ScoreConfig, TopicScoreParams
     from p2pnode.eventlog import EventWriter
+    from p2pnode.resources import ResourceLimits
     from p2pnode.runtime.node import Node
 
     dht = config.dht
@@ -176,6 +177,7 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         peers=config.pubsub.peers,
         max_peers=config.pubsub.max_peers,
         max_connections=config.resources.max_connections,
+        resources=ResourceLimits.from_config(config.resources),
         dial_timeout=config.resources.connection_timeout,
         storage_path=config.path(dht.storage_path) if dht.storage_path else None,
         events=EventWriter(config.path(config.log.events_file)) if config.log.events_file else None,

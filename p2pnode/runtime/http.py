@@ -71,10 +71,25 @@ class NodeCollector:
             for topic, peers in host.pubsub.mesh.items():
                 mesh.add_metric([topic], len(peers))
             yield mesh
+        yield from resource_metrics(node.resources)
         if self.mcp is not None:
             yield from mcp_metrics(self.mcp.server.metrics)
         if getattr(node, "nat", None) is not None:
             yield from nat_metrics(node)
+
+
+def resource_metrics(resources: Any):
+    """What peers make the node hold and what the resource manager refused (``p2pnode.resources``)."""
+    yield GaugeMetricFamily("p2p_resource_buffered_bytes", "Bytes buffered on inbound streams, not yet read",
+                            value=resources.buffered)
+    yield GaugeMetricFamily("p2p_resource_buffer_limit_bytes", "Limit of bytes buffered on inbound streams",
+                            value=resources.limits.memory)
+    yield GaugeMetricFamily("p2p_resource_inbound_streams", "Inbound streams being served", value=resources.streams)
+    refusals = CounterMetricFamily("p2p_resource_refusals", "Streams, connections and handshakes refused "
+                                   "at a resource limit, by limit", labels=["limit"])
+    for reason, count in sorted(resources.refusals.items()):
+        refusals.add_metric([reason], count)
+    yield refusals
 
 
 def nat_metrics(node: Any):

@@ -35,6 +35,7 @@ from p2pnode.kad.events import GetFinished, LookupFinished, ProvidersFound, PutF
 from p2pnode.kad.messages import DHTRecord, PeerInfo
 from p2pnode.nodeconfig import DEFAULT_LISTEN
 from p2pnode.pubsub.messages import Message
+from p2pnode.resources import ResourceLimits, ResourceManager
 from p2pnode.runtime.asyncio_runtime import AsyncioRuntime
 from p2pnode.runtime.record_file import RecordFile
 from p2pnode.runtime.swarm import Swarm
@@ -43,18 +44,20 @@ from p2pnode.transports.base import Transport
 
 log = logging.getLogger("p2pnode.node")
 
-def make_transports(keypair: Keypair, names: Sequence[str]) -> list[Transport]:
-    """Transports by name, in dialling preference order."""
+def make_transports(keypair: Keypair, names: Sequence[str],
+                    resources: ResourceManager | None = None) -> list[Transport]:
+    """Transports by name, in dialling preference order, accounting with ``resources`` (one of their own
+    if None)."""
     out: list[Transport] = []
     for name in names:
         if name == "quic":
             from p2pnode.transports.quic import QuicTransport
 
-            out.append(QuicTransport(keypair))
+            out.append(QuicTransport(keypair, resources=resources))
         elif name == "tcp":
             from p2pnode.transports.tcp import TcpTransport
 
-            out.append(TcpTransport(keypair))
+            out.append(TcpTransport(keypair, resources=resources))
         else:
             raise ValueError(f"unknown transport {name!r} (known: quic, tcp)")
     return out
@@ -88,6 +91,7 @@ class Node:
         nat: NatConfig | None = None,
         public_ranges: Iterable[str] = (),
         peer_index: Callable[[PeerId], int | None] | None = None,
+        resources: ResourceLimits | None = None,
     ):
         self.keypair = keypair or Keypair.generate()
         self.peer_id = self.keypair.peer_id
@@ -112,7 +116,9 @@ class Node:
                                score=score,
                                peers=peers, max_peers=max_peers)
         self._rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "big"))
-        self.swarm = Swarm(self.keypair, (), dial_timeout, max_connections)
+        # what peers may make this node hold (p2pnode.resources); ``max_connections`` unless ``resources`` says
+        self.resources = ResourceManager(resources or ResourceLimits(connections=max_connections))
+        self.swarm = Swarm(self.keypair, (), dial_timeout, self.resources.limits.connections, self.resources)
         self.runtime: AsyncioRuntime | None = None
         self.host: Host | None = None
         self.dht = DhtAPI(self)
@@ -127,8 +133,8 @@ class Node:
         if self.running:
             return
         if self.swarm.closing:  # started and stopped before: a fresh swarm
-            self.swarm = Swarm(self.keypair, (), self.swarm.dial_timeout, self.swarm.max_connections)
-        self.swarm.transports = make_transports(self.keypair, self._transport_names)
+            self.swarm = Swarm(self.keypair, (), self.swarm.dial_timeout, self.swarm.max_connections, self.resources)
+        self.swarm.transports = make_transports(self.keypair, self._transport_names, self.resources)
         self.runtime = AsyncioRuntime(self, self._rng)  # serves the protocols on the swarm
         self.host = Host(self.keypair, self.runtime, **self._host_args)
         swarm = self.swarm

@@ -21,6 +21,7 @@ from multiaddr import Multiaddr
 
 from p2pnode.framing import CodecError
 from p2pnode.identity import Keypair, PeerId
+from p2pnode.resources import ResourceLimits, ResourceManager
 from p2pnode.transports import multistream
 from p2pnode.transports.addresses import without_peer_id
 from p2pnode.transports.base import Connection, Stream, Transport, TransportError
@@ -66,8 +67,10 @@ class Swarm:
         transports: Sequence[Transport],
         dial_timeout: float = 10.0,
         max_connections: int = 1000,
+        resources: ResourceManager | None = None,
     ):
         self.keypair = keypair
+        self.resources = resources or ResourceManager(ResourceLimits(connections=max_connections))
         self.peer_id = keypair.peer_id
         self._dialable = functools.lru_cache(maxsize=8192)(self._parse_dialable)
         self._transport_for = functools.lru_cache(maxsize=8192)(self._find_transport)
@@ -157,6 +160,8 @@ class Swarm:
             return
         if self.closing or sum(len(c) for c in self.connections.values()) >= self.max_connections:
             log.info("refusing connection from %s: at the connection limit", conn.remote_peer.short())
+            if not self.closing:
+                self.resources.refuse("connections")
             self.spawn(conn.close())
             return
         self._add(conn)
@@ -336,6 +341,16 @@ class Swarm:
 
     async def _serve(self, stream: Stream) -> None:
         peer = stream.connection.remote_peer
+        if not self.resources.open_stream(peer):
+            log.debug("refusing a stream from %s: it has %d open", peer.short(), self.resources.peer_streams(peer))
+            stream.reset()
+            return
+        try:
+            await self._serve_stream(stream, peer)
+        finally:
+            self.resources.close_stream(peer)
+
+    async def _serve_stream(self, stream: Stream, peer: PeerId) -> None:
         new_correlation_id(peer)
         try:
             async with asyncio.timeout(NEGOTIATION_TIMEOUT):

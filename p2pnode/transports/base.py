@@ -13,6 +13,11 @@ bytes a waiting ``readexactly(n)`` has asked for: a reader that needs a whole fr
 transport's window (a 1 MiB pub-sub message over Yamux's 256 KiB) would otherwise wait for bytes the sender
 may not send, and the stream would stall for good. So one stream buffers at most what its reader asked for
 plus one window.
+
+Every buffered byte is reserved with the connection's ``ResourceManager`` (``p2pnode.resources``) before
+it is kept: a stream, a peer and the node each buffer at most their limit, and a stream whose bytes would
+pass one is reset (the refusal counted). A frame's body read with ``read_frame`` must keep arriving: a
+read that waits ``frame_idle_timeout`` seconds for more of it resets the stream.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Callable
 from multiaddr import Multiaddr
 
 from p2pnode.identity import PeerId
+from p2pnode.resources import ResourceManager
 
 
 class TransportError(Exception):
@@ -50,6 +56,7 @@ class Stream(ABC):
         self.protocol: str | None = None  # set once multistream-select agreed on one
         self._buffer = bytearray()
         self._credited = 0  # bytes at the head of _buffer already credited to flow control (see _claim)
+        self._reserved = 0  # bytes of _buffer reserved with the connection's resource manager
         self._eof = False
         self._error: TransportError | None = None
         self._write_closed = False
@@ -60,8 +67,37 @@ class Stream(ABC):
     def _feed(self, data: bytes) -> None:
         if self._eof or self._error is not None:
             return
+        resources = self.connection.resources
+        if resources is not None:
+            refused = resources.reserve_buffer(self.connection.remote_peer, self._reserved, len(data))
+            if refused is not None:
+                self._refuse(f"over the {refused} limit")
+                return
+            self._reserved += len(data)
         self._buffer += data
         self._wake()
+
+    def _release(self, size: int) -> None:
+        """``size`` reserved bytes left the buffer (read, or dropped with the stream)."""
+        size = min(size, self._reserved)
+        if size > 0:
+            self._reserved -= size
+            self.connection.resources.release_buffer(self.connection.remote_peer, size)
+
+    def _refuse(self, why: str) -> None:
+        """Reset the stream for going over a resource limit: its buffer is dropped, the remote sees a reset."""
+        self._error = StreamReset(f"stream refused: {why}")
+        self._drop_buffer()
+        self._send_reset()
+        self._wake()
+
+    def _drop_buffer(self) -> None:
+        uncredited = self._uncredited()
+        self._release(self._reserved)
+        self._buffer.clear()
+        self._credited = 0
+        if uncredited > 0:  # flow control counts them as read now (QUIC's connection window)
+            self._consumed(uncredited)
 
     def _feed_eof(self) -> None:
         self._eof = True
@@ -70,6 +106,9 @@ class Stream(ABC):
     def _feed_reset(self, error: TransportError | None = None) -> None:
         if self._error is None:
             self._error = error or StreamReset("stream reset by the remote peer")
+        # What the stream buffered stays readable until its reader sees the reset, but no longer counts
+        # against the peer: the reader's task ends with the reset (and the buffer with it).
+        self._release(self._reserved)
         self._wake()
 
     def _consumed(self, n: int) -> None:  # noqa: B027 - optional hook: flow control credits
@@ -94,6 +133,7 @@ class Stream(ABC):
         credited = min(len(data), self._credited)
         self._credited -= credited
         self.connection.bytes_in += len(data)
+        self._release(len(data))
         if len(data) > credited:
             self._consumed(len(data) - credited)
         return data
@@ -134,15 +174,33 @@ class Stream(ABC):
             raise self._error
         return b""
 
-    async def readexactly(self, n: int) -> bytes:
-        """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
+    @property
+    def frame_idle_timeout(self) -> float | None:
+        """Seconds a started frame may go without a byte before its stream is reset (None: no limit)."""
+        resources = self.connection.resources
+        return resources.limits.frame_idle_timeout if resources is not None else None
+
+    async def readexactly(self, n: int, idle_timeout: float | None = None) -> bytes:
+        """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first. With
+        ``idle_timeout``, a wait of that long without a byte resets the stream (``StreamReset``)."""
         while len(self._buffer) < n:
             if self._error is not None:
                 raise self._error
             if self._eof:
                 raise asyncio.IncompleteReadError(self._take(len(self._buffer)), n)
             self._claim(n)
-            await self._wait()
+            if idle_timeout is None:
+                await self._wait()
+                continue
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    await self._wait()
+            except TimeoutError:
+                resources = self.connection.resources
+                if resources is not None:
+                    resources.refuse("frame_idle")
+                self._refuse(f"{len(self._buffer)} of {n} bytes, then nothing for {idle_timeout:g} s")
+                raise self._error from None
         return self._take(n)
 
     async def write(self, data: bytes) -> None:
@@ -162,10 +220,11 @@ class Stream(ABC):
             await self._send_fin()
 
     def reset(self) -> None:
-        """Abort both directions at once."""
+        """Abort both directions at once (what is buffered is dropped)."""
         if self._error is None:
             self._error = StreamReset("stream reset locally")
             self._send_reset()
+        self._drop_buffer()
         self._wake()
 
 
@@ -178,6 +237,7 @@ class Connection(ABC):
     local_addr: Multiaddr  # without /p2p
     remote_addr: Multiaddr
     outbound: bool  # we dialled
+    resources: ResourceManager | None = None  # what its streams' buffers are reserved with (set by the transport)
 
     def __init__(self) -> None:
         self._inbound: asyncio.Queue[Stream | None] = asyncio.Queue()

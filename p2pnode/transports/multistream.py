@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from p2pnode.framing import MAX_UVARINT_BYTES, CodecError, encode_uvarint
-from p2pnode.transports.base import TransportError
+from p2pnode.transports.base import Stream, TransportError
 
 PROTOCOL_ID = "/multistream/1.0.0"
 NA = "na"
@@ -54,10 +54,13 @@ async def read_uvarint(stream: ByteStream) -> int:
 
 
 async def read_frame(stream: ByteStream, max_size: int) -> bytes:
-    """One varint-length-prefixed frame of at most ``max_size`` bytes."""
+    """One varint-length-prefixed frame of at most ``max_size`` bytes. On a ``Stream``, the body must keep
+    arriving once its length is known (``Stream.frame_idle_timeout``), or the stream is reset."""
     size = await read_uvarint(stream)
     if size > max_size:
         raise CodecError(f"frame of {size} bytes is over the {max_size}-byte limit")
+    if isinstance(stream, Stream):
+        return await stream.readexactly(size, stream.frame_idle_timeout)
     return await stream.readexactly(size)
 
 

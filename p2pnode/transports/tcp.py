@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from collections.abc import Callable
 
 from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair, PeerId
+from p2pnode.resources import ResourceManager
 from p2pnode.transports import multistream, noise, yamux
 from p2pnode.transports.addresses import ip_endpoint, ip_multiaddr
 from p2pnode.transports.base import Connection, Transport, TransportError
@@ -237,8 +239,10 @@ class TcpTransport(Transport):
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         max_inbound_streams: int = yamux.MAX_INBOUND_STREAMS,
         window: int = yamux.INITIAL_WINDOW,
+        resources: ResourceManager | None = None,
     ):
         self.keypair = keypair
+        self.resources = resources or ResourceManager()
         self.peer_id = keypair.peer_id
         self.handshake_timeout = handshake_timeout
         self.max_inbound_streams = max_inbound_streams
@@ -246,6 +250,7 @@ class TcpTransport(Transport):
         self._credentials = noise.NoiseCredentials(keypair)
         self._servers: list[asyncio.Server] = []
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._handshake_sources: Counter[str] = Counter()  # inbound upgrades in progress per source host
         self._connections: set[TcpConnection] = set()
         self._closed = False
 
@@ -293,12 +298,16 @@ class TcpTransport(Transport):
         loop = asyncio.get_running_loop()
 
         def accepted(protocol: _TcpProtocol) -> None:
-            if self._closed:
+            assert protocol.transport is not None
+            source = str((protocol.transport.get_extra_info("peername") or ("?",))[0])
+            if self._closed or not self.resources.admit_handshake(len(self._handshakes),
+                                                                 self._handshake_sources[source]):
                 protocol.abort()
                 return
+            self._handshake_sources[source] += 1
             task = loop.create_task(self._inbound(protocol, on_connection))
             self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
+            task.add_done_callback(lambda t: self._handshake_done(t, source))
 
         server = await loop.create_server(
             lambda: _TcpProtocol(on_made=accepted), host, port, family=family, reuse_address=True
@@ -321,6 +330,12 @@ class TcpTransport(Transport):
             await asyncio.gather(*self._handshakes, return_exceptions=True)
 
     # ---- internals -------------------------------------------------------------------------------------
+
+    def _handshake_done(self, task: asyncio.Task[None], source: str) -> None:
+        self._handshakes.discard(task)
+        self._handshake_sources[source] -= 1
+        if self._handshake_sources[source] <= 0:
+            del self._handshake_sources[source]
 
     async def _inbound(self, protocol: _TcpProtocol, on_connection: Callable[[Connection], None]) -> None:
         assert protocol.transport is not None
@@ -370,6 +385,7 @@ class TcpTransport(Transport):
             remote_addr=_to_multiaddr(transport.get_extra_info("peername")),
             outbound=outbound,
         )
+        conn.resources = self.resources
         self._connections.add(conn)
         conn.on_close(self._connections.discard)
 

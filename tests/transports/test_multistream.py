@@ -14,6 +14,7 @@ from p2pnode.transports.multistream import NegotiationError, encode_message
 
 class _Conn:
     bytes_in = bytes_out = 0
+    resources = None  # no resource manager: nothing is accounted
 
 
 class Pipe(Stream):

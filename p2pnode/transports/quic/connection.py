@@ -42,6 +42,7 @@ class QuicPeerConnection(Connection):
         outbound: bool,
     ) -> None:
         super().__init__()
+        self.resources = owner.resources
         self._owner = owner
         self._endpoint = endpoint
         self._quic = quic

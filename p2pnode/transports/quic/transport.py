@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair, PeerId
+from p2pnode.resources import ResourceManager
 from p2pnode.transports.addresses import ip_endpoint
 from p2pnode.transports.base import Connection, Transport, TransportError
 from p2pnode.transports.quic.aioquic_patches import Libp2pQuic
@@ -55,8 +56,10 @@ class QuicTransport(Transport):
         max_datagram_size: int = MAX_DATAGRAM_SIZE,
         session_resumption: bool = True,
         zero_rtt: bool = False,
+        resources: ResourceManager | None = None,
     ) -> None:
         self.keypair = keypair
+        self.resources = resources or ResourceManager()
         self._idle_timeout = idle_timeout
         self._keep_alive_interval = keep_alive
         self._handshake_timeout = handshake_timeout

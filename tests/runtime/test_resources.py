@@ -1,0 +1,121 @@
+"""The resource manager on a real node (loopback): what one authenticated peer can make the node hold is
+bounded by the configured limits, refusals are stream resets counted in /metrics, and everything comes
+back when the peer's streams idle out or its connection closes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from multiaddr import Multiaddr
+
+from p2pnode.framing import encode_uvarint
+from p2pnode.identity import Keypair
+from p2pnode.resources import MIB, ResourceLimits
+from p2pnode.runtime.asyncio_runtime import PING_PROTOCOL
+from p2pnode.runtime.http import NodeCollector
+from p2pnode.transports import multistream
+from p2pnode.transports.base import TransportError
+from tests.runtime.test_nodes import make_node, run
+from tests.transports.pair import make_transport
+
+MESHSUB = "/meshsub/1.1.0"
+ANNOUNCED = 1 << 20  # the frame each stream announces (the pub-sub maximum) ...
+SENT = 250 * 1024  # ... and the part of it that is sent
+
+
+async def half_frames(client, addr: Multiaddr, peer, streams: int) -> list:
+    """Open ``streams`` pub-sub streams to ``peer`` and send half a frame on each; the streams."""
+    conn = await client.dial(addr, peer)
+    body = encode_uvarint(ANNOUNCED) + b"x" * SENT
+
+    async def one():
+        stream = await conn.open_stream()
+        try:
+            await multistream.propose(stream, MESHSUB)  # lazy: the half frame goes with the proposal
+            await stream.write(body)
+        except TransportError:  # refused: reset by the node
+            pass
+        return stream
+
+    opened = []
+    for start in range(0, streams, 100):
+        opened += await asyncio.gather(*(one() for _ in range(min(100, streams - start))))
+    return conn, opened
+
+
+def refusals(node) -> dict[str, float]:
+    family = next(f for f in NodeCollector(node, "none").collect() if f.name == "p2p_resource_refusals")
+    return {s.labels["limit"]: s.value for s in family.samples}
+
+
+@pytest.mark.slow
+def test_a_peer_with_a_thousand_half_frames_holds_at_most_its_limit_and_frees_it_on_close():
+    limits = ResourceLimits(peer_memory=8 * MIB, frame_idle_timeout=60)
+
+    async def scenario():
+        node = make_node("tcp", resources=limits)
+        await node.start()
+        client = make_transport("tcp", Keypair.generate())
+        try:
+            conn, _ = await half_frames(client, node.listen_addrs[0], node.peer_id, 1000)
+            await asyncio.sleep(0.5)  # the last frames arrive
+            held = node.resources
+            assert held.peak_buffered <= limits.peer_memory
+            assert held.peer_buffered(conn.local_peer) <= limits.peer_memory
+            assert held.buffered > limits.peer_memory // 2  # the peer did get its share
+            refused = refusals(node)
+            assert refused.get("peer_memory", 0) + refused.get("peer_streams", 0) >= 1000 - limits.peer_memory // SENT
+            assert held.streams <= limits.peer_streams
+            await conn.close()
+            for _ in range(50):
+                if held.buffered == 0 and held.streams == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert (held.buffered, held.streams) == (0, 0)
+        finally:
+            await client.close()
+            await node.stop()
+
+    run(scenario())
+
+
+def test_a_half_finished_frame_resets_its_stream_after_the_idle_timeout():
+    limits = ResourceLimits(frame_idle_timeout=0.5)
+
+    async def scenario():
+        node = make_node("tcp", resources=limits)
+        await node.start()
+        client = make_transport("tcp", Keypair.generate())
+        try:
+            conn, streams = await half_frames(client, node.listen_addrs[0], node.peer_id, 3)
+            await asyncio.sleep(0.2)
+            assert node.resources.buffered >= 3 * SENT  # (and the length prefixes, until the handler reads them)
+            for _ in range(60):
+                await asyncio.sleep(0.1)
+                if all(s.is_reset for s in streams):
+                    break
+            assert all(s.is_reset for s in streams)  # the peer saw resets
+            assert node.resources.buffered == 0
+            assert refusals(node)["frame_idle"] == 3
+            # the connection itself goes on: a ping on a new stream is answered
+            ping = await conn.open_stream()
+            await multistream.select(ping, [PING_PROTOCOL])
+            await ping.write(b"p" * 32)
+            assert await ping.readexactly(32) == b"p" * 32
+        finally:
+            await client.close()
+            await node.stop()
+
+    run(scenario())
+
+
+def test_the_limits_follow_the_node_config():
+    from p2pnode.nodeconfig import Resources
+
+    limits = ResourceLimits.from_config(Resources(max_memory_mb=64, max_connections=10))
+    assert (limits.memory, limits.peer_memory, limits.connections) == (32 * MIB, 8 * MIB, 10)
+    default = ResourceLimits.from_config(Resources())
+    assert (default.memory, default.peer_memory) == (250 * MIB, 32 * MIB)
+    with pytest.raises(ValueError, match="peer_streams must be positive"):
+        ResourceLimits(peer_streams=0)
