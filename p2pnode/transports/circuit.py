@@ -57,6 +57,7 @@ class _StreamLink:
         self._queued = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        self.throttled = False  # the reader waits for the queue to drain before its next read
         self._writer = asyncio.ensure_future(self._write_loop())
 
     def write(self, data: bytes) -> None:
@@ -68,6 +69,13 @@ class _StreamLink:
 
     async def drain(self) -> None:
         await self._drained.wait()
+
+    @property
+    def write_blocked(self) -> bool:
+        return not self._drained.is_set()
+
+    def throttle(self) -> None:
+        self.throttled = True
 
     async def _write_loop(self) -> None:
         try:
@@ -110,6 +118,9 @@ class CircuitConnection(yamux.YamuxConnection):
         reason = "relayed stream closed"
         try:
             while data := await link.stream.read():
+                if link.throttled:
+                    link.throttled = False
+                    await link.drain()
                 plaintext = link.cipher.decrypt(data)
                 if plaintext:
                     self._receive(plaintext)

@@ -48,6 +48,7 @@ class _TcpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
+        self._throttled = False  # reading paused until writing resumes (see throttle)
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._sink: Callable[[bytes], None] | None = None
         self._on_lost: Callable[[str], None] | None = None
@@ -102,7 +103,17 @@ class _TcpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._throttled:
+            self._throttled = False
+            if not self._lost and self.transport is not None:
+                self.transport.resume_reading()
         self._wake_drainers()
+
+    def throttle(self) -> None:
+        """Pause reading until asyncio's write buffer is below its low-water mark again."""
+        if self._write_paused and not self._throttled and not self._lost and self.transport is not None:
+            self._throttled = True
+            self.transport.pause_reading()
 
     # ---- the upgrade's side ----------------------------------------------------------------------------
 
@@ -193,6 +204,13 @@ class _NoiseLink:
 
     def abort(self) -> None:
         self._transport.abort()
+
+    @property
+    def write_blocked(self) -> bool:
+        return self._protocol._write_paused
+
+    def throttle(self) -> None:
+        self._protocol.throttle()
 
 
 class TcpConnection(yamux.YamuxConnection):

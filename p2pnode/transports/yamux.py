@@ -57,6 +57,8 @@ INITIAL_WINDOW = 256 * 1024
 MAX_STREAM_ID = 2**32 - 1
 MAX_INBOUND_STREAMS = 1000
 """Streams the remote may have open on one connection at once; further SYNs are answered with RST."""
+MAX_CONTROL_BACKLOG = 256
+"""PING answers waiting behind a blocked link before reading pauses (without a resource manager)."""
 MAX_DATA_FRAME = 65535 - 16 - HEADER_SIZE
 """Largest DATA payload we send: with its header it fills one Noise transport message exactly."""
 
@@ -178,6 +180,7 @@ class YamuxSession:
         self._out: list[bytes | memoryview] = []
         self._inbuf = bytearray()
         self._next_ping = 1
+        self.pongs_queued = 0  # PING answers queued so far (the glue bounds those it cannot write)
         self.local_goaway = False
         self.remote_goaway = False
         self.terminated = False
@@ -393,6 +396,7 @@ class YamuxSession:
     def _on_ping(self, events: list[Event], flags: int, value: int) -> None:
         if flags & FLAG_SYN:
             self._frame(TYPE_PING, FLAG_ACK, 0, value)
+            self.pongs_queued += 1
         elif flags & FLAG_ACK:
             events.append(PingAcknowledged(value))
 
@@ -449,6 +453,14 @@ class Link(Protocol):
 
     def abort(self) -> None:
         """Close at once."""
+
+    @property
+    def write_blocked(self) -> bool:
+        """Whether what was written waits in a full buffer (the remote, or the path, does not keep up)."""
+
+    def throttle(self) -> None:
+        """Stop reading until ``write_blocked`` is over (backpressure on a remote that asks for answers it
+        does not read)."""
 
 
 class YamuxStream(Stream):
@@ -528,6 +540,8 @@ class YamuxConnection(Connection):
         self._link = link
         self._streams: dict[int, YamuxStream] = {}
         self._pings: dict[int, asyncio.Future[None]] = {}
+        self._pongs_seen = 0  # session.pongs_queued when last looked at
+        self._pongs_owed = 0  # PING answers queued while the link's writes were blocked
         self.close_reason: str | None = None
 
     async def open_stream(self) -> Stream:
@@ -610,10 +624,29 @@ class YamuxConnection(Connection):
                 terminated = event
             # GoAwayReceived: the session refuses new outbound streams from now on; existing ones go on.
         self._flush()
+        if self._session.pongs_queued != self._pongs_seen:
+            self._bound_pongs()
         if terminated is not None:
             logger.info("closing %r: %s", self, terminated.reason)
             self._link.close()
             self._teardown(f"yamux error: {terminated.reason}")
+
+    def _bound_pongs(self) -> None:
+        """A remote that sends PINGs and never reads the answers would have them pile up in our write
+        buffer: once ``control_backlog`` answers wait behind a blocked link, stop reading the remote until
+        the link drains (its own sending then stalls in TCP's flow control)."""
+        answered = self._session.pongs_queued - self._pongs_seen
+        self._pongs_seen = self._session.pongs_queued
+        if not self._link.write_blocked:
+            self._pongs_owed = 0
+            return
+        self._pongs_owed += answered
+        limit = self.resources.limits.control_backlog if self.resources is not None else MAX_CONTROL_BACKLOG
+        if self._pongs_owed >= limit:
+            self._pongs_owed = 0
+            if self.resources is not None:
+                self.resources.refuse("control_backlog")
+            self._link.throttle()
 
     def _link_lost(self, reason: str = "connection lost") -> None:
         self._teardown(reason)

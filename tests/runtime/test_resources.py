@@ -14,7 +14,7 @@ from p2pnode.identity import Keypair
 from p2pnode.resources import MIB, ResourceLimits
 from p2pnode.runtime.asyncio_runtime import PING_PROTOCOL
 from p2pnode.runtime.http import NodeCollector
-from p2pnode.transports import multistream
+from p2pnode.transports import multistream, yamux
 from p2pnode.transports.base import TransportError
 from tests.runtime.test_nodes import make_node, run
 from tests.transports.pair import make_transport
@@ -119,3 +119,48 @@ def test_the_limits_follow_the_node_config():
     assert (default.memory, default.peer_memory) == (250 * MIB, 32 * MIB)
     with pytest.raises(ValueError, match="peer_streams must be positive"):
         ResourceLimits(peer_streams=0)
+
+
+@pytest.mark.slow
+def test_a_ping_flood_whose_answers_are_never_read_stops_being_read():
+    """20 MB of Yamux PINGs from a peer that reads none of the answers: the node's write buffer stays
+    near its high-water mark (it stops reading the peer), and all is answered once the peer reads."""
+    ping = yamux.HEADER.pack(yamux.VERSION, yamux.TYPE_PING, yamux.FLAG_SYN, 0, 7)
+    chunk = ping * 5000  # 60 KB
+
+    async def scenario():
+        node = make_node("tcp")
+        await node.start()
+        client, second = make_transport("tcp"), make_transport("tcp")
+        try:
+            conn = await client.dial(node.listen_addrs[0], node.peer_id)
+            link = conn._link
+            link._protocol.transport.pause_reading()  # never read the answers
+            served = node.swarm.connections[conn.local_peer][0]
+            buffered = served._link._transport.get_write_buffer_size
+            sent = peak = 0
+            while sent < 20_000_000:
+                link.write(chunk)
+                sent += len(chunk)
+                peak = max(peak, buffered())
+                try:
+                    await asyncio.wait_for(link.drain(), 2)  # the node stopped reading us: backpressure
+                except TimeoutError:
+                    break
+            await asyncio.sleep(0.5)
+            peak = max(peak, buffered())
+            assert peak < 3 * MIB, f"the node buffered {peak} bytes of answers"
+            assert node.resources.refusals["control_backlog"] >= 1
+            # the node goes on serving another peer meanwhile
+            other = await asyncio.wait_for(second.dial(node.listen_addrs[0], node.peer_id), 5)
+            assert await other.ping(timeout=5) < 5
+            # once the flooder reads, everything it sent is answered and its connection works
+            link._protocol.transport.resume_reading()
+            assert await conn.ping(timeout=20) < 20
+            assert not served.closed
+        finally:
+            await client.close()
+            await second.close()
+            await node.stop()
+
+    run(scenario())
