@@ -13,7 +13,9 @@ What is accounted, and by whom (both transports call the same methods):
   ``[resources] max_memory_mb`` (half of it; the rest is the process itself);
 * inbound streams per peer (the swarm, for every stream it serves; each connection also caps its own:
   Yamux 1,000 and QUIC 100 bidirectional);
-* handshakes in progress, in total and per source address (TCP upgrades, QUIC Initials);
+* handshakes in progress, in total and per source address (TCP upgrades, QUIC Initials); QUIC asks a
+  client to prove its address with a Retry (RFC 9000 §8.1) once ``retry_after`` are in progress, so
+  Initials from spoofed or never-answering sources cost a stateless reply, not a handshake slot;
 * a frame whose length was announced must keep arriving: a read that waits ``frame_idle_timeout``
   seconds for more of a started frame resets its stream (a peer cannot park half a megabyte per stream);
 * Yamux control replies (PING answers) owed while the connection's writes are blocked.
@@ -44,6 +46,7 @@ class ResourceLimits:
     peer_streams: int = 512  # inbound streams one peer may have open at once, over all its connections
     pending_handshakes: int = 256  # inbound handshakes in progress, per transport
     source_handshakes: int = 32  # of them from one source address
+    retry_after: int = 16  # QUIC: with this many in progress, a new client first proves its address (Retry)
     frame_idle_timeout: float = 10.0  # seconds a started frame may go without a byte
     control_backlog: int = 256  # Yamux PING answers owed while writes are blocked, before reading pauses
 

@@ -6,13 +6,20 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from aioquic.asyncio.server import _encode_invalid_token_close  # private, but aioquic's own INVALID_TOKEN close
 from aioquic.buffer import Buffer
-from aioquic.quic.packet import QuicPacketType, encode_quic_version_negotiation, pull_quic_header
+from aioquic.quic.packet import (
+    QuicPacketType,
+    encode_quic_retry,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
 from multiaddr import Multiaddr
 
 from p2pnode.transports.addresses import ip_multiaddr
@@ -176,11 +183,43 @@ class UdpEndpoint:
             and len(data) >= 1200
             and not self.owner._closing
         ):
-            if len(self.owner._pending_inbound) >= MAX_PENDING_HANDSHAKES:
-                logger.debug("dropping a QUIC Initial from %s: too many handshakes in progress", addr)
-                return None
-            return self.owner._accept(self, header.destination_cid, addr)
+            return self._admit(header, addr)
         return None
+
+    def _admit(self, header, addr: tuple) -> QuicPeerConnection | None:
+        """A new connection for a client's first Initial, if the resource manager admits it. Once
+        handshakes pile up, a client without a token is first sent a Retry (stateless: nothing is kept),
+        and one whose token does not validate is told INVALID_TOKEN (RFC 9000 §8.1)."""
+        owner = self.owner
+        resources = owner.resources
+        pending = owner._pending_inbound
+        retry_cid = None
+        odcid = header.destination_cid
+        now = self.loop.time()
+        if header.token:
+            try:
+                odcid = owner._retry.validate_token(address=addr, destination_cid=header.destination_cid,
+                                                    token=header.token, now=now)
+            except ValueError:
+                resources.refuse("invalid_token")
+                self.send(_encode_invalid_token_close(version=header.version, source_cid=header.destination_cid,
+                                                      destination_cid=header.source_cid), addr)
+                return None
+            retry_cid = header.destination_cid
+        elif len(pending) >= min(resources.limits.retry_after, MAX_PENDING_HANDSHAKES):
+            resources.refuse("retry")  # not a refusal of the client: it dials again with the token
+            source_cid = os.urandom(CID_LENGTH)
+            token = owner._retry.create_token(address=addr, original_destination_connection_id=odcid,
+                                              retry_source_connection_id=source_cid, now=now)
+            self.send(encode_quic_retry(version=header.version, source_cid=source_cid,
+                                        destination_cid=header.source_cid, original_destination_cid=odcid,
+                                        retry_token=token), addr)
+            return None
+        from_source = sum(1 for c in pending if c._remote[0] == addr[0])
+        if len(pending) >= MAX_PENDING_HANDSHAKES or not resources.admit_handshake(len(pending), from_source):
+            logger.debug("dropping a QUIC Initial from %s: too many handshakes in progress", addr)
+            return None
+        return owner._accept(self, odcid, addr, retry_cid)
 
     # -- sending --
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aioquic import tls
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.retry import QuicRetryTokenHandler
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from multiaddr import Multiaddr
@@ -74,6 +75,7 @@ class QuicTransport(Transport):
         self._dial_endpoints: dict[int, UdpEndpoint] = {}  # family -> socket for dialling when no listener fits
         self._connections: set[QuicPeerConnection] = set()
         self._pending_inbound: set[QuicPeerConnection] = set()
+        self._retry = QuicRetryTokenHandler()  # address-validation tokens (a key of this process's own)
         self._server_tickets: OrderedDict[bytes, tuple[tls.SessionTicket, PeerId]] = OrderedDict()
         self._client_tickets: OrderedDict[tuple[str, int], tuple[tls.SessionTicket, PeerId]] = OrderedDict()
         self._closing = False
@@ -180,6 +182,7 @@ class QuicTransport(Transport):
         expected: PeerId | None = None,
         ticket: tuple | None = None,
         odcid: bytes | None = None,
+        retry_cid: bytes | None = None,
     ) -> Libp2pQuic:
         certificate, key = self._credentials()
         configuration = QuicConfiguration(
@@ -199,6 +202,7 @@ class QuicTransport(Transport):
         kwargs: dict[str, Any] = {}
         if not is_client:
             kwargs["original_destination_connection_id"] = odcid
+            kwargs["retry_source_connection_id"] = retry_cid
         quic = Libp2pQuic(
             configuration=configuration,
             transport=self,
@@ -214,12 +218,15 @@ class QuicTransport(Transport):
             quic._session_ticket_handler = None
         return quic
 
-    def _accept(self, endpoint: UdpEndpoint, odcid: bytes, addr: tuple) -> QuicPeerConnection:
-        quic = self._make_quic(is_client=False, odcid=odcid)
+    def _accept(self, endpoint: UdpEndpoint, odcid: bytes, addr: tuple,
+                retry_cid: bytes | None = None) -> QuicPeerConnection:
+        """A server connection for a client's first Initial (sent to ``odcid``, or after our Retry to
+        ``retry_cid``)."""
+        quic = self._make_quic(is_client=False, odcid=odcid, retry_cid=retry_cid)
         connection = QuicPeerConnection(self, endpoint, quic, addr, outbound=False)
         self._connections.add(connection)
         self._pending_inbound.add(connection)
-        endpoint.register(odcid, connection)
+        endpoint.register(retry_cid or odcid, connection)
         endpoint.register(quic.host_cid, connection)
         connection._handshake_deadline = endpoint.loop.call_later(
             self._handshake_timeout, connection._on_handshake_timeout
