@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from multiaddr import Multiaddr
 
 from p2pnode import __version__, identify, wire
+from p2pnode.framing import CodecError
 from p2pnode.identity import PeerId
 from p2pnode.kad.messages import PeerInfo, Ping, Pong
 from p2pnode.peer_record import OwnRecord, PeerRecordBook
@@ -310,7 +311,11 @@ class AsyncioRuntime:
         sender = await self._sender(stream)
         host, decode, frame = self.node.host, protocol.decode, protocol.frame
         async for data in self._frames(stream, protocol.limit_for(host)):
-            response = host.handle_request(sender, decode(data, False))
+            try:
+                message = decode(data, False)
+            except Exception as exc:  # whatever a decoder raises on a peer's bytes is the peer's bad input
+                raise CodecError(f"malformed {protocol.name} message: {type(exc).__name__}: {exc}") from exc
+            response = host.handle_request(sender, message)
             if response is not None:
                 await stream.write(frame(response))
 

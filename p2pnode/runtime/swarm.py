@@ -14,6 +14,7 @@ import itertools
 import logging
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 
@@ -39,6 +40,36 @@ def new_correlation_id(peer: PeerId) -> str:
     cid = f"{peer.short()}#{next(_next_id)}"
     correlation_id.set(cid)
     return cid
+
+class PeerProblems:
+    """What a peer's bad input (or its vanishing) does to a stream is the peer's problem, not the node's:
+    one short INFO line per peer per ``interval`` seconds, the others counted and said with the next line,
+    so a peer cannot fill the log (each line at most ``MAX_LINE`` characters)."""
+
+    MAX_LINE = 200
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[PeerId, tuple[float, int]] = {}  # peer -> (when its last line went out, lines held)
+
+    def report(self, peer: PeerId, message: str) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        now = self.clock()
+        last, held = self._last.get(peer, (-self.interval, 0))
+        if now - last < self.interval:
+            self._last[peer] = (last, held + 1)
+            return
+        if len(self._last) > 4096:  # forget the quiet ones
+            self._last = {p: v for p, v in self._last.items() if now - v[0] < self.interval}
+        self._last[peer] = (now, 0)
+        if len(message) > self.MAX_LINE:
+            message = message[: self.MAX_LINE - 3] + "..."
+        suffix = f" ({held} more from this peer in {now - last:.0f} s)" if held else ""
+        self.logger.info("%s%s", message, suffix)
+
 
 StreamHandler = Callable[[Stream], Awaitable[None]]
 NEGOTIATION_TIMEOUT = 10.0
@@ -90,6 +121,7 @@ class Swarm:
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
         self._closed_bytes = [0, 0]  # in, out: of connections that have closed
         self._tasks: set[asyncio.Task] = set()
+        self.peer_problems = PeerProblems(log)
         self.closing = False
 
     @property
@@ -357,8 +389,8 @@ class Swarm:
                 stream.protocol = await multistream.handle(stream, self.handlers)
             await self.handlers[stream.protocol](stream)
         except PEER_ERRORS as exc:
-            log.info("stream %s from %s reset: %s", stream.protocol or "(negotiating)", peer.short(),
-                     exc or type(exc).__name__)
+            self.peer_problems.report(peer, f"stream {stream.protocol or '(negotiating)'} from {peer.short()} "
+                                            f"reset: {str(exc) or type(exc).__name__}")
             stream.reset()
         except Exception:
             log.exception("handler for %s failed on a stream from %s", stream.protocol, peer.short())

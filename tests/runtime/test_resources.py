@@ -5,6 +5,7 @@ back when the peer's streams idle out or its connection closes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from multiaddr import Multiaddr
@@ -20,6 +21,7 @@ from tests.runtime.test_nodes import make_node, run
 from tests.transports.pair import make_transport
 
 MESHSUB = "/meshsub/1.1.0"
+REQRESP = "/p2pnode/reqresp/1.0.0"
 ANNOUNCED = 1 << 20  # the frame each stream announces (the pub-sub maximum) ...
 SENT = 250 * 1024  # ... and the part of it that is sent
 
@@ -164,3 +166,34 @@ def test_a_ping_flood_whose_answers_are_never_read_stops_being_read():
             await node.stop()
 
     run(scenario())
+
+
+def test_a_peer_sending_malformed_requests_gets_one_short_info_line_not_a_traceback_each(caplog):
+    bad = encode_uvarint(5) + b"\xff\xff\xff\xff\xff"  # a request whose protocol name's length overruns
+
+    async def scenario():
+        node = make_node("tcp")
+        await node.start()
+        client = make_transport("tcp")
+        try:
+            conn = await client.dial(node.listen_addrs[0], node.peer_id)
+
+            async def one():
+                stream = await conn.open_stream()
+                await multistream.select(stream, [REQRESP])
+                await stream.write(bad)
+                with pytest.raises(TransportError):
+                    await stream.readexactly(1)
+
+            with caplog.at_level(logging.INFO):
+                await asyncio.gather(*(one() for _ in range(50)))
+        finally:
+            await client.close()
+            await node.stop()
+
+    run(scenario())
+    mine = [r for r in caplog.records if r.name.startswith("p2pnode")]
+    assert not [r for r in mine if r.levelno >= logging.WARNING or r.exc_info]
+    about = [r.getMessage() for r in mine if "reqresp" in r.getMessage()]
+    assert 1 <= len(about) <= 2, about
+    assert "malformed reqresp message" in about[0] and len(about[0]) <= 200
