@@ -180,14 +180,20 @@ def verify_certificate_chain(
     Ed25519 host key whose signature over the certificate's SubjectPublicKeyInfo is valid. (That the peer
     holds the certificate's private key is the TLS handshake's CertificateVerify, checked by the caller.)
     """
+    try:
+        return _verify_chain(chain, now)
+    except CertificateError:
+        raise
+    except Exception as exc:  # cryptography raises more than ValueError on malformed input (InvalidVersion)
+        raise CertificateError(f"unparsable certificate: {type(exc).__name__}: {exc}") from exc
+
+
+def _verify_chain(chain: Sequence[x509.Certificate | bytes], now: datetime.datetime | None) -> PeerId:
     if len(chain) != 1:
         raise CertificateError(f"expected exactly one certificate, got {len(chain)}")
     certificate = chain[0]
     if isinstance(certificate, bytes):
-        try:
-            certificate = x509.load_der_x509_certificate(certificate)
-        except ValueError as exc:
-            raise CertificateError(f"unparsable certificate: {exc}") from exc
+        certificate = x509.load_der_x509_certificate(certificate)
 
     now = now or datetime.datetime.now(datetime.UTC)
     if now < certificate.not_valid_before_utc:

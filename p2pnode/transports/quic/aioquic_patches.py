@@ -4,10 +4,11 @@ aioquic 1.7.2 has no public hook for client certificates or custom certificate c
 subclasses two of its classes and leans on private members (checked at import by ``_check_aioquic``):
 
 * the TLS context (``tls.Context``) gets the libp2p certificate check after the CertificateVerify message
-  on both sides, requests a client certificate (``_request_client_certificate``) and refuses a handshake
-  without one; X.509 chain verification is turned off (``verify_mode=CERT_NONE``), the libp2p check
-  replaces it. (aioquic would also wait for a client certificate in a resumed handshake, where none is
-  requested; that is fixed here too. Clients offer X25519 and P-256 key shares only, not aioquic's four.)
+  on both sides, refuses any certificate cryptography cannot parse with a bad_certificate alert, requests
+  a client certificate (``_request_client_certificate``) and refuses a handshake without one; X.509 chain
+  verification is turned off (``verify_mode=CERT_NONE``), the libp2p check replaces it. (aioquic would
+  also wait for a client certificate in a resumed handshake, where none is requested; that is fixed here
+  too. Clients offer X25519 and P-256 key shares only, not aioquic's four.)
 * the QUIC connection gets stream-count limits (100 bidirectional and 1000 unidirectional streams that the
   peer may have open at once, MAX_STREAMS giving one more back for each that ends; the libp2p QUIC spec
   sets no numbers, go-libp2p allows 256 and 5, for WebTransport) and receive flow control tied to what
@@ -55,6 +56,7 @@ def _check_aioquic() -> None:
             "_server_handle_certificate",
             "_server_handle_certificate_verify",
             "_server_expect_finished",
+            "_set_peer_certificate",
         ],
         AioquicConnection: ["_initialize", "_write_connection_limits", "_write_stream_limits"],
         QuicPacketPacer: ["update_rate", "next_send_time"],
@@ -92,6 +94,18 @@ class Libp2pTls(tls.Context):
             quic.p2p_error = f"dialled {quic.p2p_expected} but the peer is {peer}"
             raise tls.AlertBadCertificate("peer ID mismatch")
         quic.p2p_peer = peer
+
+    def _set_peer_certificate(self, certificate: tls.Certificate) -> None:
+        # aioquic turns the ValueError of an unparsable certificate into bad_certificate, but cryptography
+        # raises other exceptions too (InvalidVersion for an X.509 version other than 1 or 3), which then
+        # escaped the handshake without an alert.
+        try:
+            super()._set_peer_certificate(certificate)
+        except tls.Alert:
+            raise
+        except Exception as exc:
+            self.p2p_quic.p2p_error = f"unparsable certificate: {type(exc).__name__}: {exc}"
+            raise tls.AlertBadCertificate("Certificate could not be parsed") from exc
 
     def _client_handle_certificate_verify(self, input_buf: Buffer) -> None:
         super()._client_handle_certificate_verify(input_buf)  # the server owns the certificate's key
