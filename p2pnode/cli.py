@@ -256,7 +256,8 @@ async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, 
         if control == "stdio":
             from p2pnode.runtime.control import serve_stdio
 
-            await asyncio.wait([asyncio.ensure_future(serve_stdio(node, stop)), asyncio.ensure_future(stop.wait())],
+            await asyncio.wait([asyncio.ensure_future(serve_stdio(node, stop, service)),
+                                asyncio.ensure_future(stop.wait())],
                                return_when=asyncio.FIRST_COMPLETED)
         await stop.wait()
         log.info("shutting down")

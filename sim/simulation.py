@@ -17,6 +17,7 @@ from experiment.churn import Churn, join_delays
 from experiment.delivery import Delivery
 from experiment.formation import Formation
 from experiment.latency import scenario_path_loss
+from experiment.mcp import McpWorkload
 from experiment.nat import place as place_nats
 from experiment.oracle import LiveSet
 from experiment.plan import Plan, spread
@@ -121,6 +122,7 @@ class Simulation:
             self.live_pos: dict[int, int] = {}
             self.payload = bytes(ps.message_size)
             self.retired = [0, 0]  # message copies received / first receptions at nodes since stopped
+        self.mcp = McpWorkload(scenario, n, self.rng_work, events)
         self._setup_mcp()
 
     def _setup_mcp(self) -> None:
@@ -293,37 +295,20 @@ class Simulation:
         node.dht.get_value(key, done)
 
     def _mcp_call(self, node: Host, i: int) -> None:
-        """A local agent's tools/call on node i: forward_to_peer, or aggregate_results over providers."""
+        """A local agent's tools/call on node i (experiment/mcp.py says which and writes its rows)."""
         from p2pnode.mcp import jsonrpc
-        from p2pnode.mcp.server import META_CAPABILITIES, META_VERSION, MODERN_VERSIONS, Channel
+        from p2pnode.mcp.server import Channel
 
         service = self.mcp_services[i]
         if service is None:
             return
-        mcp = self.scenario.mcp
-        rng = self.rng_work
         started = self.env.now
-        text = rng.randbytes(24).hex()
-        if rng.random() < mcp.aggregate:
-            tool, arguments = "aggregate_results", {"input": text, "count": mcp.fanout, "timeout": mcp.timeout}
-        else:
-            tool, arguments = "forward_to_peer", {"input": text, "attempt_timeout": mcp.attempt_timeout}
 
         def answered(message: dict) -> None:
-            if "id" not in message:
-                return  # progress
-            result = message.get("result") or {}
-            ok = "result" in message and not result.get("isError")
-            structured = result.get("structuredContent") or {}
-            attempts = len(structured.get("attempts", [])) or structured.get("requested")
-            self.events.write(self.env.now, "mcp", i, self.env.now - started, attempts, ok,
-                              structured.get("failovers", 0), structured.get("answered"))
-            if structured.get("discovery_ms") is not None and not structured.get("discovery_cached"):
-                self.events.write(self.env.now, "mcp_discovery", i, structured["discovery_ms"] / 1000, None, True)
+            if "id" in message:  # not a progress notification
+                self.mcp.answered(self.env.now, i, self.env.now - started, message)
 
-        request = jsonrpc.request(1, "tools/call", {"name": tool, "arguments": arguments,
-                                                    "_meta": {META_VERSION: MODERN_VERSIONS[0], META_CAPABILITIES: {}}})
-        service.server.receive(jsonrpc.parse_object(request), Channel(answered))
+        service.server.receive(jsonrpc.parse_object(self.mcp.request()), Channel(answered))
 
     # ---- pub-sub workload ------------------------------------------------------------------------
 
@@ -415,8 +400,8 @@ class Simulation:
             net.call_later(delay, self.start_node, i)
         self._schedule_churn()
         self._schedule_operations()
-        if scenario.mcp is not None and scenario.mcp.rate > 0:
-            self._operate(Operations(scenario.mcp.rate, self.n, self.rng_work), self._mcp_call)
+        if self.mcp.operations is not None:
+            self._operate(self.mcp.operations, self._mcp_call)
         self._schedule_publishing()
 
         interval = scenario.measure.sample_interval

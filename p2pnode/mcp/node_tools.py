@@ -166,9 +166,9 @@ def make_tools(svc: McpService) -> list[Tool]:
                 why = response.get("error", {}).get("message") or _text(response) or "no answer"
                 call.error(f"forward_to_peer failed after {len(attempts)} attempt(s): {why}")
                 return
-            answered = outcome.attempts[-1]
+            answered = next(a for a in reversed(outcome.attempts) if a.outcome == "ok")
             call.finish({"peer": answered.peer, "route": answered.route, "result": _structured(response),
-                         "attempts": attempts, "failovers": len({a.peer for a in outcome.attempts}) - 1,
+                         "attempts": attempts, "failovers": outcome.failovers, "hedged": outcome.hedges,
                          "latency_ms": _ms(call, started), **discovery})
 
         def progress(attempt: Attempt) -> None:
@@ -346,8 +346,8 @@ def make_tools(svc: McpService) -> list[Tool]:
                   "max_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
                   "attempt_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300}}, ["input"]),
              obj({"peer": {"type": "string"}, "route": {"enum": ["direct", "relay"]}, "result": INFERENCE_OUT,
-                  "attempts": ATTEMPTS, "failovers": {"type": "integer", "minimum": 0}, "latency_ms": MS,
-                  **DISCOVERY},
+                  "attempts": ATTEMPTS, "failovers": {"type": "integer", "minimum": 0},
+                  "hedged": {"type": "integer", "minimum": 0}, "latency_ms": MS, **DISCOVERY},
                  ["peer", "route", "result", "attempts", "failovers", "latency_ms"], closed=False),
              forward_to_peer, "Remote inference", {"openWorldHint": True}),
         Tool("aggregate_results", "Fan one inference request out to several peers (named, or discovered) and "
@@ -398,7 +398,7 @@ STATUS_SCHEMA = obj({
     "listen_addrs": {"type": "array", "items": {"type": "string"}},
     "mcp": {"type": "object", "properties": {"service": {"type": "string"}, "tools": {"type": "array"},
             "models": {"type": "array"}, "requests_total": {"type": "integer"}, "in_flight": {"type": "integer"},
-            "registrations": {"type": "integer"}, "failovers": {"type": "integer"}},
+            "registrations": {"type": "integer"}, "failovers": {"type": "integer"}, "hedges": {"type": "integer"}},
             "required": ["service", "tools", "requests_total", "in_flight"]},
 }, ["peer_id", "version", "running", "bootstrapped", "uptime_s", "peers_connected", "routing_table_peers",
     "dht_records", "listen_addrs", "mcp"], closed=False)

@@ -11,6 +11,7 @@ forwarded request carries a hop count in ``_meta`` so that no request circles.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from p2pnode.wire import MCP
 
 PROTOCOL = MCP.ids[0]
 MAX_HOPS = 3
+HEDGE_SAMPLES = 10  # answers seen before hedge_delay trusts their distribution
 
 
 class PeerLink(Protocol):
@@ -38,7 +40,7 @@ class PeerLink(Protocol):
 class Attempt:
     peer: str
     route: str          # "direct" or "relay"
-    outcome: str        # "ok", "error", "tool_error", "failed", "timeout"
+    outcome: str        # "ok", "error", "tool_error", "failed", "timeout", "superseded" (another answered first)
     latency_ms: float
     via: str | None = None
     detail: str = ""
@@ -58,6 +60,8 @@ class Outcome:
 
     response: dict[str, Any] | None
     attempts: list[Attempt] = field(default_factory=list)
+    failovers: int = 0  # providers asked after one failed or timed out (call_any)
+    hedges: int = 0     # providers asked beside a slow one (call_any)
 
     @property
     def ok(self) -> bool:
@@ -86,7 +90,9 @@ class Router:
         self.connected = connected
         self.client_info = {"name": client_name, "version": "router"}
         self._ids = itertools.count(1)
-        self.failovers = 0
+        self.failovers = 0   # next providers asked after one failed or timed out
+        self.hedges = 0      # next providers asked beside a slow one
+        self.answer_times: deque[float] = deque(maxlen=100)  # seconds, of recent good answers (hedge_delay)
 
     def message(self, method: str, params: dict[str, Any], hops: int) -> dict[str, Any]:
         meta = {META_VERSION: MODERN_VERSIONS[0], META_CAPABILITIES: {}, META_CLIENT_INFO: self.client_info,
@@ -152,34 +158,80 @@ class Router:
     def call_any(self, providers: Sequence[PeerInfo], method: str, params: dict[str, Any], attempt_timeout: float,
                  hops: int, on_done: Callable[[Outcome], None], on_attempt: Callable[[Attempt], None] | None = None,
                  is_cancelled: Callable[[], bool] = lambda: False) -> None:
-        """Try ``providers`` in order until one answers without error (automatic failover)."""
-        total = Outcome(None)
+        """Try ``providers`` in order until one answers without error. The next one is asked when an attempt
+        fails or times out (failover), and also when one has not answered within ``hedge_delay`` (a hedged
+        request, "The Tail at Scale": the slow attempt goes on and the first good answer wins), so one slow or
+        silently crashed provider costs the caller about a 95th-percentile answer time instead of a timeout."""
         queue = list(providers)
+        slots: list[tuple[str, float, list[Outcome]]] = []  # per attempt started: peer, when, its outcome
+        running = [0]
+        hedge: list[Timer | None] = [None]
+        finished = [False]
+        counts = Outcome(None)  # failovers and hedges of this call
 
-        def next_provider() -> None:
-            if is_cancelled():
-                return
-            if not queue:
-                if total.response is None:
-                    total.response = jsonrpc.error(None, jsonrpc.PEER_UNREACHABLE, "no provider answered")
-                on_done(total)
-                return
+        def finish(response: dict[str, Any] | None) -> None:
+            finished[0] = True
+            if hedge[0] is not None:
+                hedge[0].cancel()
+            total = Outcome(response if response is not None else
+                            jsonrpc.error(None, jsonrpc.PEER_UNREACHABLE, "no provider answered"),
+                            failovers=counts.failovers, hedges=counts.hedges)
+            for peer_text, started, outcomes in slots:
+                if outcomes:
+                    total.attempts.extend(outcomes[0].attempts)
+                else:  # still under way when another answered
+                    total.attempts.append(Attempt(peer_text, "direct", "superseded",
+                                                  round((self.runtime.now() - started) * 1000, 3)))
+            on_done(total)
+
+        def launch() -> None:
             peer = queue.pop(0)
+            outcomes: list[Outcome] = []
+            slots.append((peer.peer_id.to_base58(), self.runtime.now(), outcomes))
+            running[0] += 1
+            if hedge[0] is not None:
+                hedge[0].cancel()
+            hedge[0] = self.runtime.call_later(self.hedge_delay(attempt_timeout), hedged) if queue else None
+            self.call(peer, method, params, attempt_timeout, hops, lambda outcome: done(outcome, outcomes))
 
-            def done(outcome: Outcome) -> None:
-                total.attempts.extend(outcome.attempts)
-                total.response = outcome.response
-                if on_attempt is not None and outcome.attempts:
-                    on_attempt(outcome.attempts[-1])
-                if outcome.ok or not queue:
-                    on_done(total)
-                else:
-                    self.failovers += 1
-                    next_provider()
+        def hedged() -> None:
+            hedge[0] = None
+            if not finished[0] and queue and not is_cancelled():
+                self.hedges += 1
+                counts.hedges += 1
+                launch()
 
-            self.call(peer, method, params, attempt_timeout, hops, done)
+        def done(outcome: Outcome, outcomes: list[Outcome]) -> None:
+            running[0] -= 1
+            outcomes.append(outcome)
+            if outcome.ok:  # late answers too: leaving them out would make slow peers look fast
+                self.answer_times.append(outcome.attempts[-1].latency_ms / 1000)
+            if on_attempt is not None and outcome.attempts and not (finished[0] and outcome.ok):
+                on_attempt(outcome.attempts[-1])  # late failures too: the caller forgets the peer
+            if finished[0] or is_cancelled():
+                return
+            if outcome.ok:
+                finish(outcome.response)
+            elif queue:
+                self.failovers += 1
+                counts.failovers += 1
+                launch()
+            elif running[0] == 0:
+                finish(outcome.response)
 
-        next_provider()
+        if not queue:
+            finish(None)
+        else:
+            launch()
+
+    def hedge_delay(self, attempt_timeout: float) -> float:
+        """When to ask the next provider beside a slow one: the 95th percentile of this node's recent answer
+        times (a second request for about one call in twenty), or half the attempt timeout until enough
+        answers were seen; never later than the attempt timeout."""
+        times = sorted(self.answer_times)
+        if len(times) < HEDGE_SAMPLES:
+            return attempt_timeout / 2
+        return min(attempt_timeout, times[min(len(times) - 1, int(0.95 * len(times)))])
 
 
 def _outcome_of(response: dict[str, Any]) -> str:

@@ -111,6 +111,7 @@ class McpService:
                     "models": self.backend.models(), "backend": self.backend.name,
                     "requests_total": server.metrics.total(), "in_flight": server.running + len(server.waiting),
                     "registrations": self.directory.registrations, "failovers": self.router.failovers,
+                    "hedges": self.router.hedges,
                     "access_denials": sum(server.access.denials.values())},
         }
 

@@ -9,7 +9,9 @@ driver never times a round trip through the pipe. Pub-sub deliveries arrive as e
 
 Commands: ``join`` (after ``--defer-join``); ``status`` (with mesh sizes and message counts when pub-sub is
 on); ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``; ``get {key_hex}``;
-``ping {peer, count?, addrs?}``; ``subscribe {topic}``; ``publish {topic, data_hex | size}``; ``quit``.
+``ping {peer, count?, addrs?}``; ``subscribe {topic}``; ``publish {topic, data_hex | size}``;
+``mcp {message}`` (one JSON-RPC message to the node's MCP server, as a local agent's over stdio: answers
+``response`` and ``latency``, from the server's receipt to its response); ``quit``.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from p2pnode.runtime.node import Node, completion
 
 
 class Controller:
-    def __init__(self, node: Node, write: Callable[[str], None], stop: asyncio.Event):
+    def __init__(self, node: Node, write: Callable[[str], None], stop: asyncio.Event, mcp: Any = None):
         self.node = node
         self.write = write
         self.stop = stop
+        self.mcp = mcp  # the node's McpService, when [mcp] is on
         self._tasks: set[asyncio.Task] = set()
 
     def emit(self, obj: dict[str, Any]) -> None:
@@ -120,6 +123,23 @@ class Controller:
         data = bytes.fromhex(data_hex) if data_hex is not None else os.urandom(size)
         return {"id_hex": self.node.pubsub.publish(topic, data).hex(), "time": time.time()}
 
+    async def cmd_mcp(self, message: dict) -> dict:
+        if self.mcp is None:
+            raise ValueError("MCP is off on this node ([mcp] enabled = false)")
+        from p2pnode.mcp.server import Channel
+
+        answer: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def send(reply: dict) -> None:
+            if "id" in reply and not answer.done():  # progress notifications are not the answer
+                answer.set_result(reply)
+
+        clock = self.node.host.runtime
+        started = clock.now()
+        self.mcp.server.receive_bytes(json.dumps(message).encode(), Channel(send))
+        response = await answer
+        return {"response": response, "latency": clock.now() - started}
+
     async def cmd_join(self) -> dict:
         """Join the network; the event ``{"event": "bootstrapped", "time"}`` follows when the join lookup is done
         (a driver then counts the node as a member, as the simulator does)."""
@@ -138,8 +158,8 @@ class Controller:
         return {}
 
 
-async def serve_stdio(node: Node, stop: asyncio.Event) -> None:
-    """Read commands from stdin until EOF (which stops the node) or ``stop``."""
+async def serve_stdio(node: Node, stop: asyncio.Event, mcp: Any = None) -> None:
+    """Read commands from stdin until EOF (which stops the node) or ``stop``; ``mcp``: the node's McpService."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -148,7 +168,7 @@ async def serve_stdio(node: Node, stop: asyncio.Event) -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    controller = Controller(node, write, stop)
+    controller = Controller(node, write, stop, mcp)
     while not stop.is_set():
         line = await reader.readline()
         if not line:

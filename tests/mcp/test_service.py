@@ -9,6 +9,7 @@ import pytest
 from mcp_types import methods as mcp_methods
 
 from p2pnode.mcp import jsonrpc
+from p2pnode.mcp.server import META_CAPABILITIES, META_VERSION, MODERN_VERSIONS, Channel
 from p2pnode.mcp.services import descriptor_key, index_key
 from p2pnode.nodeconfig import MCP_TOOLS, validate_config
 from tests.mcp.net import McpMesh
@@ -50,6 +51,8 @@ def test_descriptors_and_provider_records_in_the_dht(mesh):
     ids = [p["peer_id"] for p in found["peers"]]
     assert sorted(ids) == sorted(n.host.peer_id.to_base58() for n in nodes[1:])
     assert [p["distance_bits"] for p in found["peers"]] == sorted(p["distance_bits"] for p in found["peers"])
+    again = structured(mesh.call(a, "find_peers", {"capability": "model:magika"}))  # from the list kept
+    assert again["cached"] and again["peers"] == found["peers"]
     nothing = structured(mesh.call(a, "find_peers", {"capability": "teleport"}))
     assert nothing["peers"] == []
 
@@ -61,6 +64,41 @@ def test_a_stopped_node_drops_out_of_discovery_after_its_ttl(mesh):
     found = structured(mesh.call(nodes[0], "find_peers", {"fresh": True}))
     assert nodes[2].host.peer_id.to_base58() not in [p["peer_id"] for p in found["peers"]]
     assert len(found["peers"]) == 3
+
+
+def test_the_first_call_finds_its_providers_discovered_already(mesh):
+    nodes = mesh.populate(5)  # each node discovers its own service once it has registered
+    result = structured(mesh.call(nodes[0], "forward_to_peer", {"input": "print('hi')"}))
+    assert result["discovery_cached"] and result["discovery_ms"] == 0
+
+
+def test_discoveries_under_way_are_shared_and_descriptors_come_from_the_providers(mesh):
+    nodes = mesh.populate(6)
+    a = nodes[0]
+    dht = a.host.dht
+    lookups = {"find_providers": 0, "get_value": 0}
+
+    def counting(name: str):
+        real = getattr(dht, name)
+
+        def counted(*args, **kwargs):
+            lookups[name] += 1
+            return real(*args, **kwargs)
+        return counted
+
+    for name in lookups:
+        setattr(dht, name, counting(name))
+    out: list[dict] = []
+    for limit in (1, 5):
+        mesh_call = jsonrpc.request(limit, "tools/call", {"name": "find_peers", "arguments": {
+            "fresh": True, "limit": limit}, "_meta": {META_VERSION: MODERN_VERSIONS[0], META_CAPABILITIES: {}}})
+        a.server.receive(jsonrpc.parse_object(mesh_call), Channel(out.append))
+    mesh.net.run_until(lambda: len([m for m in out if "id" in m]) == 2, 30, "find_peers never answered")
+    found = {m["id"]: m["result"]["structuredContent"] for m in out if "id" in m}
+    assert lookups == {"find_providers": 1, "get_value": 0}  # one discovery; no DHT lookup per descriptor
+    assert len(found[1]["peers"]) == 1 and len(found[5]["peers"]) == 5
+    assert found[1]["peers"][0] == found[5]["peers"][0]
+    assert found[1]["discovery_ms"] <= found[5]["discovery_ms"]
 
 
 def test_every_tool_answers_with_its_output_schema(mesh):
@@ -106,17 +144,42 @@ def test_relay_through_the_closest_connected_peer(mesh):
     assert [a["outcome"] for a in result["attempts"]] == ["failed", "ok"]
 
 
-def test_failover_when_the_closest_provider_is_down(mesh):
+def test_failover_when_the_closest_provider_fails(mesh):
+    nodes = mesh.populate(5)
+    a = nodes[0]
+    first = structured(mesh.call(a, "find_peers", {"capability": "run_inference"}))["peers"][0]["peer_id"]
+    failing = next(n for n in nodes if n.host.peer_id.to_base58() == first)
+    failing.server.available.discard("run_inference")  # it still advertises the tool, but refuses the call
+    result = structured(mesh.call(a, "forward_to_peer", {"input": "<html><body><p>hi</p></body></html>"}))
+    assert result["failovers"] == 1 and result["hedged"] == 0 and a.router.failovers == 1
+    assert result["attempts"][0]["peer"] == first and result["attempts"][0]["outcome"] == "error"
+    assert result["peer"] != first and result["result"]["output"] == "html"
+
+
+def test_a_silent_provider_is_hedged_not_waited_for(mesh):
     nodes = mesh.populate(5)
     a = nodes[0]
     first = structured(mesh.call(a, "find_peers", {"capability": "run_inference"}))["peers"][0]["peer_id"]
     dead = next(n for n in nodes if n.host.peer_id.to_base58() == first)
-    mesh.crash(dead)  # its descriptor is still in the DHT and in a's cache
+    mesh.crash(dead)  # its descriptor is still in the DHT and in a's list
     result = structured(mesh.call(a, "forward_to_peer", {"input": "<html><body><p>hi</p></body></html>",
                                                         "attempt_timeout": 2}))
-    assert result["failovers"] == 1 and result["attempts"][0]["peer"] == first
-    assert result["attempts"][0]["outcome"] == "timeout" and result["peer"] != first
-    assert result["result"]["output"] == "html" and a.router.failovers == 1
+    # no answer after half the attempt timeout (too few answers seen for a percentile): the next one is asked
+    assert result["hedged"] == 1 and result["failovers"] == 0 and a.router.hedges == 1
+    assert result["attempts"][0]["peer"] == first and result["attempts"][0]["outcome"] == "superseded"
+    assert result["peer"] != first and result["result"]["output"] == "html" and result["latency_ms"] < 2000
+    mesh.run_for(2)  # the abandoned attempt times out: the dead provider leaves the list
+    again = structured(mesh.call(a, "find_peers", {"capability": "run_inference"}))
+    assert again["cached"] and first not in [p["peer_id"] for p in again["peers"]]
+
+
+def test_hedge_delay_follows_the_answers_seen(mesh):
+    router = mesh.populate(2)[0].router
+    assert router.hedge_delay(2.0) == 1.0
+    router.answer_times.extend([0.1] * 95 + [0.9] * 5)
+    assert router.hedge_delay(2.0) == 0.9 and router.hedge_delay(0.5) == 0.5
+    router.answer_times.extend([0.1] * 100)
+    assert router.hedge_delay(2.0) == 0.1
 
 
 def test_aggregate_returns_partial_results_on_timeout(mesh):
