@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +31,14 @@ from p2pnode.mcp.server import LEGACY_VERSIONS, META_VERSION, MODERN_VERSIONS, C
 PATH = "/mcp"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-# JSON-RPC error code -> HTTP status (2026-07-28 transport text; unlisted codes: 200)
+# JSON-RPC error code -> HTTP status for 2026-07-28 requests (its transport text maps error classes to statuses;
+# unlisted codes: 200). A rate limit is 429 and an overloaded server 503 (RFC 9110 / RFC 6585), each with
+# Retry-After, so that HTTP intermediaries see them too; the body keeps the JSON-RPC error with the request's id.
+# 2025-11-25 requests get these errors in a 200 (that revision maps only its session rules to statuses).
 STATUS = {jsonrpc.PARSE_ERROR: 400, jsonrpc.INVALID_REQUEST: 400, jsonrpc.INVALID_PARAMS: 400,
           jsonrpc.HEADER_MISMATCH: 400, jsonrpc.MISSING_CLIENT_CAPABILITY: 400,
-          jsonrpc.UNSUPPORTED_PROTOCOL_VERSION: 400, jsonrpc.METHOD_NOT_FOUND: 404}
+          jsonrpc.UNSUPPORTED_PROTOCOL_VERSION: 400, jsonrpc.METHOD_NOT_FOUND: 404,
+          jsonrpc.RATE_LIMITED: 429, jsonrpc.SERVER_BUSY: 503}
 
 
 @dataclass
@@ -65,6 +70,13 @@ def json_reply(status: int, message: dict[str, Any] | None, headers: Iterable[tu
 
 def refuse(status: int, code: int, message: str, id: Any = None) -> HttpReply:
     return json_reply(status, jsonrpc.error(id, code, message))
+
+
+def retry_after(error: dict[str, Any]) -> int:
+    """Whole seconds for Retry-After: the error's ``retryAfterMs`` rounded up, else one."""
+    data = error.get("data")
+    wait = data.get("retryAfterMs") if isinstance(data, dict) else None
+    return max(1, math.ceil(wait / 1000)) if isinstance(wait, int | float) and wait > 0 else 1
 
 
 def decode_header_value(value: str) -> str | None:
@@ -123,6 +135,8 @@ class HttpExchange:
             if error is not None and (self.modern or error.get("code") in (jsonrpc.PARSE_ERROR,
                                                                            jsonrpc.INVALID_REQUEST)):
                 status = STATUS.get(error.get("code"), 200)
+            if status in (429, 503):
+                headers.append(("retry-after", str(retry_after(error))))
             self.on_start(json_reply(status, message, headers), False)
             self.on_end()
             return

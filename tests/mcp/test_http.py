@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import time
 from urllib.parse import urlsplit
 
@@ -200,3 +201,44 @@ def test_a_hundred_and_twenty_concurrent_requests(node):
     assert 'mcp_requests_total{outcome="ok",tool="run_inference"} 120.0' in metrics
     assert 'mcp_request_duration_seconds_count{tool="run_inference"} 120.0' in metrics
     assert elapsed < 120
+
+
+@pytest.mark.slow
+def test_rate_limit_and_overload_have_http_statuses(tmp_path):
+    """2026-07-28: 429 / 503 with Retry-After and the JSON-RPC error (its id kept); 2025-11-25: the error in a 200."""
+    mute = socket.create_server(("127.0.0.1", 0))  # an inference endpoint that accepts and never answers
+    endpoint = f"http://127.0.0.1:{mute.getsockname()[1]}/v1"
+    limited = NodeProcess(write_config(tmp_path, extra=f"max_concurrent_requests = 1\nrequest_timeout = 0.5\n"
+                                       f'[mcp.inference]\nbackend = "openai"\nendpoint = "{endpoint}"\ntimeout = 1\n'
+                                       "[security]\ntotal_rate_limit = 6"))
+    try:
+        statuses = [post(limited, *modern("tools/call", {"name": "get_status", "arguments": {}}, id=i))
+                    for i in range(10)]
+        refused = [(h, b) for s, h, b in statuses if s == 429]
+        assert refused and all(s in (200, 429) for s, _, _ in statuses)
+        headers, body = refused[0]
+        assert body["error"]["code"] == -31001 and body["id"] in range(10)
+        assert int(headers["retry-after"]) >= 1 and body["error"]["data"]["scope"] == "total"
+        time.sleep(1.5)  # the bucket refills
+        status, headers, body = post(limited, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        session = {"Mcp-Session-Id": headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+        legacy = [post(limited, {"jsonrpc": "2.0", "id": i, "method": "tools/list"}, session) for i in range(10)]
+        assert all(s == 200 for s, _, _ in legacy)
+        assert any(b.get("error", {}).get("code") == -31001 for _, _, b in legacy)
+        time.sleep(1.5)  # six tokens again
+        # one tool call at a time with four queued (each waits out its 0.5 s): of six at once, one is refused
+
+        async def calls() -> list[tuple[int, dict, dict]]:
+            return await asyncio.gather(*(asyncio.to_thread(post, limited, *modern(
+                "tools/call", {"name": "run_inference", "arguments": {"input": "x"}}, id=i)) for i in range(6)))
+
+        answers = asyncio.run(calls())
+        busy = [(h, b) for s, h, b in answers if s == 503]
+        assert len(busy) == 1, [s for s, _, _ in answers]
+        assert busy[0][1]["error"]["code"] == -31003 and busy[0][0]["retry-after"] == "1"
+        assert all(b["result"]["isError"] for s, _, b in answers if s == 200)  # timed out, answered
+        assert serving(limited)
+    finally:
+        limited.stop()
+        mute.close()
