@@ -61,6 +61,7 @@ PUBSUB_STATS = {
     "attacker_share": ("attacker share of the nodes", "share"),
 }
 PUBSUB_PLOTS = ("delivery_cdf", "delivery_rate", "mesh_degree")
+MCP_PLOTS = ("mcp_cdf",)
 PUBSUB_NOTE = (
     "Duplicates per delivered message are (copies received − first receptions) / first receptions; the control "
     "share is control bytes / (message data bytes + control bytes); control bytes per delivered message "
@@ -96,6 +97,9 @@ CAPTIONS = {
     "sweep_delivery_cdf": "Delivery latency CDF of every sweep point on one axes.",
     "compare_delivery_cdf": "Delivery latency CDFs of both runs on one axes; the black bar marks the largest gap "
                             "between them, the KS distance.",
+    "mcp_cdf": "Share of MCP requests (a local agent's tools/call: forward_to_peer or aggregate_results) "
+               "answered within a given end-to-end latency, with the median, the 99th percentile and the "
+               "target marked.",
 }
 
 

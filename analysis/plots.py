@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from analysis.criteria import judged, judges_scaling
 from analysis.definitions import SPECS, clock
 from analysis.load import Run, setting
-from analysis.stats import DELIVERIES, LOOKUPS, Latencies, formation_time, point_perf
+from analysis.stats import DELIVERIES, LOOKUPS, MCP_CALLS, Latencies, formation_time, point_perf
 from analysis.summary import point_label
 
 NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -38,6 +38,7 @@ DELIVERY_RATE = "delivery_rate.png"
 MESH_DEGREE = "mesh_degree.png"
 SWEEP_DELIVERY_CDF = "sweep_delivery_cdf.png"
 COMPARE_DELIVERY_CDF = "compare_delivery_cdf.png"
+MCP_CDF = "mcp_latency_cdf.png"
 
 
 def _log_seconds(ax) -> None:
@@ -139,6 +140,11 @@ def plot_lookup_cdf(run: Run, out_dir: str | Path | None = None) -> Path | None:
 def plot_delivery_cdf(run: Run, out_dir: str | Path | None = None) -> Path | None:
     """Publish-to-first-reception latency at subscribers up since delivery_settle before the publish."""
     return _latency_cdf(run, DELIVERIES, Path(out_dir or run.path) / DELIVERY_CDF)
+
+
+def plot_mcp_cdf(run: Run, out_dir: str | Path | None = None) -> Path | None:
+    """End-to-end latency of local agents' MCP tool calls (analysis.mcp)."""
+    return _latency_cdf(run, MCP_CALLS, Path(out_dir or run.path) / MCP_CDF)
 
 
 def _twin(ax, label: str):
@@ -391,6 +397,7 @@ def run_plots(run: Run, out_dir: str | Path | None = None) -> dict[str, Path]:
         ("delivery_cdf", plot_delivery_cdf),
         ("delivery_rate", plot_delivery_rate),
         ("mesh_degree", plot_mesh_degree),
+        ("mcp_cdf", plot_mcp_cdf),
     )
     paths = {}
     for name, maker in makers:

@@ -15,6 +15,7 @@ from analysis.definitions import (
     clock,
 )
 from analysis.formats import (
+    MCP_PLOTS,
     MISSING,
     PUBSUB_NOTE,
     PUBSUB_PLOTS,
@@ -32,6 +33,7 @@ from analysis.formats import (
     verdict_text,
 )
 from analysis.load import Run, load_run, setting
+from analysis.mcp import mcp_section
 from analysis.model import model_lines
 from analysis.nat import nat_comparison, nat_section
 from analysis.render import Doc, write_doc
@@ -87,9 +89,12 @@ def _write_run_report(run: Run) -> tuple[dict, list[Path]]:
     doc.table(["statistic", "value"], [[STATS[key][0], fmt(value, STATS[key][1])] for key, value in stats.items()])
     if "pubsub" in summary:
         _pubsub_section(doc, run, summary["pubsub"], {n: p for n, p in pngs.items() if n in PUBSUB_PLOTS})
+    if "mcp" in summary:
+        mcp_section(doc, run, summary["mcp"], {n: p for n, p in pngs.items() if n in MCP_PLOTS})
     transition_section(doc, run.path, run.events)
     nat_pngs = nat_section(doc, run.path, run.events)
-    plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS}, run.path, run.runtime)
+    plots_section(doc, {n: p for n, p in pngs.items() if n not in PUBSUB_PLOTS + MCP_PLOTS}, run.path,
+                  run.runtime)
     _definitions(doc, run, sweep=False)
     _run_info(doc, run)
     return summary, [summary_path, *write_doc(doc, run.path), *pngs.values(), *nat_pngs]

@@ -216,3 +216,4 @@ class Latencies:
 
 LOOKUPS = Latencies("lookup", "lookups", "lookup_p99", lambda run: run.of_kind("lookup"))
 DELIVERIES = Latencies("delivery", "deliveries", "delivery_p99", eligible_deliveries)
+MCP_CALLS = Latencies("MCP request", "MCP requests", "mcp_request_p99", lambda run: run.of_kind("mcp"))

@@ -8,6 +8,7 @@ from pathlib import Path
 from analysis.criteria import run_criteria, scaling_ratio, sweep_criteria
 from analysis.definitions import DELIVERY_CRITERIA
 from analysis.load import Run
+from analysis.mcp import has_mcp, mcp_stats
 from analysis.stats import (
     num,
     percentile,
@@ -43,6 +44,7 @@ def summarise(run: Run) -> dict:
         "criteria": run_criteria(run),
         "stats": run_stats(run),
         **({"pubsub": pubsub_stats(run)} if run_has_pubsub(run) else {}),
+        **({"mcp": mcp_stats(run)} if has_mcp(run) else {}),
         **({"damage": list(run.damage)} if run.damage else {}),
     }
 
