@@ -26,6 +26,7 @@ import psutil
 from emulator.pubsub import PubSubWorkload
 from experiment.churn import Churn, join_delays
 from experiment.formation import Formation
+from experiment.mcp import McpWorkload, node_section
 from experiment.oracle import LiveSet, by_bucket
 from experiment.plan import Plan
 from experiment.workload import DhtWorkload, Operations
@@ -174,6 +175,7 @@ class Emulation:
         self._tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
         self.pubsub = PubSubWorkload(self) if scenario.pubsub is not None else None
+        self.mcp = McpWorkload(scenario, self.n, self.rng_work, events)
         (run_dir / "nodes").mkdir(exist_ok=True)
 
     def _kad_id(self, text: str) -> int:
@@ -219,9 +221,7 @@ request_timeout = {dht.request_timeout}
 slow_after = {dht.slow_after}
 refresh_interval = {dht.refresh_interval}
 republish_interval = {dht.republish_interval}
-[mcp]
-enabled = false
-{pubsub}[log]
+{self._mcp_config(i)}{pubsub}[log]
 level = "{self.log_level}"
 events_file = "events.csv"
 node_index = {i}
@@ -229,6 +229,18 @@ node_index = {i}
         path = directory / "node.toml"
         path.write_text(text)
         return path
+
+    def _mcp_config(self, i: int) -> str:
+        """Node i's [mcp] section: off unless the scenario makes MCP calls; the same rule as the simulator's
+        (experiment.mcp.node_section). Its HTTP listener is on the host's own loopback."""
+        if self.scenario.mcp is None:
+            return "[mcp]\nenabled = false\n"
+        section = node_section(self.scenario, i in self.plan.mcp_providers)
+        tables = {key: section.pop(key) for key in list(section) if isinstance(section[key], dict)}
+        lines = ["[mcp]", *(f"{key} = {json.dumps(value)}" for key, value in section.items())]
+        for name, table in tables.items():
+            lines += [f"[mcp.{name}]", *(f"{json.dumps(key)} = {json.dumps(value)}" for key, value in table.items())]
+        return "\n".join(lines) + "\n"
 
     async def spawn_node(self, i: int) -> NodeProcess:
         """Start node i's process, listening but not yet joined (``--defer-join``): the interpreter's start-up
@@ -350,6 +362,12 @@ node_index = {i}
             found = answer["version"] if answer["found"] else None
             self.dht.get_done(self.now(), i, version, found, answer["latency"], answer["hops"], answer["requests"])
 
+    async def _mcp_call(self, node: NodeProcess, i: int) -> None:
+        """A local agent's tools/call, handed to the node's server over its pipe and timed by the node."""
+        answer = await node.call("mcp", timeout=self.scenario.mcp.request_timeout + 30, message=self.mcp.request())
+        if answer.get("ok"):
+            self.mcp.answered(self.now(), i, answer["latency"], answer["response"])
+
     # ---- sampling and formation --------------------------------------------------------------------
 
     async def _sample(self) -> None:
@@ -410,6 +428,8 @@ node_index = {i}
         actions = {"lookup": self._lookup, "put": self._put, "get": self._get}
         for kind, operations in self.dht.operations.items():
             self._operate(operations, actions[kind])
+        if self.mcp.operations is not None:
+            self._operate(self.mcp.operations, self._mcp_call)
         interval = scenario.measure.sample_interval
         host = HostLoad()
         try:

@@ -19,6 +19,19 @@ from typing import Any
 from experiment.workload import Operations
 
 
+def node_section(scenario: Any, provider: bool) -> dict[str, Any]:
+    """The ``[mcp]`` section of a node in the run (as the node's TOML file says it): the scenario's TTL and
+    timeout, every tool open to peers, and ``run_inference`` only on the nodes that offer it."""
+    from p2pnode.nodeconfig import MCP_TOOLS
+
+    mcp = scenario.mcp
+    section: dict[str, Any] = {"service_ttl": mcp.service_ttl, "request_timeout": mcp.request_timeout,
+                               "max_concurrent_requests": 1000, "peer_tools": {"*": ["*"]}}
+    if not provider:
+        section["available_tools"] = [t for t in MCP_TOOLS if t != "run_inference"]
+    return section
+
+
 class McpWorkload:
     def __init__(self, scenario: Any, n: int, rng: random.Random, events: Any):
         self.mcp = scenario.mcp

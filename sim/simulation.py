@@ -17,7 +17,7 @@ from experiment.churn import Churn, join_delays
 from experiment.delivery import Delivery
 from experiment.formation import Formation
 from experiment.latency import scenario_path_loss
-from experiment.mcp import McpWorkload
+from experiment.mcp import McpWorkload, node_section
 from experiment.nat import place as place_nats
 from experiment.oracle import LiveSet
 from experiment.plan import Plan, spread
@@ -131,16 +131,11 @@ class Simulation:
         self.mcp_services: list[Any] = [None] * self.n
         if mcp is None:
             return
-        from p2pnode.nodeconfig import MCP_TOOLS, validate_config
+        from p2pnode.nodeconfig import validate_config
 
         self.mcp_providers = self.plan.mcp_providers
-        section = {"service_ttl": mcp.service_ttl, "request_timeout": mcp.request_timeout,
-                   "max_concurrent_requests": 1000, "peer_tools": {"*": ["*"]}}
-        self.mcp_config = {
-            True: validate_config({"mcp": section}),
-            False: validate_config({"mcp": {**section, "available_tools": [
-                t for t in MCP_TOOLS if t != "run_inference"]}}),
-        }
+        self.mcp_config = {provider: validate_config({"mcp": node_section(self.scenario, provider)})
+                           for provider in (True, False)}
         self.rng_mcp = self.plan.rng_mcp
 
     def _start_mcp(self, i: int, node: Host) -> None:

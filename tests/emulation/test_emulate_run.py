@@ -87,6 +87,28 @@ def test_eight_real_nodes_deliver_gossip_and_it_is_measured_as_in_simulation(tmp
     assert our_leftovers() == ([], [])
 
 
+def test_six_real_nodes_call_each_others_mcp_tools_as_in_simulation(tmp_path):
+    """mcp-small's workload on real nodes: each agent's tools/call goes over the node's control pipe to its
+    MCP server, which discovers providers in the DHT and calls their run_inference (the embedded model)."""
+    from emulator.cli import main
+
+    scenario = yaml.safe_load((ROOT / "scenarios" / "mcp-small.yaml").read_text())
+    scenario.update(warmup=25, duration=25, churn=None, nodes={"count": 6, "bootstrap": 2, "join_over": 5})
+    scenario["mcp"].update(providers=0.5, rate=12.0)
+    path = tmp_path / "mcp-6.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in scenario.items() if v is not None}))
+    out = tmp_path / "results"
+    assert main([str(path), "--out", str(out), "--topology", "lan"]) == 0
+    (run,) = out.iterdir()
+    rows = [line.split(",") for line in (run / "events.csv").read_text().splitlines()[1:]]
+    calls = [r for r in rows if r[1] == "mcp"]
+    assert len(calls) >= 10 and sum(r[5] == "1" for r in calls) >= 0.9 * len(calls)
+    stats = json.loads((run / "summary.json").read_text())["mcp"]
+    assert stats["mcp_requests"] == len(calls) and 0 < stats["mcp_latency_p50"] < 5
+    assert (run / "mcp_latency_cdf.png").exists() and "## MCP requests" in (run / "report.md").read_text()
+    assert our_leftovers() == ([], [])
+
+
 def running_nodes_of(proc: subprocess.Popen, timeout: float = 60) -> str:
     """The run tag of the emulation that ``proc`` started, once its nodes run (other emulations on the machine,
     such as another checkout's tests, have other tags and are left out of what the tests look at)."""

@@ -82,3 +82,25 @@ def test_message_loss_becomes_loss_on_both_access_links_of_a_path():
     assert access_link_loss_pct(0.0) is None
     q = access_link_loss_pct(0.19) / 100
     assert abs((1 - q) ** 2 - 0.81) < 1e-6  # a packet crosses the sender's and the receiver's access link
+
+
+def test_node_configs_carry_the_scenarios_mcp_settings(tmp_path):
+    """An MCP scenario's nodes run MCP with the simulator's section (experiment.mcp.node_section): only the
+    planned providers offer run_inference."""
+    from emulator.driver import Emulation
+    from p2pnode.nodeconfig import parse_config
+
+    class Net:
+        hosts = [f"h{i + 1}" for i in range(12)]
+
+        def ip6(self, host):
+            return f"fd00::{host[1:]}"
+
+    scenario = parse_scenario((ROOT / "scenarios" / "mcp-small.yaml").read_text())
+    plan = Plan(scenario)
+    emulation = Emulation(scenario, plan, Net(), None, tmp_path)
+    configs = [parse_config(emulation._config(i).read_text()) for i in range(12)]
+    offering = {i for i, c in enumerate(configs) if "run_inference" in c.mcp.available_tools}
+    assert offering == plan.mcp_providers and len(offering) == 4
+    assert all(c.mcp.enabled and c.mcp.service_ttl == 60 and c.mcp.peer_tools == {"*": ["*"]} for c in configs)
+    assert emulation.mcp.operations is not None
