@@ -32,9 +32,10 @@ from analysis.formats import (
     verdict_text,
 )
 from analysis.load import AnalysisError, load_run
+from analysis.mcp import MCP_STATS
 from analysis.model import model_lines
 from analysis.render import Doc, write_doc
-from analysis.stats import DELIVERIES, LOOKUPS
+from analysis.stats import DELIVERIES, LOOKUPS, MCP_CALLS
 from analysis.summary import summarise
 
 
@@ -121,8 +122,9 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
     gaps = {figure.name: figure for figure in fidelity.figures if figure.where is not None}
     overlays = {}
     for name, file, sample in (("compare_cdf", plots.COMPARE_CDF, LOOKUPS),
-                               ("compare_delivery_cdf", plots.COMPARE_DELIVERY_CDF, DELIVERIES)):
-        gap = gaps.get(f"{sample.noun}_latency_ks")
+                               ("compare_delivery_cdf", plots.COMPARE_DELIVERY_CDF, DELIVERIES),
+                               ("compare_mcp_cdf", plots.COMPARE_MCP_CDF, MCP_CALLS)):
+        gap = gaps.get(f"{sample.noun.lower().replace(' ', '_')}_latency_ks")
         overlay = plots.plot_cdf_overlay([first, second], [la, lb], out / file,
                                          f"{sample.noun} latency CDF of both runs", sample,
                                          gap=None if gap is None else (gap.where, gap.cdf_a, gap.cdf_b))
@@ -138,6 +140,9 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
         doc.table(["statistic", la, lb, f"{lb} − {la}"], _compared(a.get("pubsub", {}), b.get("pubsub", {}),
                                                                  PUBSUB_STATS))
         doc.para(PUBSUB_NOTE)
+    if "mcp" in a or "mcp" in b:
+        doc.heading("MCP requests")
+        doc.table(["statistic", la, lb, f"{lb} − {la}"], _compared(a.get("mcp", {}), b.get("mcp", {}), MCP_STATS))
     doc.heading("Differences in scenario and versions")
     flat = [flatten({"seed": s.manifest.get("seed"), "nodes": s.manifest.get("nodes"),
                       "runtime": s.manifest.get("runtime"), "scenario": s.scenario,

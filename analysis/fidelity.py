@@ -19,6 +19,7 @@ from analysis.load import Run
 from analysis.stats import (
     DELIVERIES,
     LOOKUPS,
+    MCP_CALLS,
     Latencies,
     delivery_rate,
     formation_time,
@@ -44,11 +45,10 @@ MEANINGS = (
     f"Formation time: (second − first) / first, relative to the first run given; it agrees when within "
     f"±{FORMATION_TOLERANCE * 100:g} %. "
     "A run that never formed, beside one that did, disagrees.",
-    f"Success rates (lookup success, get success, delivery rate): second − first in percentage points; they "
-    f"agree when "
-    f"within ±{SUCCESS_TOLERANCE * 100:g} pp. That is about three standard errors of the difference between two "
-    "99 % rates measured on 500 operations each (the order of a small scenario's lookups), so a larger "
-    "difference is unlikely to be chance at the rates the criteria ask for.",
+    f"Success rates (lookup success, get success, delivery rate, MCP success): second − first in percentage "
+    f"points; they agree when within ±{SUCCESS_TOLERANCE * 100:g} pp. That is about three standard errors of "
+    "the difference between two 99 % rates measured on 500 operations each (the order of a small scenario's "
+    "lookups), so a larger difference is unlikely to be chance at the rates the criteria ask for.",
     "A figure measured in only one of the runs disagrees; one measured in neither is left out.",
 )
 
@@ -98,7 +98,7 @@ def _ecdf(values: np.ndarray, x: float) -> float:
 
 def latency_figure(first: Run, second: Run, sample: Latencies, labels: tuple[str, str]) -> Figure | None:
     a, b = _sample(first, sample), _sample(second, sample)
-    name, label = f"{sample.noun}_latency_ks", f"{sample.noun} latency"
+    name, label = f"{sample.noun.lower().replace(' ', '_')}_latency_ks", f"{sample.noun} latency"
     if not len(a) and not len(b):
         return None
     if not len(a) or not len(b):
@@ -135,6 +135,7 @@ SUCCESS_RATES = (
     ("lookup_success", "lookup success", lambda run: share_ok(run.of_kind("lookup"))),
     ("put_get_success", "get success (newest version)", lambda run: share_ok(run.of_kind("get"))),
     ("delivery_rate", "delivery rate", delivery_rate),
+    ("mcp_success", "MCP success", lambda run: share_ok(run.of_kind("mcp"))),
 )
 
 
@@ -278,6 +279,7 @@ def compare_fidelity(first: Run, second: Run, labels: tuple[str, str]) -> Fideli
     figures = [latency_figure(first, second, LOOKUPS, labels)]
     if run_has_pubsub(first) or run_has_pubsub(second):
         figures.append(latency_figure(first, second, DELIVERIES, labels))
+    figures.append(latency_figure(first, second, MCP_CALLS, labels))  # None unless a run made MCP calls
     figures.append(formation_figure(first, second, labels))
     figures = [figure for figure in figures if figure is not None] + success_figures(first, second, labels)
     agrees, line = agreement(first, second, figures, labels)

@@ -100,6 +100,8 @@ CAPTIONS = {
     "mcp_cdf": "Share of MCP requests (a local agent's tools/call: forward_to_peer or aggregate_results) "
                "answered within a given end-to-end latency, with the median, the 99th percentile and the "
                "target marked.",
+    "compare_mcp_cdf": "MCP request latency CDFs of both runs on one axes; the black bar marks the largest gap "
+                       "between them, the KS distance.",
 }
 
 

@@ -39,6 +39,7 @@ MESH_DEGREE = "mesh_degree.png"
 SWEEP_DELIVERY_CDF = "sweep_delivery_cdf.png"
 COMPARE_DELIVERY_CDF = "compare_delivery_cdf.png"
 MCP_CDF = "mcp_latency_cdf.png"
+COMPARE_MCP_CDF = "compare_mcp_cdf.png"
 
 
 def _log_seconds(ax) -> None:

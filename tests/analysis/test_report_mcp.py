@@ -48,3 +48,19 @@ def test_no_mcp_section_without_mcp_rows(tmp_path):
     summary, paths = write_report(write_run(tmp_path / "run"))
     assert "mcp" not in summary and "mcp_latency_cdf.png" not in {p.name for p in paths}
     assert "## MCP requests" not in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_two_runs_compare_their_mcp_latency_and_success(tmp_path):
+    from analysis.compare import compare_runs
+
+    scenario = {**SCENARIO, "mcp": {"providers": 0.3, "rate": 2.0}}
+    first = write_run(tmp_path / "sim", rows=ROWS + MCP_ROWS, scenario=scenario)
+    slower = [r.replace(",0.", ",1.", 1) if ",mcp," in r else r for r in MCP_ROWS]  # every call 1 s slower
+    second = write_run(tmp_path / "emu", rows=ROWS + slower, scenario=scenario, runtime="emulation")
+    compare_runs(first, second, tmp_path / "cmp")
+    fidelity = json.loads((tmp_path / "cmp" / "fidelity.json").read_text())
+    figures = {f["name"]: f for f in fidelity["figures"]}
+    assert figures["mcp_request_latency_ks"]["a"] == 7 and not figures["mcp_request_latency_ks"]["agrees"]
+    assert figures["mcp_success"]["value"] == 0 and figures["mcp_success"]["agrees"]
+    assert (tmp_path / "cmp" / "compare_mcp_cdf.png").exists()
+    assert "## MCP requests" in (tmp_path / "cmp" / "report.md").read_text()
