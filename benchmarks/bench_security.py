@@ -1,5 +1,6 @@
 """What the security layer's proofs cost on this machine: S/Kademlia's node-ID puzzles (solving: key
-generations for the static puzzle, hashes for the dynamic one; verifying: one hash each) per difficulty.
+generations for the static puzzle, hashes for the dynamic one; verifying: one hash each) and the proof of
+work for DHT writes (minting: hashes; verifying: one hash), per difficulty.
 
 Solving is measured as the time of one try times the tries it takes on average (2**c); the tries are
 counted over real solutions at low difficulties, where that is cheap, to show that the average holds.
@@ -15,6 +16,7 @@ import os
 import time
 
 from p2pnode.identity import Keypair
+from p2pnode.security.pow import mint, stamp_bits, stamp_payload
 from p2pnode.security.puzzles import dynamic_bits, solve_dynamic, solve_static, static_bits
 
 
@@ -38,10 +40,21 @@ def main() -> None:
     dynamic_bits.cache_clear()
     verify_static = per_call(lambda i: static_bits(ids[i % 64] ^ (i << 8)), 50_000)
     verify_dynamic = per_call(lambda i: dynamic_bits(ids[i % 64], i.to_bytes(4, "big")), 50_000)
-    print(f"one try: key generation {keygen * 1e6:.1f} us, dynamic-puzzle hash {sha * 1e6:.2f} us")
-    print(f"verify (uncached): static {verify_static * 1e6:.2f} us, dynamic {verify_dynamic * 1e6:.2f} us")
+    publisher = Keypair.from_seed(bytes(32)).peer_id
+    payloads = [stamp_payload(b"key%d" % i, bytes(256), publisher, i) for i in range(64)]
+    start, hashes = time.perf_counter(), 0
+    for payload in payloads:
+        hashes += mint(payload, 10)[1]
+    pow_hash = (time.perf_counter() - start) / hashes
+    stamps = [mint(p, 10)[0] for p in payloads]
+    verify_pow = per_call(lambda i: stamp_bits(payloads[i % 64], stamps[i % 64]), 50_000)
+    print(f"one try: key generation {keygen * 1e6:.1f} us, dynamic-puzzle hash {sha * 1e6:.2f} us, "
+          f"minting hash {pow_hash * 1e6:.2f} us (scenario security.pow_hash_seconds)")
+    print(f"verify (uncached): static {verify_static * 1e6:.2f} us, dynamic {verify_dynamic * 1e6:.2f} us, "
+          f"stamp {verify_pow * 1e6:.2f} us; minting took {hashes / len(payloads) / 2**10:.2f} x 2^10 hashes")
     print()
-    print(f"{'bits':>4}  {'static: solve':>14}  {'dynamic: solve':>15}  {'measured tries/2^c (static, dynamic)':>38}")
+    print(f"{'bits':>4}  {'static: solve':>14}  {'dynamic: solve':>15}  {'PoW: mint':>10}  "
+          f"{'measured tries/2^c (static, dynamic)':>38}")
     for c in args.bits:
         measured = ""
         if c <= 12:
@@ -50,7 +63,8 @@ def main() -> None:
             dynamic_tries = [solve_dynamic(kad_id, c)[1] for kad_id in ids[: args.samples]]
             measured = (f"{sum(static_tries) / len(static_tries) / 2**c:.2f}, "
                         f"{sum(dynamic_tries) / len(dynamic_tries) / 2**c:.2f}")
-        print(f"{c:>4}  {_seconds(keygen * 2**c):>14}  {_seconds(sha * 2**c):>15}  {measured:>38}")
+        print(f"{c:>4}  {_seconds(keygen * 2**c):>14}  {_seconds(sha * 2**c):>15}  {_seconds(pow_hash * 2**c):>10}  "
+              f"{measured:>38}")
 
 
 def _seconds(t: float) -> str:

@@ -162,7 +162,8 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
                     record_ttl=dht.record_ttl, provider_ttl=dht.provider_ttl, republish_interval=republish,
                     request_timeout=dht.request_timeout, slow_after=dht.slow_after,
                     refresh_interval=dht.refresh_interval, puzzle_static=config.security.puzzle_static,
-                    puzzle_dynamic=config.security.puzzle_dynamic, siblings=config.security.siblings)
+                    puzzle_dynamic=config.security.puzzle_dynamic, siblings=config.security.siblings,
+                    pow_difficulty=config.security.pow_difficulty)
     rate = config.pubsub.expected_rate
     score = ScoreConfig(enabled=config.pubsub.scoring,
                         default_topic=TopicScoreParams.for_rate(rate) if rate else None)

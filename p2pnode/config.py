@@ -44,6 +44,11 @@ class KadConfig:
     # full, and a new sibling is handed the records it is now among the k closest to (replica placement).
     # 0: no sibling list.
     siblings: int = 0
+    # Proof of work for DHT writes (p2pnode.security.pow): a record's stamp must meet this many bits before
+    # it is stored; our own puts mint one. pow_hash_seconds is the time one minting hash is charged in
+    # modelled time (the simulator sets it; on a real node minting takes its real time, so 0).
+    pow_difficulty: int = 0
+    pow_hash_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.alpha < 1:
@@ -52,6 +57,8 @@ class KadConfig:
             raise ValueError("siblings must be 0 (none) or at least k")
         if not (0 <= self.puzzle_static <= 64 and 0 <= self.puzzle_dynamic <= 64):
             raise ValueError("puzzle difficulties must be between 0 and 64 bits")
+        if not 0 <= self.pow_difficulty <= 64 or self.pow_hash_seconds < 0:
+            raise ValueError("pow_difficulty must be between 0 and 64 bits and pow_hash_seconds not negative")
         if not 1 <= self.disjoint_paths <= self.alpha:
             raise ValueError("disjoint_paths must be between 1 and alpha")
         if not 0 < self.slow_after <= self.request_timeout:

@@ -245,6 +245,9 @@ class Security(_Section):
     # ours: the sibling list, the peers closest to this node's ID kept whatever their bucket (0: none;
     # else at least dht.replication_factor); new siblings are handed the records they should hold
     siblings: Annotated[int, _range(0, 1024, open_lo=False)] = 0
+    # ours: proof of work for DHT writes, in bits (0: off): a record is stored only with a stamp that meets
+    # it, and this node mints one for each new version it puts (about 2**bits hashes)
+    pow_difficulty: Annotated[int, _range(0, 32, open_lo=False)] = 0
 
 
 class Resources(_Section):

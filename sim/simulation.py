@@ -41,7 +41,8 @@ def kad_config(dht: Any, security: Any) -> KadConfig:
                      request_timeout=dht.request_timeout, slow_after=dht.slow_after, record_ttl=dht.record_ttl,
                      republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval,
                      puzzle_static=security.puzzle_static, puzzle_dynamic=security.puzzle_dynamic,
-                     siblings=security.siblings)
+                     siblings=security.siblings, pow_difficulty=security.pow_difficulty,
+                     pow_hash_seconds=security.pow_hash_seconds)
 
 
 def gossip_config(pubsub: Any) -> GossipConfig:

@@ -64,6 +64,7 @@ from p2pnode.kad.messages import (
 )
 from p2pnode.kad.namespaces import is_pk_key, make_pk_record, refuse_unsupported
 from p2pnode.kad.pb import dht_pb2, record_pb2
+from p2pnode.security.pow import MAX_STAMP
 
 KadMessage = Request | Response
 
@@ -105,10 +106,10 @@ def _check_version(version: int) -> int:
 
 
 def _signed_record_bytes(
-    value: bytes, publisher: PeerId, signature: bytes, ttl_ms: int, version: int
+    value: bytes, publisher: PeerId, signature: bytes, ttl_ms: int, version: int, stamp: bytes = b""
 ) -> bytes:
     signed = record_pb2.SignedRecord(
-        value=value, publisher=publisher.raw, signature=signature, ttl_ms=ttl_ms, version=version
+        value=value, publisher=publisher.raw, signature=signature, ttl_ms=ttl_ms, version=version, stamp=stamp
     )
     return signed.SerializeToString(deterministic=True)
 
@@ -129,8 +130,8 @@ def _is_bare(record: DHTRecord) -> bool:
     """Whether ``record`` travels in libp2p's bare form (a ``/pk/`` record), not in our envelope."""
     if not is_pk_key(record.key):
         return False
-    if record.signature:
-        raise CodecError("a /pk/ record travels bare: it certifies itself and carries no signature")
+    if record.signature or record.stamp:
+        raise CodecError("a /pk/ record travels bare: it certifies itself and carries no signature or stamp")
     return True
 
 
@@ -141,6 +142,8 @@ def _check_record(record: DHTRecord) -> int:
         raise CodecError("a record needs a key")
     if not record.signature:
         raise CodecError("a record needs a signature")
+    if len(record.stamp) > MAX_STAMP:
+        raise CodecError(f"a record stamp has at most {MAX_STAMP} bytes, not {len(record.stamp)}")
     _check_version(record.version)
     return _ttl_to_ms(record.ttl)
 
@@ -151,7 +154,8 @@ def _record_to_pb(record: DHTRecord, out: dht_pb2.Record) -> None:
         return
     ttl_ms = _check_record(record)
     out.key = record.key
-    out.value = _signed_record_bytes(record.value, record.publisher, record.signature, ttl_ms, record.version)
+    out.value = _signed_record_bytes(record.value, record.publisher, record.signature, ttl_ms, record.version,
+                                     record.stamp)
 
 
 def _record_from_pb(pb: dht_pb2.Record) -> DHTRecord:
@@ -172,6 +176,8 @@ def _record_from_pb(pb: dht_pb2.Record) -> DHTRecord:
         raise CodecError("record has no signature")
     if signed.ttl_ms > MAX_TTL_MS:
         raise CodecError(f"record ttl_ms {signed.ttl_ms} exceeds {MAX_TTL_MS}")
+    if len(signed.stamp) > MAX_STAMP:
+        raise CodecError(f"record stamp of {len(signed.stamp)} bytes; at most {MAX_STAMP}")
     return DHTRecord(
         key=pb.key,
         value=signed.value,
@@ -179,6 +185,7 @@ def _record_from_pb(pb: dht_pb2.Record) -> DHTRecord:
         signature=signed.signature,
         ttl=signed.ttl_ms / 1000,
         version=signed.version,
+        stamp=signed.stamp,
     )
 
 
@@ -394,6 +401,7 @@ def _record_field(record: DHTRecord) -> int:
         + _bytes_field(len(record.signature))  # _check_record made sure it is not empty
         + _optional_varint_field(ttl_ms)
         + _optional_varint_field(record.version)
+        + _optional_bytes_field(len(record.stamp))
     )
     return _bytes_field(_bytes_field(len(record.key)) + _bytes_field(signed))
 

@@ -58,7 +58,8 @@ class PeerInfo:
 class DHTRecord:
     """The spec's signed DHT record. ``key`` is the application key; its Kademlia key is SHA-256(key).
 
-    ``ttl`` is in seconds; ``version`` is a Lamport counter: a higher version replaces a lower one.
+    ``ttl`` is in seconds; ``version`` is a Lamport counter: a higher version replaces a lower one;
+    ``stamp`` is the proof of work for the write (``p2pnode.security.pow``; empty when none was asked for).
     On the wire it travels inside ``Message.Record.value`` (see ``p2pnode.kad.codec``).
     """
 
@@ -68,6 +69,7 @@ class DHTRecord:
     signature: bytes
     ttl: float
     version: int
+    stamp: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,19 @@ envelope (js-libp2p, reading our envelope as a public key, fails with "Invalid e
 - ``/ipns/``: IPNS records carry their own signature, sequence number and validity. This node does not
   implement them, so it refuses such keys by name rather than store them in a form nobody else accepts.
 
-Every other key is ours, and its records travel in our signed envelope (``p2pnode.kad.codec``).
+Every other key is ours, and its records travel in our signed envelope (``p2pnode.kad.codec``). One of our
+namespaces has rules beyond the signature:
+
+- ``mcp:service:{name}:{peer_id}``: an MCP service descriptor (``p2pnode.mcp.services``). Valid only when
+  signed by the peer the key names, and when its value is a JSON object describing service ``name`` by that
+  peer (with a list of capabilities): no node can describe another, nor put junk under a service's key.
+
+Which record is valid and which of two wins is decided per namespace in ``p2pnode.kad.records``.
 """
 
 from __future__ import annotations
+
+import json
 
 from p2pnode.framing import CodecError
 from p2pnode.identity import IdentityError, PeerId, peer_id_of_key
@@ -23,6 +32,7 @@ from p2pnode.kad.messages import DHTRecord
 
 PK = b"/pk/"
 IPNS = b"/ipns/"
+MCP_SERVICE = b"mcp:service:"
 PK_RECORD_TTL = 3600.0
 """How long a ``/pk/`` record is kept when it arrives (none travels with it): our default record TTL."""
 
@@ -67,3 +77,24 @@ def refuse_unsupported(key: bytes) -> None:
 
 def pk_record_is_valid(record: DHTRecord) -> bool:
     return not record.signature and pk_record_owner(record.key, record.value) == record.publisher
+
+
+def parse_mcp_descriptor(service: str, publisher: PeerId, value: bytes) -> dict | None:
+    """The descriptor in a record's value if it is one for ``service`` by ``publisher``; else None."""
+    try:
+        descriptor = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(descriptor, dict) or descriptor.get("service") != service \
+            or descriptor.get("peer_id") != publisher.to_base58() \
+            or not isinstance(descriptor.get("capabilities"), list):
+        return None
+    return descriptor
+
+
+def mcp_descriptor_is_valid(record: DHTRecord) -> bool:
+    """A descriptor record's key is ``mcp:service:{name}:{peer_id}`` with the publisher's ID, and its value
+    a descriptor of that service by that peer (the signature is checked by the caller)."""
+    service, sep, peer = record.key[len(MCP_SERVICE):].decode("utf-8", "replace").rpartition(":")
+    return (bool(sep) and bool(service) and peer == record.publisher.to_base58()
+            and parse_mcp_descriptor(service, record.publisher, record.value) is not None)

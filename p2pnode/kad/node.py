@@ -6,6 +6,7 @@ it arrives as ``handle_request`` or as the callbacks of its own requests.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Any
@@ -31,7 +32,7 @@ from p2pnode.kad.messages import (
     PutValueResponse,
 )
 from p2pnode.kad.query import WAITING, Lookup
-from p2pnode.kad.records import ProviderStore, RecordStore, make_record, record_is_valid
+from p2pnode.kad.records import ProviderStore, RecordStore, make_record, record_is_valid, record_replaces, stamped
 from p2pnode.kad.routing import RoutingTable
 from p2pnode.kad.rtt import RttEstimates
 from p2pnode.security.puzzles import PuzzleCheck, solve_dynamic, static_bits
@@ -76,7 +77,8 @@ class KademliaNode:
         self.puzzle = solve_dynamic(kad_id, config.puzzle_dynamic)[0]
         self.info = PeerInfo(keypair.peer_id, addrs, puzzle=self.puzzle)
         self.table = RoutingTable(kad_id, config.k, config.questionable_after, config.siblings)
-        self.records = RecordStore(self.config.max_record_size)
+        self.records = RecordStore(config.max_record_size, config.pow_difficulty)
+        self.refused_answers: Counter[str] = Counter()  # lookup answers left out: "invalid", "other key"
         self.providers = ProviderStore(self.config.k)
         self.rtt = RttEstimates(self.config.rtt_peers)
         # Peers whose request failed lately, by Kademlia ID, oldest first: lookups drop referrals to them
@@ -429,15 +431,24 @@ class KademliaNode:
             raise ValueError(f"value of {len(value)} bytes exceeds the {self.config.max_record_size}-byte record limit")
         self._lamport += 1
         record = make_record(self.keypair, key, value, ttl or self.config.record_ttl, self._lamport)
+        # the proof of work, minted once per version (republishes carry the same stamp); in modelled time
+        # the put goes out when the minting would have finished
+        record, hashes = stamped(record, self.config.pow_difficulty)
         first = key not in self._published
         self._published[key] = record
         if first:
             self._every(self.config.republish_interval, lambda: self._store(self._published[key], None))
-        self._store(record, on_done)
+        minting = hashes * self.config.pow_hash_seconds
+        if minting > 0:
+            started = self.runtime.now()
+            self.runtime.call_later(minting, lambda: self._store(record, on_done, started) if self.running else None)
+        else:
+            self._store(record, on_done)
         return record
 
-    def _store(self, record: DHTRecord, on_done: Callable[[PutFinished], None] | None) -> None:
-        started = self.runtime.now()
+    def _store(self, record: DHTRecord, on_done: Callable[[PutFinished], None] | None,
+               started: float | None = None) -> None:
+        started = self.runtime.now() if started is None else started
         self.records.put(record, started)  # here too, at every republish: our copy must not lapse first
         self._arm_sweep()
 
@@ -483,21 +494,34 @@ class KademliaNode:
         best: list[DHTRecord] = [local] if local is not None else []
         found = 0
 
+        holders: list[tuple[PeerInfo, DHTRecord]] = []  # who answered with which valid copy
+
         def reply(query: _Query, peer: PeerInfo, response: GetValueResponse) -> bool:
             nonlocal found
             record = response.record
-            if record is None or record.key != key or not record_is_valid(record):
+            if record is None:
+                return False
+            if record.key != key or not record_is_valid(record):  # forged, or for another key
+                self.refused_answers["other key" if record.key != key else "invalid"] += 1
                 return False
             self._note_record(record)
             found += 1
-            if not best or record.version > best[0].version:
+            holders.append((peer, record))
+            if not best or (record != best[0] and record_replaces(record, best[0])):
                 best[:] = [record]
             return found >= quorum
 
         def done(query: _Query) -> None:
             lookup = query.lookup
-            on_done(GetFinished(key, best[0] if best else None, lookup.result_hops(), lookup.requests,
-                                query.started, self.runtime.now()))
+            newest = best[0] if best else None
+            if newest is not None:
+                # peers that answered with an older copy get the newest (libp2p's correction of stale peers)
+                message = PutValue(newest)
+                for peer, record in holders:
+                    if record.version < newest.version:
+                        self.runtime.request(peer, message, self.config.request_timeout, _ignore, _ignore)
+            on_done(GetFinished(key, newest, lookup.result_hops(), lookup.requests, query.started,
+                                self.runtime.now()))
 
         self._query(key, GetValue(key), reply, done)
 

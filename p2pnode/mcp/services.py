@@ -35,6 +35,7 @@ from p2pnode.identity import IdentityError, PeerId, kad_key
 from p2pnode.interface import Runtime, Timer
 from p2pnode.kad.events import ProvidersFound
 from p2pnode.kad.messages import DHTRecord, GetValue, GetValueResponse, PeerInfo
+from p2pnode.kad.namespaces import parse_mcp_descriptor
 from p2pnode.kad.node import KademliaNode
 from p2pnode.kad.records import record_is_valid
 
@@ -75,16 +76,9 @@ class Discovery:
 
 
 def parse_descriptor(service: str, publisher: PeerId, value: bytes) -> dict[str, Any] | None:
-    """The descriptor in a record's value if it is one for ``service`` by the peer its key names."""
-    try:
-        descriptor = json.loads(value)
-    except ValueError:
-        return None
-    if not isinstance(descriptor, dict) or descriptor.get("service") != service \
-            or descriptor.get("peer_id") != publisher.to_base58() \
-            or not isinstance(descriptor.get("capabilities"), list):
-        return None
-    return descriptor
+    """The descriptor in a record's value if it is one for ``service`` by the peer its key names (the rule
+    the DHT's validator for this namespace applies, ``p2pnode.kad.namespaces``)."""
+    return parse_mcp_descriptor(service, publisher, value)
 
 
 class ServiceDirectory:

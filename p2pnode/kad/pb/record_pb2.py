@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bp2pnode/kad/pb/record.proto\x12\x0ep2pnode.kad.pb\"d\n\x0cSignedRecord\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\x11\n\tpublisher\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x04\x12\x0f\n\x07version\x18\x05 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bp2pnode/kad/pb/record.proto\x12\x0ep2pnode.kad.pb\"s\n\x0cSignedRecord\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\x11\n\tpublisher\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x04\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12\r\n\x05stamp\x18\x06 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'p2pnode.kad.pb.record_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIGNEDRECORD']._serialized_start=47
-  _globals['_SIGNEDRECORD']._serialized_end=147
+  _globals['_SIGNEDRECORD']._serialized_end=162
 # @@protoc_insertion_point(module_scope)
