@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -80,6 +81,9 @@ class SyncBackend:
 
     name = "sync"
 
+    def prepare(self) -> None:
+        """Load what the first call would otherwise wait for (a model); may block. Errors are left for a call."""
+
     def run(self, request: InferenceRequest) -> InferenceResult:
         raise NotImplementedError
 
@@ -94,21 +98,29 @@ class SyncBackend:
 
 
 class MagikaBackend(SyncBackend):
-    """The embedded default: Magika's content-type model (loaded on first use, then kept)."""
+    """The embedded default: Magika's content-type model (loaded by ``prepare`` or on first use, then kept)."""
 
     name = "embedded"
 
     def __init__(self) -> None:
         self._magika: Any = None
+        self._loading = threading.Lock()  # two worker threads' first calls load it once
+
+    def prepare(self) -> None:
+        try:
+            self._model()
+        except InferenceError:
+            pass  # said to the first caller
 
     def _model(self) -> Any:
-        if self._magika is None:
-            try:
-                from magika import Magika
-            except ImportError:
-                raise InferenceError("the embedded model needs the magika package: pip install "
-                                     "'p2pnode[ai]'") from None
-            self._magika = Magika()
+        with self._loading:
+            if self._magika is None:
+                try:
+                    from magika import Magika
+                except ImportError:
+                    raise InferenceError("the embedded model needs the magika package: pip install "
+                                         "'p2pnode[ai]'") from None
+                self._magika = Magika()
         return self._magika
 
     def models(self) -> list[str]:

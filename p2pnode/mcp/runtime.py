@@ -64,6 +64,10 @@ class ThreadedBackend:
     def models(self) -> list[str]:
         return self.backend.models()
 
+    def prepare(self) -> None:
+        """Load the backend's model on a worker thread now, not in the first call's time."""
+        self._executor.submit(self.backend.prepare)
+
     def infer(self, request: InferenceRequest, on_done: Callable[[InferenceResult], None],
               on_error: Callable[[str], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -168,6 +172,8 @@ def attach(node: Node, config: NodeConfig) -> McpService:
     """Give a started ``Node`` its MCP service: the peer protocol, DHT registration, a threaded backend."""
     started = time.time()
     backend = ThreadedBackend(make_backend(config))
+    if "run_inference" in config.mcp.available_tools:
+        backend.prepare()  # a provider is ready when it says so in the DHT, not after its first caller's timeout
 
     def facts() -> dict[str, Any]:
         return {"listen_addrs": [str(a) for a in node.listen_addrs], "uptime_s": round(time.time() - started, 3),
