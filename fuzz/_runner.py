@@ -1,24 +1,91 @@
-"""Running a fuzz target: under atheris (coverage-guided) when it is installed, else random splices of the
-target's seed corpus (the smoke test in the suite draws its inputs with hypothesis, `mutations`). A target is a
-function of bytes that raises only on a bug.
+"""Fuzz targets and the one runner for them.
 
-    python fuzz/scenario_yaml.py [--seconds N]   # a long run; atheris's own flags pass through
+A target is a function of bytes that raises only on a bug, declared with ``@target(name, seeds=…)`` in a module
+of this package; its seed corpus is ``corpus/<name>/`` (``seeds`` makes it from real encodings:
+``python -m fuzz --write-seeds``). A run takes inputs from atheris (coverage-guided) when it is installed
+(the ``fuzz`` extra), else from random splices of the seed corpus; either way an input that takes longer
+than ``--timeout`` seconds is a hang, reported like a crash. The smoke test in the suite draws its inputs with
+hypothesis (``mutations``).
+
+    python -m fuzz NAME [--seconds N]       # one target, in this process
+    python -m fuzz --all --minutes N [--jobs J]   # every target, J at a time, in N minutes in all; a table
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
+Check = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    check: Check
+    seeds: Callable[[], list[bytes]] | None  # real encodings, written to corpus/<name>/
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def target(name: str, *, seeds: Callable[[], list[bytes]] | None = None) -> Callable[[Check], Check]:
+    """Declare ``check`` as the fuzz target ``name``."""
+
+    def register(check: Check) -> Check:
+        if name in TARGETS and TARGETS[name].check is not check:
+            raise ValueError(f"fuzz target {name!r} declared twice")
+        TARGETS[name] = Target(name, check, seeds)
+        return check
+
+    return register
+
+
+def all_targets() -> dict[str, Target]:
+    """Every target, from every module of this package."""
+    package = Path(__file__).resolve().parent
+    for module in pkgutil.iter_modules([str(package)]):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"fuzz.{module.name}")
+    return dict(sorted(TARGETS.items()))
+
+
+# What coverage is measured in (instrumenting every loaded module, the standard library too, takes minutes).
+INSTRUMENTED = ("p2pnode", "experiment", "sim", "multiaddr", "fuzz")
+
+
+def _instrumented_targets() -> dict[str, Target]:
+    """``all_targets()``, imported under atheris's coverage instrumentation when atheris is installed."""
+    try:
+        import atheris
+    except ImportError:
+        return all_targets()
+    with atheris.instrument_imports(include=list(INSTRUMENTED)):
+        return all_targets()
 
 
 def seeds(name: str) -> list[bytes]:
     return [path.read_bytes() for path in sorted((CORPUS / name).iterdir()) if path.is_file()]
+
+
+def write_seeds(found: dict[str, Target]) -> None:
+    for t in found.values():
+        if t.seeds is None:
+            continue
+        folder = CORPUS / t.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, data in enumerate(t.seeds()):
+            (folder / f"seed-{i:02d}.bin").write_bytes(data)
+        print(f"{t.name}: {len(list(folder.iterdir()))} seeds in {folder}")
 
 
 def mutations(name: str):
@@ -37,27 +104,57 @@ def mutations(name: str):
     )
 
 
-def main(name: str, target: Callable[[bytes], None]) -> None:
-    parser = argparse.ArgumentParser(description=f"fuzz the {name} target")
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long a run without atheris lasts")
-    parser.add_argument("--seed", type=int, default=0, help="the mutations' random seed (without atheris)")
-    args, rest = parser.parse_known_args()
+class Hang(Exception):
+    """An input that took longer than the timeout."""
+
+
+def _alarm(signum, frame):
+    raise Hang("input took longer than the timeout")
+
+
+def run(t: Target, *, seconds: float, seed: int, timeout: float, workdir: Path | None, extra: list[str]) -> None:
+    """Fuzz ``t`` for ``seconds`` in this process; prints one summary line ``<name>: …`` at the end."""
     try:
         import atheris
     except ImportError:
         atheris = None
     if atheris is not None:
-        atheris.Setup([sys.argv[0], str(CORPUS / name), *rest], target)
+        corpus_dirs = [str(CORPUS / t.name)]
+        if workdir is not None:  # new inputs go to the first folder: keep them out of the seed corpus
+            (workdir / "corpus").mkdir(parents=True, exist_ok=True)
+            corpus_dirs.insert(0, str(workdir / "corpus"))
+        flags = [f"-max_total_time={max(1, round(seconds))}", f"-timeout={max(1, round(timeout))}",
+                 f"-seed={seed}", "-rss_limit_mb=2048", "-print_final_stats=1"]
+        if workdir is not None:
+            flags.append(f"-artifact_prefix={workdir}/")
+        atheris.Setup([sys.argv[0], *flags, *extra, *corpus_dirs], t.check)
         atheris.Fuzz()
         return
-    rng = random.Random(args.seed)
-    corpus = seeds(name)
-    deadline = time.monotonic() + args.seconds
+    rng = random.Random(seed)
+    corpus = seeds(t.name)
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    start = time.monotonic()
+    deadline = start + seconds
     runs = 0
-    while time.monotonic() < deadline:
-        target(mutate(rng, rng.choice(corpus)))
-        runs += 1
-    print(f"{name}: {runs} inputs in {args.seconds:g} s (seed {args.seed}), no crash")
+    try:
+        while time.monotonic() < deadline:
+            data = mutate(rng, rng.choice(corpus))
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            try:
+                t.check(data)
+            except BaseException:
+                if workdir is not None:
+                    workdir.mkdir(parents=True, exist_ok=True)
+                    (workdir / f"crash-{runs}.bin").write_bytes(data)
+                print(f"{t.name}: crash on input {data[:200]!r} after {runs} inputs", file=sys.stderr)
+                raise
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            runs += 1
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    elapsed = time.monotonic() - start
+    print(f"{t.name}: {runs} inputs in {elapsed:.0f} s ({runs / elapsed:.0f}/s, seed {seed}), no crash")
 
 
 def mutate(rng: random.Random, seed: bytes) -> bytes:
@@ -74,3 +171,38 @@ def mutate(rng: random.Random, seed: bytes) -> bytes:
             start = rng.randrange(len(data))
             data[at:at] = data[start:start + rng.randint(1, 64)]
     return bytes(data)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fuzz", description="run fuzz targets (fuzz/)")
+    parser.add_argument("names", nargs="*", help="targets to run (default with --all: every one)")
+    parser.add_argument("--all", action="store_true", help="every target in turn, each in its own process")
+    parser.add_argument("--list", action="store_true", help="list the targets")
+    parser.add_argument("--write-seeds", action="store_true", help="write each target's seeds to corpus/")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long one target runs")
+    parser.add_argument("--minutes", type=float, help="with --all: the whole run's length, shared by the targets")
+    parser.add_argument("--jobs", type=int, default=1, help="with --all: targets run at once")
+    parser.add_argument("--seed", type=int, default=0, help="the mutations' random seed")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds after which one input is a hang")
+    parser.add_argument("--out", type=Path, help="folder for crash inputs, new corpus entries and logs")
+    args, extra = parser.parse_known_args(argv)
+    found = _instrumented_targets() if len(args.names) == 1 and not args.all else all_targets()
+    unknown = [n for n in args.names if n not in found]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(found)}")
+    if args.list:
+        print("\n".join(found))
+    elif args.write_seeds:
+        write_seeds({n: found[n] for n in args.names} if args.names else found)
+    elif args.all or len(args.names) != 1:
+        from fuzz._campaign import campaign
+
+        names = args.names or list(found)
+        jobs = max(1, min(args.jobs, len(names)))
+        seconds = args.minutes * 60 * jobs / len(names) if args.minutes else args.seconds
+        sys.exit(campaign(names, seconds=seconds, seed=args.seed, timeout=args.timeout, out=args.out, extra=extra,
+                          jobs=jobs))
+    else:
+        workdir = args.out / args.names[0] if args.out else None
+        run(found[args.names[0]], seconds=args.seconds, seed=args.seed, timeout=args.timeout, workdir=workdir,
+            extra=extra)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fuzz._runner import target  # noqa: E402
 from p2pnode.nodeconfig import NodeConfigError, parse_config  # noqa: E402
 from p2pnode.userinput import InputFileError, decode  # noqa: E402
 
 
+@target("node_toml")
 def check(data: bytes) -> None:
     try:
         parse_config(decode(data), source="n.toml")
@@ -20,9 +22,3 @@ def check(data: bytes) -> None:
     except NodeConfigError as exc:
         for line in str(exc).splitlines():
             assert len(line) <= 320 and line.isprintable(), line
-
-
-if __name__ == "__main__":
-    from fuzz._runner import main
-
-    main("node_toml", check)

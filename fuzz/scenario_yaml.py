@@ -11,9 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiment.feasibility import simulation_cost  # noqa: E402
 from experiment.scenario import ScenarioError, parse_scenario  # noqa: E402
+from fuzz._runner import target  # noqa: E402
 from p2pnode.userinput import InputFileError, decode  # noqa: E402
 
 
+@target("scenario_yaml")
 def check(data: bytes) -> None:
     try:
         scenario = parse_scenario(decode(data), source="f.yaml")
@@ -25,9 +27,3 @@ def check(data: bytes) -> None:
         return
     cost = simulation_cost(scenario)
     assert math.isfinite(cost.total) and math.isfinite(cost.memory)
-
-
-if __name__ == "__main__":
-    from fuzz._runner import main
-
-    main("scenario_yaml", check)

@@ -24,6 +24,7 @@ from p2pnode.framing import CodecError
 from p2pnode.identity import Keypair, PeerId
 from p2pnode.resources import ResourceLimits, ResourceManager
 from p2pnode.transports import multistream
+from p2pnode.transports.addresses import parse as parse_multiaddr
 from p2pnode.transports.addresses import without_peer_id
 from p2pnode.transports.base import Connection, Stream, Transport, TransportError
 
@@ -78,12 +79,12 @@ PEER_ERRORS = (TransportError, CodecError, OSError, asyncio.IncompleteReadError,
 
 
 def to_multiaddr(addr: bytes | str | Multiaddr) -> Multiaddr | None:
-    """A multiaddr from its binary or text form; None for bytes that are not one."""
+    """A multiaddr from its binary or text form; None for bytes or text that are not one."""
     if isinstance(addr, Multiaddr):
         return addr
     try:
-        return Multiaddr(addr)
-    except Exception:  # the multiaddr package raises a variety of errors for bad input
+        return parse_multiaddr(addr)
+    except ValueError:
         return None
 
 

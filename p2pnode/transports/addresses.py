@@ -25,10 +25,10 @@ _CODES = {name: protocol_with_name(name).code for name in _SIZES}
 _NAMES = {code: name for name, code in _CODES.items()}
 
 
-def _components(addr: Multiaddr) -> list[tuple[str, bytes, int]] | None:
+def _components(addr: Multiaddr | bytes) -> list[tuple[str, bytes, int]] | None:
     """``(protocol name, value bytes, offset of the component)`` for each component, or None when a protocol
-    is not one of those read here."""
-    data = addr.to_bytes()
+    is not one of those read here (or the bytes end inside a component)."""
+    data = addr if isinstance(addr, bytes) else addr.to_bytes()
     out = []
     pos = 0
     try:
@@ -48,6 +48,41 @@ def _components(addr: Multiaddr) -> list[tuple[str, bytes, int]] | None:
     except CodecError:
         return None
     return out
+
+
+def parse(addr: bytes | str) -> Multiaddr:
+    """A multiaddr from its binary or text form, checked whole: ``ValueError`` for anything that is not one.
+
+    py-multiaddr takes any bytes and fails only when they are read (``str()`` raises), and it reads some
+    truncated values as if zero-padded (``04`` as ``/ip4/0.0.0.0``): the binary form must be exactly the
+    encoding of the address it decodes to. The shapes read here are checked by their layout alone."""
+    if isinstance(addr, str):
+        try:
+            return Multiaddr(addr)
+        except Exception as exc:  # the library raises a variety of errors for bad text
+            raise ValueError(f"not a multiaddr: {addr[:100]!r} ({exc})") from None
+    data = bytes(addr)
+    if not data:
+        raise ValueError("an empty multiaddr")
+    parts = _components(data)
+    if parts is not None and all(name != "p2p" or _is_peer_id(value) for name, value, _ in parts):
+        return Multiaddr(data)
+    try:
+        text = str(Multiaddr(data))
+        canonical = Multiaddr(text).to_bytes()
+    except Exception as exc:
+        raise ValueError(f"not a binary multiaddr: {data[:64].hex()} ({str(exc)[:200]})") from None
+    if canonical != data:
+        raise ValueError(f"not a binary multiaddr: {data[:64].hex()} is not the encoding of {text[:200]}")
+    return Multiaddr(data)
+
+
+def _is_peer_id(raw: bytes) -> bool:
+    try:
+        PeerId(raw)
+    except IdentityError:
+        return False
+    return True
 
 
 def ip_endpoint(addr: Multiaddr, transport: str, *tail: str) -> tuple[str, int, PeerId | None]:
