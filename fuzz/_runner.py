@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds after which one input is a hang")
     parser.add_argument("--out", type=Path, help="folder for crash inputs, new corpus entries and logs")
     args, extra = parser.parse_known_args(argv)
-    found = _instrumented_targets() if len(args.names) == 1 and not args.all else all_targets()
+    one_run = len(args.names) == 1 and not (args.all or args.list or args.write_seeds)
+    found = _instrumented_targets() if one_run else all_targets()
     unknown = [n for n in args.names if n not in found]
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(found)}")

@@ -85,8 +85,9 @@ _EPHEMERAL = X25519PrivateKey.from_private_bytes(bytes(range(7, 39))).public_key
 def _noise_seeds() -> list[bytes]:
     sender = noise.NoiseCipher(_KEY_B, _KEY_A)
     frames = bytes(sender.encrypt(b"hello")) + bytes(sender.encrypt(b"x" * 100))
-    return [bytes([0]) + _CREDENTIALS.payload, bytes([1]) + _EPHEMERAL + b"\x00\x30" + bytes(48),
-            bytes([2]) + frames, bytes([3]) + b"plaintext of a few frames", bytes([4]) + b"\x00\x60" + bytes(96)]
+    return [bytes([0]) + _CREDENTIALS.static_public + _CREDENTIALS.payload,
+            bytes([1]) + _EPHEMERAL + b"\x00\x30" + bytes(48), bytes([2]) + frames,
+            bytes([3]) + b"plaintext of a few frames", bytes([4]) + b"\x00\x60" + bytes(96)]
 
 
 @target("noise", seeds=_noise_seeds)
@@ -97,7 +98,7 @@ def check_noise(data: bytes) -> None:
     which, rest = first_byte_picks(data, 5)
     try:
         if which == 0:
-            noise.verify_payload(rest, _CREDENTIALS.static_public)
+            noise.verify_payload(rest[32:], rest[:32])  # the static key the payload signs, then the payload
         elif which in (1, 4):
             # the responder's first message is a 32-byte key: its length prefix is given, not fuzzed
             stream = MemoryStream(b"\x00\x20" + rest if which == 1 else rest)

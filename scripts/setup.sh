@@ -80,6 +80,10 @@ fi
 
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# atheris (coverage-guided fuzzing, python -m fuzz) ships wheels for Linux x86-64 only; elsewhere the fuzz
+# runner splices seed inputs instead
+.venv/bin/pip install -q --disable-pip-version-check -e '.[fuzz]' 2>/dev/null \
+    || say "atheris did not install: python -m fuzz will splice seed inputs instead of coverage-guided fuzzing"
 if [ -n "$WITH_TESTS" ]; then
     say "setting up the py-libp2p interop venv (first time: about a minute)"
     bash scripts/setup-interop.sh

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair, PeerId
-from p2pnode.transports.addresses import ip_endpoint, ip_multiaddr, peer_id_of, without_peer_id
+from p2pnode.runtime.swarm import to_multiaddr
+from p2pnode.transports.addresses import ip_endpoint, ip_multiaddr, parse, peer_id_of, without_peer_id
 
 PEERS = [Keypair.from_seed(bytes([i]) * 32).peer_id for i in range(4)]
 # a sha2-256 peer ID (the form of RSA keys): hashes are 34 bytes where Ed25519 identity IDs are 38
@@ -71,3 +72,34 @@ def test_addresses_outside_the_fast_path(text):
     # the library's reading of /p2p still applies
     assert without_peer_id(addr) == (Multiaddr(text[: text.rindex("/p2p/")]) if "/p2p/" in text else addr)
     assert peer_id_of(addr) == (PEERS[1] if "/p2p/" in text else None)
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"\x04",  # ip4 without its address: py-multiaddr reads it as /ip4/0.0.0.0
+    b"\x04\x7f\x00",
+    b"\x04\x7f\x00\x00\x01\x06",  # a tcp port cut short
+    b"\x99\x99\x01",  # an unknown protocol
+    b"/ip4/1.2.3.4",  # text where bytes are expected
+    b"\x04\x7f\x00\x00\x01\x06\x00\x50\x00",  # a trailing byte
+    b"\x35\x05abc",  # /dns4 with a 5-byte name cut short
+])
+def test_invalid_binary_multiaddrs_are_refused_at_parse_time(data):
+    # Multiaddr(bytes) takes anything and fails when read (str() raises): parse reads the whole address
+    with pytest.raises(ValueError):
+        parse(data)
+    assert to_multiaddr(data) is None
+
+
+@given(ips, ports, shapes, peers)
+def test_parse_takes_every_valid_binary_multiaddr(host, port, shape, peer):
+    transport, tail = shape
+    addr = Multiaddr(text(host, transport, port, tail, peer))
+    assert parse(addr.to_bytes()) == addr == to_multiaddr(addr.to_bytes())
+    assert parse(str(addr)) == addr
+
+
+@pytest.mark.parametrize("text", ["/dns4/example.com/tcp/4001", "/ip4/1.2.3.4/tcp/1/ws",
+                                  f"/ip4/1.2.3.4/tcp/1/p2p/{PEERS[0]}/p2p-circuit/p2p/{PEERS[1]}"])
+def test_parse_takes_addresses_outside_the_fast_path(text):
+    assert str(parse(Multiaddr(text).to_bytes())) == text

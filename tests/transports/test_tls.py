@@ -235,3 +235,12 @@ def test_unknown_critical_extension_is_rejected():
 def test_garbage_is_rejected_as_a_handshake_error():
     with pytest.raises(HandshakeError):
         verify_certificate_chain([b"not a certificate"])
+
+
+def test_invalid_x509_version_is_a_certificate_error():
+    # found by fuzzing: cryptography raises InvalidVersion, which is not a ValueError
+    der = make_certificate(Keypair.generate())[0].public_bytes(serialization.Encoding.DER)
+    version = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2 (v3)
+    assert version in der
+    with pytest.raises(CertificateError, match="unparsable certificate"):
+        verify_certificate_chain([der.replace(version, bytes.fromhex("a003020122"), 1)])
