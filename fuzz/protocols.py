@@ -7,6 +7,8 @@ Where one input could go to several decoders, its first byte picks which.
 
 from __future__ import annotations
 
+from multiaddr import Multiaddr
+
 from fuzz._keys import ADDRS, ALICE, BOB, first_byte_picks
 from fuzz._runner import target
 from p2pnode import envelope, framing, identify, peer_record, reqresp
@@ -111,10 +113,14 @@ def _identify_seeds() -> list[bytes]:
 
 @target("identify", seeds=_identify_seeds)
 def check_identify(data: bytes) -> None:
+    """Identify, with its signed peer record: every address it gives is a readable multiaddr."""
     try:
-        identify.decode(data, ALICE.peer_id)
+        info = identify.decode(data, ALICE.peer_id)
     except CodecError:
-        pass
+        return
+    record_addrs = info.peer_record.addrs if info.peer_record else ()
+    for addr in (*info.listen_addrs, *record_addrs, *([info.observed_addr] if info.observed_addr else [])):
+        str(Multiaddr(addr))
 
 
 def _relay_seeds() -> list[bytes]:

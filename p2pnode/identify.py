@@ -9,6 +9,8 @@ claim to be someone else through Identify.
 list it) carries the peer's addresses in a signed peer record (``p2pnode.peer_record``). ``decode`` checks it
 and gives the record only if it verifies and names the peer we are talking to; its addresses are then the
 ones to use (``PeerRecordBook.addresses``), as other implementations prefer them to the unsigned ``listenAddrs``.
+Addresses that are not readable multiaddrs (``transports.addresses.parse``) are left out of both, and of the
+observed address: they would fail wherever they are printed or dialled.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from p2pnode.framing import CodecError, encode_uvarint, read_uvarint
 from p2pnode.identity import IdentityError, PeerId, decode_public_key, encode_public_key
 from p2pnode.pb import identify_pb2
 from p2pnode.peer_record import PeerRecord
+from p2pnode.transports.addresses import readable
 
 PROTOCOL = "/ipfs/id/1.0.0"
 PROTOCOL_VERSION = "ipfs/0.1.0"
@@ -100,9 +103,9 @@ def decode(data: bytes, peer_id: PeerId | None = None) -> IdentifyInfo:
                 record, record_error = None, f"the signed peer record is {record.peer_id.short()}'s"
     return IdentifyInfo(
         public_key=public_key,
-        listen_addrs=tuple(pb.listenAddrs),
+        listen_addrs=readable(pb.listenAddrs),
         protocols=tuple(pb.protocols),
-        observed_addr=pb.observedAddr,
+        observed_addr=(readable((pb.observedAddr,)) or (b"",))[0],
         protocol_version=pb.protocolVersion,
         agent_version=pb.agentVersion,
         signed_peer_record=pb.signedPeerRecord,

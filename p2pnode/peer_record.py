@@ -20,6 +20,7 @@ from p2pnode import envelope
 from p2pnode.envelope import EnvelopeError
 from p2pnode.identity import IdentityError, Keypair, PeerId
 from p2pnode.pb import envelope_pb2
+from p2pnode.transports.addresses import readable
 
 DOMAIN = "libp2p-peer-record"
 PAYLOAD_TYPE = b"\x03\x01"
@@ -55,7 +56,7 @@ def consume(data: bytes) -> PeerRecord:
         raise EnvelopeError(f"not a peer record: {exc}") from None
     if peer_id != opened.signer:
         raise EnvelopeError(f"peer record of {peer_id.short()} signed by {opened.signer.short()}")
-    return PeerRecord(peer_id, pb.seq, tuple(a.multiaddr for a in pb.addresses))
+    return PeerRecord(peer_id, pb.seq, readable(a.multiaddr for a in pb.addresses))  # unreadable ones left out
 
 
 class OwnRecord:

@@ -113,3 +113,16 @@ def test_identify_with_a_record_that_is_not_the_peers_falls_back_to_listen_addrs
     info = identify.decode(_identify(ALICE, record), ALICE.peer_id)
     assert info.peer_record is None and info.listen_addrs
     assert error in info.peer_record_error.replace(BOB.peer_id.short(), "Bob")
+
+
+def test_identify_and_peer_records_leave_out_addresses_that_are_not_multiaddrs():
+    # found by fuzzing: a cut-short address (an IP, then a tcp code without its port) was kept; two peers
+    # reporting it as our observed address made it ours, and printing it (/nat status) raised
+    cut = b"\x04\x08\x08\x08\x08\x06"
+    record = peer_record.seal(ALICE, 3, (cut, ADDRS[0], b"\x04"))
+    assert peer_record.consume(record).addrs == ADDRS[:1]
+    data = identify.encode(identify.IdentifyInfo(ALICE.public_key, (ADDRS[1], cut), ("/ipfs/id/1.0.0",),
+                                                 observed_addr=cut, signed_peer_record=record))
+    info = identify.decode(data, ALICE.peer_id)
+    assert info.listen_addrs == ADDRS[1:] and info.observed_addr == b""
+    assert info.peer_record.addrs == ADDRS[:1]

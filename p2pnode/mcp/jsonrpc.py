@@ -88,7 +88,9 @@ def parse_object(obj: Any) -> Message:
     if obj.get("jsonrpc") != "2.0":
         raise RpcError(INVALID_REQUEST, 'Invalid request: "jsonrpc" must be "2.0"', None)
     has_id = "id" in obj
-    if has_id and not valid_id(obj["id"]):
+    # the error answering a request whose id could not be read has "id": null (JSON-RPC 2.0, section 5)
+    unread_id_error = has_id and obj["id"] is None and "error" in obj and "method" not in obj
+    if has_id and not valid_id(obj["id"]) and not unread_id_error:
         raise RpcError(INVALID_REQUEST, 'Invalid request: "id" must be a string or an integer (not null)')
     if "method" in obj:
         method, params = obj["method"], obj.get("params", {})

@@ -12,6 +12,7 @@ those bytes directly and leaves every other address to the library.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 
 from multiaddr import Multiaddr
 from multiaddr.protocols import protocol_with_name
@@ -75,6 +76,18 @@ def parse(addr: bytes | str) -> Multiaddr:
     if canonical != data:
         raise ValueError(f"not a binary multiaddr: {data[:64].hex()} is not the encoding of {text[:200]}")
     return Multiaddr(data)
+
+
+def readable(addrs: Iterable[bytes]) -> tuple[bytes, ...]:
+    """The binary multiaddrs of ``addrs`` that ``parse`` takes, in order: a peer's unreadable ones left out."""
+    out = []
+    for raw in addrs:
+        try:
+            parse(raw)
+        except ValueError:
+            continue
+        out.append(raw)
+    return tuple(out)
 
 
 def _is_peer_id(raw: bytes) -> bool:

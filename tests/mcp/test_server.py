@@ -171,6 +171,16 @@ def test_bad_messages_get_the_json_rpc_error(server, data, code):
     assert check("tools/list", MODERN, client.request("tools/list"))  # still serving
 
 
+def test_an_error_response_with_a_null_id_is_read():
+    # found by fuzzing: the server's own answer to an unparsable request ("id": null, as JSON-RPC 2.0 says)
+    # was refused when read back
+    answer = jsonrpc.error(None, jsonrpc.PARSE_ERROR, "Parse error")
+    assert jsonrpc.parse(jsonrpc.encode(answer)) == jsonrpc.Response(None, None, answer["error"])
+    for data in (b'{"jsonrpc": "2.0", "id": null, "result": {}}', b'{"jsonrpc": "2.0", "id": null, "method": "x"}'):
+        with pytest.raises(jsonrpc.RpcError):
+            jsonrpc.parse(data)
+
+
 def test_progress_cancellation_and_timeout(server, clock):
     client = Client(server)
     client.request("tools/call", {"name": "slow", "arguments": {}, "_meta": {"progressToken": "p1"}})
