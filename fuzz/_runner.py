@@ -112,11 +112,15 @@ def _alarm(signum, frame):
     raise Hang("input took longer than the timeout")
 
 
-def run(t: Target, *, seconds: float, seed: int, timeout: float, workdir: Path | None, extra: list[str]) -> None:
-    """Fuzz ``t`` for ``seconds`` in this process; prints one summary line ``<name>: …`` at the end."""
+def run(t: Target, *, seconds: float, seed: int, timeout: float, workdir: Path | None, extra: list[str],
+        splice: bool = False) -> None:
+    """Fuzz ``t`` for ``seconds`` in this process (``splice``: without atheris even where it is installed);
+    prints one summary line ``<name>: …`` at the end, or raises what the input that crashed it raised."""
     try:
         import atheris
     except ImportError:
+        atheris = None
+    if splice:
         atheris = None
     if atheris is not None:
         corpus_dirs = [str(CORPUS / t.name)]
@@ -184,9 +188,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="with --all: targets run at once")
     parser.add_argument("--seed", type=int, default=0, help="the mutations' random seed")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds after which one input is a hang")
+    parser.add_argument("--splice", action="store_true", help="random splices of the seeds even with atheris")
     parser.add_argument("--out", type=Path, help="folder for crash inputs, new corpus entries and logs")
     args, extra = parser.parse_known_args(argv)
-    one_run = len(args.names) == 1 and not (args.all or args.list or args.write_seeds)
+    one_run = len(args.names) == 1 and not (args.all or args.list or args.write_seeds or args.splice)
     found = _instrumented_targets() if one_run else all_targets()
     unknown = [n for n in args.names if n not in found]
     if unknown:
@@ -201,9 +206,9 @@ def main(argv: list[str] | None = None) -> None:
         names = args.names or list(found)
         jobs = max(1, min(args.jobs, len(names)))
         seconds = args.minutes * 60 * jobs / len(names) if args.minutes else args.seconds
-        sys.exit(campaign(names, seconds=seconds, seed=args.seed, timeout=args.timeout, out=args.out, extra=extra,
-                          jobs=jobs))
+        sys.exit(campaign(names, seconds=seconds, seed=args.seed, timeout=args.timeout, out=args.out,
+                          extra=["--splice", *extra] if args.splice else extra, jobs=jobs))
     else:
         workdir = args.out / args.names[0] if args.out else None
         run(found[args.names[0]], seconds=args.seconds, seed=args.seed, timeout=args.timeout, workdir=workdir,
-            extra=extra)
+            extra=extra, splice=args.splice)

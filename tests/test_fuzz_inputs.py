@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from fuzz._runner import all_targets, mutations, seeds
+from fuzz._campaign import campaign
+from fuzz._runner import Hang, Target, all_targets, mutations, run, seeds
 
 TARGETS = all_targets()
 EXAMPLES = 40
@@ -33,3 +34,33 @@ def test_mutations(name):
 
     run()
 
+
+
+def test_the_runner_reports_a_crash_and_keeps_its_input(tmp_path):
+    def check(data: bytes) -> None:
+        if len(data) > 3:
+            raise KeyError("a bug")
+
+    crashing = Target("kad", check, None)
+    with pytest.raises(KeyError):
+        run(crashing, seconds=5, seed=1, timeout=5, workdir=tmp_path, extra=[], splice=True)
+    (found,) = tmp_path.glob("crash-*.bin")
+    assert len(found.read_bytes()) > 3
+
+
+def test_the_runner_reports_an_input_that_hangs_as_a_crash(tmp_path):
+    def check(data: bytes) -> None:
+        while True:
+            pass
+
+    with pytest.raises(Hang):
+        run(Target("kad", check, None), seconds=5, seed=1, timeout=0.2, workdir=tmp_path, extra=[], splice=True)
+    assert list(tmp_path.glob("crash-*.bin"))
+
+
+@pytest.mark.slow  # a process per target, each importing every target
+def test_a_campaign_counts_executions_and_crashes(tmp_path, capsys):
+    status = campaign(["reqresp"], seconds=2, seed=0, timeout=5, out=tmp_path, extra=["--splice"])
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("reqresp"))
+    assert status == 0 and int(row.split()[1].replace(",", "")) > 0 and row.split()[4] == "0"
