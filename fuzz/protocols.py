@@ -29,9 +29,10 @@ from p2pnode.kad.messages import (
     PutValue,
     PutValueResponse,
 )
-from p2pnode.kad.records import make_record
+from p2pnode.kad.records import make_record, record_is_valid
 from p2pnode.pubsub import codec as pubsub
 from p2pnode.pubsub.messages import RPC, Control, Graft, IHave, IWant, Message, PeerExchange, Prune, SubOpts
+from p2pnode.pubsub.router import signature_ok
 from p2pnode.relay import messages as relay
 from p2pnode.relay import voucher
 
@@ -77,11 +78,15 @@ def _kad_seeds() -> list[bytes]:
 
 @target("kad", seeds=_kad_seeds)
 def check_kad(data: bytes) -> None:
+    """Requests and responses, and the check of the record one carries (signature, /pk/ namespace)."""
     which, rest = first_byte_picks(data, 2)
     try:
-        kad.decode(rest, response=bool(which))
+        message = kad.decode(rest, response=bool(which))
     except CodecError:
-        pass
+        return
+    record = getattr(message, "record", None)
+    if record is not None:
+        assert record_is_valid(record) in (True, False)
 
 
 def _pubsub_seeds() -> list[bytes]:
@@ -101,7 +106,10 @@ def check_pubsub(data: bytes) -> None:
         rpc = pubsub.decode(data)
     except CodecError:
         return
-    pubsub.encoded_size(rpc)  # what the router does with every RPC it takes
+    pubsub.encoded_size(rpc)  # what the router does with every RPC it takes, and with each message
+    for message in rpc.publish:
+        assert signature_ok(message) in (True, False)
+        pubsub.default_message_id(message)
 
 
 def _identify_seeds() -> list[bytes]:

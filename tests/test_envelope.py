@@ -116,8 +116,9 @@ def test_identify_with_a_record_that_is_not_the_peers_falls_back_to_listen_addrs
 
 
 def test_identify_and_peer_records_leave_out_addresses_that_are_not_multiaddrs():
-    # found by fuzzing: a cut-short address (an IP, then a tcp code without its port) was kept; two peers
-    # reporting it as our observed address made it ours, and printing it (/nat status) raised
+    # py-multiaddr takes any bytes and fails when they are printed: a cut-short address (an IP, then a tcp
+    # code without its port) was kept; two peers reporting it as our observed address made it ours, and
+    # printing it (/nat status) raised
     cut = b"\x04\x08\x08\x08\x08\x06"
     record = peer_record.seal(ALICE, 3, (cut, ADDRS[0], b"\x04"))
     assert peer_record.consume(record).addrs == ADDRS[:1]
