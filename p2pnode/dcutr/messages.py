@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 
 from p2pnode.framing import CodecError
 from p2pnode.pb import holepunch_pb2
+from p2pnode.transports.addresses import readable
 
 PROTOCOL = "/libp2p/dcutr"
 MAX_MESSAGE = 4096
@@ -45,5 +46,5 @@ def decode(data: bytes) -> HolePunchMessage:
     if not pb.HasField("type"):
         raise CodecError("hole-punch message without a (known) type")
     if pb.type == holepunch_pb2.HolePunch.CONNECT:
-        return HolePunchConnect(tuple(pb.ObsAddrs))
+        return HolePunchConnect(readable(pb.ObsAddrs))  # the ones that are not multiaddrs left out
     return HolePunchSync()

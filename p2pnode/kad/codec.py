@@ -65,6 +65,7 @@ from p2pnode.kad.messages import (
 from p2pnode.kad.namespaces import is_pk_key, make_pk_record, refuse_unsupported
 from p2pnode.kad.pb import dht_pb2, record_pb2
 from p2pnode.security.pow import MAX_STAMP
+from p2pnode.transports.addresses import readable
 
 KadMessage = Request | Response
 
@@ -226,7 +227,8 @@ def _peer_from_pb(pb: dht_pb2.Message.Peer, where: str) -> PeerInfo:
     connection = _CONNECTION_TYPES.get(pb.connection, ConnectionType.NOT_CONNECTED)
     if len(pb.puzzle) > MAX_PUZZLE:
         raise CodecError(f"a puzzle solution of {len(pb.puzzle)} bytes in {where}; at most {MAX_PUZZLE}")
-    return PeerInfo(_peer_id(pb.id, where), tuple(pb.addrs), connection, pb.puzzle)
+    # addresses that are not multiaddrs are left out: they would be kept, served to others and fail when printed
+    return PeerInfo(_peer_id(pb.id, where), readable(pb.addrs), connection, pb.puzzle)
 
 
 def _peers_from_pb(field, where: str) -> tuple[PeerInfo, ...]:

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from p2pnode.framing import CodecError
 from p2pnode.identity import IdentityError, PeerId
 from p2pnode.pb import circuit_pb2
+from p2pnode.transports.addresses import readable
 
 HOP_PROTOCOL = "/libp2p/circuit/relay/0.2.0/hop"
 STOP_PROTOCOL = "/libp2p/circuit/relay/0.2.0/stop"
@@ -170,14 +171,14 @@ def decode_hop(data: bytes) -> HopMessage:
     if pb.type == circuit_pb2.HopMessage.RESERVE:
         return Reserve()
     if pb.type == circuit_pb2.HopMessage.CONNECT:
-        return Connect(_peer(pb, "hop CONNECT"), tuple(pb.peer.addrs))
+        return Connect(_peer(pb, "hop CONNECT"), readable(pb.peer.addrs))  # the unreadable ones left out
     if pb.type == circuit_pb2.HopMessage.STATUS:
         reservation = None
         if pb.HasField("reservation"):
             r = pb.reservation
             if not r.HasField("expire"):
                 raise CodecError("hop STATUS reservation without an expiry")
-            reservation = Reservation(r.expire, tuple(r.addrs), r.voucher)
+            reservation = Reservation(r.expire, readable(r.addrs), r.voucher)
         return HopStatus(_status(pb, "hop"), reservation, _limit(pb))
     raise CodecError(f"hop message of unknown type {pb.type}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multiaddr import Multiaddr
 
 from p2pnode.framing import decode_uvarint, encode_uvarint
 from p2pnode.identity import Keypair, PeerId, verify
@@ -38,6 +39,7 @@ from p2pnode.kad.messages import (
     PutValueResponse,
 )
 from p2pnode.kad.pb import dht_pb2, record_pb2
+from p2pnode.transports.addresses import ip_multiaddr
 
 # --- strategies ---------------------------------------------------------------------------------------
 
@@ -58,7 +60,14 @@ blobs = st.one_of(
     st.builds(_repeat, st.integers(0, 70_000), st.binary(min_size=1, max_size=1)),
 )
 keys = st.binary(max_size=80)
-addrs = st.lists(st.binary(max_size=40), max_size=4).map(tuple)  # opaque to the codec
+# binary multiaddrs (the codec leaves out what is not one): IP and TCP or UDP/QUIC, or a DNS name
+_addr = st.one_of(
+    st.builds(lambda ip, port: ip_multiaddr(str(ip), port, "tcp").to_bytes(), st.ip_addresses(), st.integers(0, 65535)),
+    st.builds(lambda ip, port: ip_multiaddr(str(ip), port, "udp", "quic-v1").to_bytes(), st.ip_addresses(),
+              st.integers(0, 65535)),
+    st.from_regex(r"\A[a-z]{1,20}\.example\Z").map(lambda name: Multiaddr(f"/dns4/{name}/tcp/443").to_bytes()),
+)
+addrs = st.lists(_addr, max_size=4).map(tuple)
 peer_infos = st.builds(PeerInfo, peer_ids, addrs, st.sampled_from(ConnectionType))
 peer_lists = st.lists(peer_infos, max_size=20).map(tuple)
 def _pk_record(seed: bytes, hex_key: bool) -> DHTRecord:
@@ -490,3 +499,12 @@ def test_pk_record_naming_another_peer_is_not_a_pk_record():
     forged = _pk_record_pb(b"/pk/" + BOB.peer_id.raw, encode_public_key(ALICE.public_key))
     with pytest.raises(CodecError):  # not self-certifying, and not one of our signed envelopes either
         decode(forged, response=False)
+
+
+def test_addresses_that_are_not_multiaddrs_are_left_out():
+    # py-multiaddr takes any bytes and fails when they are printed: such an address from one peer was kept in
+    # the routing table, served to others, and raised where it was printed (MCP's peer lists)
+    good = ip_multiaddr("192.0.2.1", 4001, "tcp").to_bytes()
+    peer = PeerInfo(ALICE.peer_id, (b"\x04\x08\x08\x08\x08\x06", good, b"", b"\x04", b"garbage"))
+    (decoded,) = decode(encode(FindNodeResponse((peer,))), response=True).closer_peers
+    assert decoded.addrs == (good,)

@@ -10,15 +10,24 @@ from hypothesis import strategies as st
 from p2pnode.dcutr.holepunch import Dial, Finished, Initiator, Responder, Send
 from p2pnode.dcutr.messages import HolePunchConnect, HolePunchSync, decode, encode
 from p2pnode.framing import CodecError
+from p2pnode.transports.addresses import ip_multiaddr
 
 B_ADDRS = (b"b-addr",)
 A_ADDRS = (b"a-addr-1", b"a-addr-2")
 
 
-@given(st.one_of(st.just(HolePunchSync()), st.builds(HolePunchConnect, st.lists(st.binary(max_size=30),
-                                                                                max_size=5).map(tuple))))
+_addrs = st.lists(st.builds(lambda ip, port: ip_multiaddr(str(ip), port, "udp", "quic-v1").to_bytes(),
+                            st.ip_addresses(), st.integers(0, 65535)), max_size=5).map(tuple)
+
+
+@given(st.one_of(st.just(HolePunchSync()), st.builds(HolePunchConnect, _addrs)))
 def test_round_trip(message):
     assert decode(encode(message)) == message
+
+
+def test_addresses_that_are_not_multiaddrs_are_left_out():
+    good = ip_multiaddr("192.0.2.1", 4001, "udp", "quic-v1").to_bytes()
+    assert decode(encode(HolePunchConnect((b"b-addr", good, b"\x04")))) == HolePunchConnect((good,))
 
 
 def test_bad_messages_refused():

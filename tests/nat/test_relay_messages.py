@@ -26,10 +26,13 @@ from p2pnode.relay.messages import (
     encode_hop,
     encode_stop,
 )
+from p2pnode.transports.addresses import ip_multiaddr
 
 KEYS = [Keypair.from_seed(bytes([i]) * 32) for i in range(4)]
 peers = st.sampled_from([k.peer_id for k in KEYS])
-blobs = st.lists(st.binary(max_size=40), max_size=4).map(tuple)
+# binary multiaddrs (the codec leaves out what is not one)
+blobs = st.lists(st.builds(lambda ip, port: ip_multiaddr(str(ip), port, "tcp").to_bytes(), st.ip_addresses(),
+                           st.integers(0, 65535)), max_size=4).map(tuple)
 limits = st.none() | st.builds(Limit, st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
 reservations = st.none() | st.builds(Reservation, st.integers(0, 2**64 - 1), blobs, st.binary(max_size=200))
 hop_messages = st.one_of(st.just(Reserve()), st.builds(Connect, peers, blobs),
@@ -40,6 +43,14 @@ stop_messages = st.one_of(st.builds(StopConnect, peers, limits), st.builds(StopS
 @given(hop_messages)
 def test_hop_round_trip(message):
     assert decode_hop(encode_hop(message)) == message
+
+
+def test_addresses_that_are_not_multiaddrs_are_left_out():
+    good = ip_multiaddr("192.0.2.1", 4001, "tcp").to_bytes()
+    bad = (b"\x04\x08\x08\x08\x08\x06", b"relay-addr")
+    assert decode_hop(encode_hop(Connect(KEYS[0].peer_id, (*bad, good)))) == Connect(KEYS[0].peer_id, (good,))
+    status = decode_hop(encode_hop(HopStatus(Status.OK, Reservation(1, (good, *bad)))))
+    assert status.reservation.addrs == (good,)
 
 
 @given(stop_messages)
