@@ -8,6 +8,7 @@ than ``--timeout`` seconds is a hang, reported like a crash. The smoke test in t
 hypothesis (``mutations``).
 
     python -m fuzz NAME [--seconds N]       # one target, in this process
+    python -m fuzz NAME --replay FILE…      # the target once on each input (a crash's), within --timeout
     python -m fuzz --all --minutes N [--jobs J]   # every target, J at a time, in N minutes in all; a table
 """
 
@@ -161,6 +162,29 @@ def run(t: Target, *, seconds: float, seed: int, timeout: float, workdir: Path |
     print(f"{t.name}: {runs} inputs in {elapsed:.0f} s ({runs / elapsed:.0f}/s, seed {seed}), no crash")
 
 
+def replay(t: Target, files: list[Path], *, timeout: float) -> int:
+    """Run ``t`` once on each file, with ``timeout`` seconds of CPU time each; 1 if one raised or hung."""
+    failed = 0
+    previous = signal.signal(signal.SIGVTALRM, _alarm)
+    try:
+        for path in files:
+            data = path.read_bytes()
+            started = time.process_time()
+            signal.setitimer(signal.ITIMER_VIRTUAL, timeout)
+            try:
+                t.check(data)
+            except BaseException as exc:  # noqa: BLE001 - what the target raised is the report
+                failed = 1
+                print(f"{path}: {type(exc).__name__}: {str(exc)[:200]}")
+            else:
+                print(f"{path}: ok in {time.process_time() - started:.3f} s of CPU")
+            finally:
+                signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+    finally:
+        signal.signal(signal.SIGVTALRM, previous)
+    return failed
+
+
 def mutate(rng: random.Random, seed: bytes) -> bytes:
     """A few random splices: bytes replaced, inserted, deleted or copied from elsewhere in the input."""
     data = bytearray(seed)
@@ -188,16 +212,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="with --all: targets run at once")
     parser.add_argument("--seed", type=int, default=0, help="the mutations' random seed")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds after which one input is a hang")
+    parser.add_argument("--replay", type=Path, nargs="+", metavar="FILE",
+                        help="run the target once on each file (a crash input); exit 1 if one fails or hangs")
     parser.add_argument("--splice", action="store_true", help="random splices of the seeds even with atheris")
     parser.add_argument("--out", type=Path, help="folder for crash inputs, new corpus entries and logs")
     args, extra = parser.parse_known_args(argv)
-    one_run = len(args.names) == 1 and not (args.all or args.list or args.write_seeds or args.splice)
+    one_run = len(args.names) == 1 and not (args.all or args.list or args.write_seeds or args.splice or args.replay)
     found = _instrumented_targets() if one_run else all_targets()
     unknown = [n for n in args.names if n not in found]
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(found)}")
     if args.list:
         print("\n".join(found))
+    elif args.replay:
+        sys.exit(replay(found[args.names[0]], args.replay, timeout=args.timeout))
     elif args.write_seeds:
         write_seeds({n: found[n] for n in args.names} if args.names else found)
     elif args.all or len(args.names) != 1:

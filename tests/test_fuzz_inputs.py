@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from fuzz._campaign import campaign
-from fuzz._runner import Hang, Target, all_targets, mutations, run, seeds
+from fuzz._runner import Hang, Target, all_targets, mutations, replay, run, seeds
 
 TARGETS = all_targets()
 EXAMPLES = 40
@@ -64,3 +64,20 @@ def test_a_campaign_counts_executions_and_crashes(tmp_path, capsys):
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if line.startswith("reqresp"))
     assert status == 0 and int(row.split()[1].replace(",", "")) > 0 and row.split()[4] == "0"
+
+
+def test_replay_tells_an_input_that_fails_or_hangs_from_one_that_passes(tmp_path, capsys):
+    def check(data: bytes) -> None:
+        if data == b"bug":
+            raise KeyError("a bug")
+        while data == b"hang":
+            pass
+
+    files = []
+    for name in ("ok", "bug", "hang"):
+        files.append(tmp_path / name)
+        files[-1].write_bytes(name.encode())
+    target = Target("kad", check, None)
+    assert replay(target, files[:1], timeout=1) == 0
+    assert replay(target, files[1:2], timeout=1) == 1 and "KeyError" in capsys.readouterr().out
+    assert replay(target, files[2:], timeout=0.2) == 1 and "Hang" in capsys.readouterr().out
