@@ -42,6 +42,7 @@ def new_correlation_id(peer: PeerId) -> str:
     correlation_id.set(cid)
     return cid
 
+
 class PeerProblems:
     """What a peer's bad input (or its vanishing) does to a stream is the peer's problem, not the node's:
     one short INFO line per peer per ``interval`` seconds, the others counted and said with the next line,

@@ -72,6 +72,7 @@ class Stream(ABC):
             refused = resources.reserve_buffer(self.connection.remote_peer, self._reserved, len(data))
             if refused is not None:
                 self._refuse(f"over the {refused} limit")
+                self._consumed(len(data))  # never buffered: flow control must not count it as unread
                 return
             self._reserved += len(data)
         self._buffer += data

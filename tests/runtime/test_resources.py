@@ -82,6 +82,44 @@ def test_a_peer_with_a_thousand_half_frames_holds_at_most_its_limit_and_frees_it
     run(scenario())
 
 
+@pytest.mark.parametrize("transport", ["tcp", "quic"])
+def test_streams_refused_over_the_peer_limit_leave_the_connection_usable(transport):
+    limits = ResourceLimits(peer_memory=MIB, frame_idle_timeout=60)
+    streams, refused = 24, 24 - MIB // SENT
+
+    async def scenario():
+        node = make_node(transport, resources=limits)
+        await node.start()
+        client = make_transport(transport)
+        try:
+            conn, opened = await half_frames(client, node.listen_addrs[0], node.peer_id, streams)
+            for _ in range(300):
+                await asyncio.sleep(0.1)
+                if sum(s.is_reset for s in opened) >= refused:
+                    break
+            assert node.resources.peak_buffered <= limits.peer_memory
+            assert refusals(node)["peer_memory"] >= refused
+            # what was refused no longer counts against the connection's flow control: it goes on
+            if transport == "quic":
+                served = node.swarm.connections[conn.local_peer][0]
+                assert served._quic.p2p_unread == sum(s._uncredited() for s in served._streams.values())
+            ping = await conn.open_stream()
+            await multistream.select(ping, [PING_PROTOCOL])
+            await ping.write(b"p" * 32)
+            assert await asyncio.wait_for(ping.readexactly(32), 5) == b"p" * 32
+            await conn.close()
+            for _ in range(50):
+                if node.resources.buffered == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert node.resources.buffered == 0
+        finally:
+            await client.close()
+            await node.stop()
+
+    run(scenario())
+
+
 def test_a_half_finished_frame_resets_its_stream_after_the_idle_timeout():
     limits = ResourceLimits(frame_idle_timeout=0.5)
 

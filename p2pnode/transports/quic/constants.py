@@ -20,7 +20,6 @@ MAX_DATAGRAM_SIZE = 1350  # QUIC packet payload; fits the 1500-byte Ethernet MTU
 SOCKET_BUFFER = 4 << 20  # SO_RCVBUF / SO_SNDBUF asked for (the kernel caps it at net.core.[rw]mem_max)
 RECV_BATCH = 256  # datagrams read per socket wake-up before the connections touched answer
 CID_LENGTH = 8
-MAX_PENDING_HANDSHAKES = 256  # inbound handshakes in progress per transport; Initials beyond are dropped
 TICKET_CACHE = 4096  # session tickets remembered (server: issued; client: received), oldest forgotten first
 CERTIFICATE_RENEWAL = datetime.timedelta(days=1)  # make a new certificate when ours has less than this left
 PACING_BURST = 0.002  # seconds of sending at the pacing rate that may go out at once (see Pacer)

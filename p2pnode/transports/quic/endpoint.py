@@ -26,7 +26,6 @@ from p2pnode.transports.addresses import ip_multiaddr
 from p2pnode.transports.base import Connection
 from p2pnode.transports.quic.constants import (
     CID_LENGTH,
-    MAX_PENDING_HANDSHAKES,
     RECV_BATCH,
     SEND_QUEUE_LIMIT,
     SOCKET_BUFFER,
@@ -206,7 +205,7 @@ class UdpEndpoint:
                                                       destination_cid=header.source_cid), addr)
                 return None
             retry_cid = header.destination_cid
-        elif len(pending) >= min(resources.limits.retry_after, MAX_PENDING_HANDSHAKES):
+        elif len(pending) >= resources.limits.retry_after:
             resources.refuse("retry")  # not a refusal of the client: it dials again with the token
             source_cid = os.urandom(CID_LENGTH)
             token = owner._retry.create_token(address=addr, original_destination_connection_id=odcid,
@@ -216,7 +215,7 @@ class UdpEndpoint:
                                         retry_token=token), addr)
             return None
         from_source = sum(1 for c in pending if c._remote[0] == addr[0])
-        if len(pending) >= MAX_PENDING_HANDSHAKES or not resources.admit_handshake(len(pending), from_source):
+        if not resources.admit_handshake(len(pending), from_source):
             logger.debug("dropping a QUIC Initial from %s: too many handshakes in progress", addr)
             return None
         return owner._accept(self, odcid, addr, retry_cid)
