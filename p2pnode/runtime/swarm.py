@@ -14,7 +14,6 @@ import itertools
 import logging
 import re
 import socket
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 
@@ -22,6 +21,7 @@ from multiaddr import Multiaddr
 
 from p2pnode.framing import CodecError
 from p2pnode.identity import Keypair, PeerId
+from p2pnode.peerlog import PeerLog
 from p2pnode.resources import ResourceLimits, ResourceManager
 from p2pnode.transports import multistream
 from p2pnode.transports.addresses import parse as parse_multiaddr
@@ -41,36 +41,6 @@ def new_correlation_id(peer: PeerId) -> str:
     cid = f"{peer.short()}#{next(_next_id)}"
     correlation_id.set(cid)
     return cid
-
-
-class PeerProblems:
-    """What a peer's bad input (or its vanishing) does to a stream is the peer's problem, not the node's:
-    one short INFO line per peer per ``interval`` seconds, the others counted and said with the next line,
-    so a peer cannot fill the log (each line at most ``MAX_LINE`` characters)."""
-
-    MAX_LINE = 200
-
-    def __init__(self, logger: logging.Logger, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self.logger = logger
-        self.interval = interval
-        self.clock = clock
-        self._last: dict[PeerId, tuple[float, int]] = {}  # peer -> (when its last line went out, lines held)
-
-    def report(self, peer: PeerId, message: str) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
-        now = self.clock()
-        last, held = self._last.get(peer, (-self.interval, 0))
-        if now - last < self.interval:
-            self._last[peer] = (last, held + 1)
-            return
-        if len(self._last) > 4096:  # forget the quiet ones
-            self._last = {p: v for p, v in self._last.items() if now - v[0] < self.interval}
-        self._last[peer] = (now, 0)
-        if len(message) > self.MAX_LINE:
-            message = message[: self.MAX_LINE - 3] + "..."
-        suffix = f" ({held} more from this peer in {now - last:.0f} s)" if held else ""
-        self.logger.info("%s%s", message, suffix)
 
 
 StreamHandler = Callable[[Stream], Awaitable[None]]
@@ -123,7 +93,7 @@ class Swarm:
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
         self._closed_bytes = [0, 0]  # in, out: of connections that have closed
         self._tasks: set[asyncio.Task] = set()
-        self.peer_problems = PeerProblems(log)
+        self.peer_problems = PeerLog(log)
         self.closing = False
 
     @property

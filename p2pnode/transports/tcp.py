@@ -24,6 +24,7 @@ from collections.abc import Callable
 from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair, PeerId
+from p2pnode.peerlog import PeerLog
 from p2pnode.resources import ResourceManager
 from p2pnode.transports import multistream, noise, yamux
 from p2pnode.transports.addresses import ip_endpoint, ip_multiaddr
@@ -269,6 +270,7 @@ class TcpTransport(Transport):
         self._servers: list[asyncio.Server] = []
         self._handshakes: set[asyncio.Task[None]] = set()
         self._handshake_sources: Counter[str] = Counter()  # inbound upgrades in progress per source host
+        self.peer_log = PeerLog(logger)  # failed inbound upgrades, per source address
         self._connections: set[TcpConnection] = set()
         self._closed = False
 
@@ -367,7 +369,8 @@ class TcpTransport(Transport):
         except Exception as exc:
             protocol.abort()
             reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            logger.info("inbound connection from %s failed its upgrade: %s", peer, reason)
+            self.peer_log.report(peer[0] if peer else None, "inbound connection from %s failed its upgrade: %s",
+                                 peer, reason)
             return
         try:
             on_connection(conn)

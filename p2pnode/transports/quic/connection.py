@@ -362,7 +362,8 @@ class QuicPeerConnection(Connection):
         if not self._announced and not self.outbound and not self._failure_logged:
             self._failure_logged = True
             error = self._handshake_failure()
-            logger.info("inbound QUIC handshake from %s failed: %s", format_addr(self._remote), error)
+            self._owner.peer_log.report(self._remote[0], "inbound QUIC handshake from %s failed: %s",
+                                        format_addr(self._remote), error)
 
     def _shut(self, reason: str) -> None:
         """Reset every stream and mark the connection closed (once)."""

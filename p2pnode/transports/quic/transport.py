@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import logging
 import socket
 import ssl
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from multiaddr import Multiaddr
 
 from p2pnode.identity import Keypair, PeerId
+from p2pnode.peerlog import PeerLog
 from p2pnode.resources import ResourceManager
 from p2pnode.transports.addresses import ip_endpoint
 from p2pnode.transports.base import Connection, Transport, TransportError
@@ -75,6 +77,7 @@ class QuicTransport(Transport):
         self._dial_endpoints: dict[int, UdpEndpoint] = {}  # family -> socket for dialling when no listener fits
         self._connections: set[QuicPeerConnection] = set()
         self._pending_inbound: set[QuicPeerConnection] = set()
+        self.peer_log = PeerLog(logging.getLogger(__package__))  # failed inbound handshakes, per source address
         self._retry = QuicRetryTokenHandler()  # address-validation tokens (a key of this process's own)
         self._server_tickets: OrderedDict[bytes, tuple[tls.SessionTicket, PeerId]] = OrderedDict()
         self._client_tickets: OrderedDict[tuple[str, int], tuple[tls.SessionTicket, PeerId]] = OrderedDict()
