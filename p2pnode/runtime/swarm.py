@@ -93,7 +93,7 @@ class Swarm:
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
         self._closed_bytes = [0, 0]  # in, out: of connections that have closed
         self._tasks: set[asyncio.Task] = set()
-        self.peer_problems = PeerLog(log)
+        self.peer_log = PeerLog(log)
         self.closing = False
 
     @property
@@ -361,7 +361,7 @@ class Swarm:
                 stream.protocol = await multistream.handle(stream, self.handlers)
             await self.handlers[stream.protocol](stream)
         except PEER_ERRORS as exc:
-            self.peer_problems.report(peer, f"stream {stream.protocol or '(negotiating)'} from {peer.short()} "
+            self.peer_log.report(peer, f"stream {stream.protocol or '(negotiating)'} from {peer.short()} "
                                             f"reset: {str(exc) or type(exc).__name__}")
             stream.reset()
         except Exception:
