@@ -144,7 +144,9 @@ def setup_logging(config: NodeConfig, node: str, level: str | None) -> None:
     root.setLevel((level or config.log.level).upper())
     # Libraries' own chatter (a line per multiaddr codec call, per QUIC stream) drowns ours: they get
     # at most these levels of detail; [log] modules can still ask for more.
-    for library, noisiest in (("multiaddr", logging.WARNING), ("quic", logging.INFO)):
+    # aioquic's "quic" logger says INFO lines for every connection and a WARNING for every protocol error a
+    # peer makes, all at the peer's will; our QUIC transport says failed handshakes itself, rate-limited.
+    for library, noisiest in (("multiaddr", logging.WARNING), ("quic", logging.ERROR)):
         logging.getLogger(library).setLevel(max(root.level, noisiest))
     for module, module_level in config.log.modules.items():
         logging.getLogger(module).setLevel(module_level.upper())

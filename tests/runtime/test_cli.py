@@ -208,7 +208,7 @@ def test_http_listener_answers_unknown_paths_methods_and_garbage():
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("level, quic, multiaddr", [("warning", "WARNING", "WARNING"), ("debug", "INFO", "WARNING")])
+@pytest.mark.parametrize("level, quic, multiaddr", [("warning", "ERROR", "WARNING"), ("debug", "ERROR", "WARNING")])
 def test_library_loggers_are_quietened_never_made_louder(level, quic, multiaddr):
     import logging
 
