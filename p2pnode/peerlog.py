@@ -1,7 +1,7 @@
-"""What a peer's bad input (or its vanishing) does is the peer's problem, not the node's: it is logged as one
-short INFO line per peer (or source address) per interval, the others counted and said with the next line,
-so no peer can fill the node's log. The swarm uses it for reset streams, the transports for failed
-handshakes."""
+"""What a peer's bad input (or its vanishing) does is the peer's problem, not the node's: it is logged as a
+few short INFO lines per peer (or source address) per interval, the others counted and said with the next
+line, so no peer (nor many peer IDs together) can fill the node's log. The swarm uses it for reset streams,
+the transports for failed handshakes."""
 
 from __future__ import annotations
 
@@ -9,50 +9,49 @@ import logging
 import time
 from collections.abc import Callable, Hashable
 
+from p2pnode.security.ratelimit import TokenBucket
+
 
 class PeerLog:
-    """At most ``burst`` INFO lines per ``key`` (a peer ID, a source address) per ``interval`` seconds (a token
-    bucket), each at most ``MAX_LINE`` characters; the next line that goes out says how many were held."""
+    """At most ``burst`` INFO lines per ``key`` (a peer ID, a source address) per ``interval`` seconds, and
+    ``total`` lines a second for all keys together (many peer IDs are cheap), each at most ``MAX_LINE``
+    characters; the next line of a key that goes out says how many of its lines were held."""
 
     MAX_LINE = 200
     MAX_KEYS = 4096  # beyond, the keys with a full bucket are forgotten
 
-    def __init__(self, logger: logging.Logger, interval: float = 10.0, burst: int = 5,
+    def __init__(self, logger: logging.Logger, interval: float = 10.0, burst: int = 5, total: float = 20.0,
                  clock: Callable[[], float] = time.monotonic):
         self.logger = logger
-        self.rate = burst / interval  # tokens per second
+        self.rate = burst / interval
         self.burst = burst
         self.clock = clock
-        self._buckets: dict[Hashable, list[float]] = {}  # key -> [tokens, when counted, lines held]
+        self.total = TokenBucket(total, 5 * total, now=clock())
+        self._buckets: dict[Hashable, TokenBucket] = {}
+        self._held: dict[Hashable, int] = {}
 
     def report(self, key: Hashable, message: str, *args: object) -> None:
-        """Log ``message % args`` for ``key`` if its bucket has a line left."""
+        """Log ``message % args`` for ``key`` if its bucket and the total one have a line left."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.MAX_KEYS:
-                self._forget_full(now)
-            bucket = self._buckets[key] = [float(self.burst), now, 0]
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens < 1:
-            bucket[0] = tokens
-            bucket[2] += 1
+                self._buckets = {k: b for k, b in self._buckets.items() if b.available(now) < b.burst}
+                self._held = {k: n for k, n in self._held.items() if k in self._buckets}
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now=now)
+        if bucket.available(now) < 1 or not self.total.take(now):
+            self._held[key] = self._held.get(key, 0) + 1
             return
-        bucket[0] = tokens - 1
+        bucket.take(now)
         line = message % args if args else message
         if len(line) > self.MAX_LINE:
             line = line[: self.MAX_LINE - 3] + "..."
-        if bucket[2]:
-            line += f" ({bucket[2]:.0f} more like it not logged)"
-            bucket[2] = 0
+        held = self._held.pop(key, 0)
+        if held:
+            line += f" ({held} more like it not logged)"
         self.logger.info("%s", line)
-
-    def _forget_full(self, now: float) -> None:
-        self._buckets = {k: b for k, b in self._buckets.items()
-                         if b[0] + (now - b[1]) * self.rate < self.burst or b[2]}
 
 
 __all__ = ["PeerLog"]

@@ -252,3 +252,10 @@ def test_the_peer_log_lets_a_burst_through_then_one_line_per_refill_saying_what_
     assert len(lines) == 4
     assert all(len(line) <= 200 for line in lines[:2]) and lines[2] == "other peer"
     assert lines[3] == "again (8 more like it not logged)"
+    # many keys together: the total bucket (5 x total lines at once)
+    crowd = PeerLog(logging.getLogger("p2pnode.test"), total=1, clock=lambda: 0.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="p2pnode.test"):
+        for key in range(100):
+            crowd.report(key, "bad input")
+    assert len(caplog.records) == 5
