@@ -1,12 +1,11 @@
 """What a peer's bad input (or its vanishing) does is the peer's problem, not the node's: it is logged as a
 few short INFO lines per peer (or source address) per interval, the others counted and said with the next
 line, so no peer (nor many peer IDs together) can fill the node's log. The swarm uses it for reset streams,
-the transports for failed handshakes."""
+the transports for failed handshakes. Sans-IO: the caller hands in its clock."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Hashable
 
 from p2pnode.security.ratelimit import TokenBucket
@@ -20,8 +19,8 @@ class PeerLog:
     MAX_LINE = 200
     MAX_KEYS = 4096  # beyond, the keys with a full bucket are forgotten
 
-    def __init__(self, logger: logging.Logger, interval: float = 10.0, burst: int = 5, total: float = 20.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float], interval: float = 10.0, burst: int = 5,
+                 total: float = 20.0):
         self.logger = logger
         self.rate = burst / interval
         self.burst = burst

@@ -14,6 +14,7 @@ import itertools
 import logging
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 
@@ -93,7 +94,7 @@ class Swarm:
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
         self._closed_bytes = [0, 0]  # in, out: of connections that have closed
         self._tasks: set[asyncio.Task] = set()
-        self.peer_log = PeerLog(log)
+        self.peer_log = PeerLog(log, time.monotonic)
         self.closing = False
 
     @property

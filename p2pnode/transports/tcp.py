@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -270,7 +271,7 @@ class TcpTransport(Transport):
         self._servers: list[asyncio.Server] = []
         self._handshakes: set[asyncio.Task[None]] = set()
         self._handshake_sources: Counter[str] = Counter()  # inbound upgrades in progress per source host
-        self.peer_log = PeerLog(logger)  # failed inbound upgrades, per source address
+        self.peer_log = PeerLog(logger, time.monotonic)  # failed inbound upgrades, per source address
         self._connections: set[TcpConnection] = set()
         self._closed = False
 

@@ -241,7 +241,7 @@ def test_the_peer_log_lets_a_burst_through_then_one_line_per_refill_saying_what_
     from p2pnode.peerlog import PeerLog
 
     now = [0.0]
-    peer_log = PeerLog(logging.getLogger("p2pnode.test"), interval=10, burst=2, clock=lambda: now[0])
+    peer_log = PeerLog(logging.getLogger("p2pnode.test"), lambda: now[0], interval=10, burst=2)
     with caplog.at_level(logging.INFO, logger="p2pnode.test"):
         for _ in range(10):
             peer_log.report("a", "bad input %s", "x" * 500)
@@ -253,7 +253,7 @@ def test_the_peer_log_lets_a_burst_through_then_one_line_per_refill_saying_what_
     assert all(len(line) <= 200 for line in lines[:2]) and lines[2] == "other peer"
     assert lines[3] == "again (8 more like it not logged)"
     # many keys together: the total bucket (5 x total lines at once)
-    crowd = PeerLog(logging.getLogger("p2pnode.test"), total=1, clock=lambda: 0.0)
+    crowd = PeerLog(logging.getLogger("p2pnode.test"), lambda: 0.0, total=1)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="p2pnode.test"):
         for key in range(100):

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -77,7 +78,8 @@ class QuicTransport(Transport):
         self._dial_endpoints: dict[int, UdpEndpoint] = {}  # family -> socket for dialling when no listener fits
         self._connections: set[QuicPeerConnection] = set()
         self._pending_inbound: set[QuicPeerConnection] = set()
-        self.peer_log = PeerLog(logging.getLogger(__package__))  # failed inbound handshakes, per source address
+        # failed inbound handshakes, per source address
+        self.peer_log = PeerLog(logging.getLogger(__package__), time.monotonic)
         self._retry = QuicRetryTokenHandler()  # address-validation tokens (a key of this process's own)
         self._server_tickets: OrderedDict[bytes, tuple[tls.SessionTicket, PeerId]] = OrderedDict()
         self._client_tickets: OrderedDict[tuple[str, int], tuple[tls.SessionTicket, PeerId]] = OrderedDict()
