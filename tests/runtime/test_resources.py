@@ -196,14 +196,14 @@ def test_a_ping_flood_whose_answers_are_never_read_stops_being_read():
             assert await other.ping(timeout=5) < 5
             # once the flooder reads, everything it sent is answered and its connection works
             link._protocol.transport.resume_reading()
-            assert await conn.ping(timeout=20) < 20
+            await conn.ping(timeout=90)  # behind ~20 MB of answers, read and written in Python
             assert not served.closed
         finally:
             await client.close()
             await second.close()
             await node.stop()
 
-    run(scenario())
+    run(scenario(), timeout=180)
 
 
 def test_a_peer_sending_malformed_requests_gets_one_short_info_line_not_a_traceback_each(caplog):
