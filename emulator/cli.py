@@ -41,6 +41,8 @@ def unsupported(scenario: Any) -> list[str]:
                         "(simulate models them; the data planes run in tests/tunnels)")
     if scenario.nat.active(scenario.nodes):
         problems.append("nodes.nat: emulated NATs are not built yet (simulate models them; docs/nat.md)")
+    if scenario.adversary is not None:
+        problems.append("adversary: malicious nodes are simulation-only (sim/adversary.py)")
     pubsub = scenario.pubsub
     if pubsub is not None:
         if pubsub.attackers:

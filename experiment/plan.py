@@ -11,7 +11,8 @@ import random
 from typing import Any
 
 from experiment.latency import scenario_matrix
-from p2pnode.security.puzzles import solve_dynamic, solve_static
+from p2pnode.identity import Keypair, kad_key
+from p2pnode.security.puzzles import solve_dynamic, solve_static, static_bits
 
 DRAIN = 10.0  # seconds after the measured period for running operations to finish
 
@@ -74,11 +75,48 @@ class Plan:
         self.publishers: list[int] = []
         if scenario.pubsub is not None:
             self._pubsub_roles(scenario.pubsub, build)
+        self.malicious: list[bool] = [False] * n  # the adversary's nodes (sim/adversary.py)
+        self.victim_keys: list[bytes] = []  # the keys an eclipse surrounds
+        if scenario.adversary is not None:
+            self._adversary(scenario.adversary, scenario.nodes.bootstrap)
         self.mcp_providers: set[int] = set()  # the nodes that offer run_inference
         self.rng_mcp: random.Random | None = None  # the modelled inference service's times
         if scenario.mcp is not None:
             self.mcp_providers = set(build.sample(range(n), max(1, round(scenario.mcp.providers * n))))
             self.rng_mcp = random.Random(build.getrandbits(64))
+
+    def _adversary(self, adversary: Any, bootstrap: int) -> None:
+        """Which nodes are malicious: the first of the non-bootstrap nodes in an order drawn from the seed alone,
+        so a smaller share's nodes are among a larger share's (a sweep over the share adds attackers to the
+        same network). An eclipse gives them node IDs next to its victim keys: each draws a budget of
+        2**prefix_bits keys and keeps, of those whose ID meets the static puzzle, the one sharing most leading
+        bits with its victim key (puzzles off: every key does, so it gets about prefix_bits of them; at
+        puzzle_static c1 only one draw in 2**c1 counts). Its own random stream: runs without an adversary draw
+        exactly what they drew before."""
+        rng = random.Random(f"adversary-{self.scenario.seed}")
+        order = list(range(bootstrap, self.n))
+        rng.shuffle(order)
+        chosen = sorted(order[: round(adversary.share * self.n)])
+        for i in chosen:
+            self.malicious[i] = True
+        eclipse = adversary.eclipse
+        if eclipse is None:
+            return
+        security = self.scenario.security
+        self.victim_keys = [b"/p2pnode/victim-" + rng.randbytes(8).hex().encode() for _ in range(eclipse.keys)]
+        targets = [kad_key(key) for key in self.victim_keys]
+        for j, i in enumerate(chosen):
+            target = targets[j % len(targets)]
+            best, best_distance = self.keypairs[i], self.kad_ids[i] ^ target  # its own valid key, if none better
+            for _ in range(1 << eclipse.prefix_bits):
+                keypair = Keypair.from_seed(rng.randbytes(32))
+                kad_id = keypair.peer_id.kad_id
+                if kad_id ^ target < best_distance and static_bits(kad_id) >= security.puzzle_static:
+                    best, best_distance = keypair, kad_id ^ target
+            self.keypairs[i] = best
+            self.peer_ids[i] = best.peer_id
+            self.kad_ids[i] = best.peer_id.kad_id
+            self.puzzles[i] = solve_dynamic(self.kad_ids[i], security.puzzle_dynamic)[0]
 
     def _pubsub_roles(self, ps: Any, rng: random.Random) -> None:
         n = self.n

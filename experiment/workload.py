@@ -51,7 +51,9 @@ class DhtWorkload:
         self.events = events
         self.k = scenario.dht.k
         self.value_size = scenario.workload.value_size
-        self.stored: list[tuple[bytes, int]] = []  # (key, version) of puts that reached a replica
+        self.updates = scenario.workload.updates
+        self.keys: list[bytes] = []  # keys whose put reached a replica, in the order first put
+        self.latest: dict[bytes, tuple[int, int]] = {}  # key -> (newest version put, the node that put it)
         workload = scenario.workload
         n = scenario.nodes.count
         self.operations = {kind: Operations(getattr(workload, kind), n, rng)
@@ -78,18 +80,30 @@ class DhtWorkload:
         key = b"/p2pnode/" + self.rng.randbytes(16).hex().encode()
         return key, self.rng.randbytes(self.value_size)
 
+    def update_item(self) -> tuple[bytes, int, bytes] | None:
+        """For the share ``updates`` of puts: (key, publisher, new value) of a random earlier put, which its
+        publisher writes again with a higher version; None: a put of a new key."""
+        if not self.keys or self.rng.random() >= self.updates:
+            return None
+        key = self.keys[self.rng.randrange(len(self.keys))]
+        return key, self.latest[key][1], self.rng.randbytes(self.value_size)
+
     def put_done(self, now: float, i: int, key: bytes, version: int, replicas: int, latency: float,
                  requests: int) -> None:
-        """A put is ok if it reached a replica; then gets may ask for it."""
+        """A put is ok if it reached a replica; then gets may ask for it (for the newest version put)."""
         if replicas > 0:
-            self.stored.append((key, version))
+            if key not in self.latest:
+                self.keys.append(key)
+            if version >= self.latest.get(key, (0, 0))[0]:
+                self.latest[key] = (version, i)
         self.events.write(now, "put", i, latency, None, replicas > 0, replicas, requests)
 
     def get_item(self) -> tuple[bytes, int] | None:
-        """(key, version put) of a random earlier put, or None before any put reached a replica."""
-        if not self.stored:
+        """(key, newest version put) of a random earlier put, or None before any put reached a replica."""
+        if not self.keys:
             return None
-        return self.stored[self.rng.randrange(len(self.stored))]
+        key = self.keys[self.rng.randrange(len(self.keys))]
+        return key, self.latest[key][0]
 
     def get_done(self, now: float, i: int, version: int, found: int | None, latency: float, hops: int,
                  requests: int) -> None:

@@ -30,7 +30,7 @@ from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import default_message_id
 from p2pnode.pubsub.router import GossipSub
 from sim.access import AccessNetworks
-from sim.attacks import DroppingGossipSub
+from sim.adversary import Adversary, DroppingGossipSub
 from sim.latency import LatencyModel
 from sim.nat import NatModel
 from sim.runtime import SimClock, SimNetwork, SimRuntime
@@ -106,7 +106,15 @@ class Simulation:
         self.live = LiveSet()
         self.bootstrap_infos = self.infos[: scenario.nodes.bootstrap]
         self.end, self.stop_at = plan.end, plan.stop_at
-        self.dht = DhtWorkload(scenario, self.rng_work, self.live, events)
+        # With an adversary, lookups are judged against the honest live nodes (a lookup is for the key's
+        # honest replicas: a malicious node's answer counts for nothing) and only honest nodes act.
+        self.adversary = self.honest = None
+        if scenario.adversary is not None:
+            self.adversary = Adversary(scenario, plan.malicious, self.infos, random.Random(f"forge-{scenario.seed}"))
+            self.honest = LiveSet()
+            if "drop" in scenario.adversary.behaviours:
+                self.network.drop = self.adversary.drops
+        self.dht = DhtWorkload(scenario, self.rng_work, self.live if self.honest is None else self.honest, events)
         self.formation = Formation(scenario, plan, self.live, events)
         # With random discovery and no DHT workload nothing needs the DHT: nodes do not join it (its
         # bootstrap would otherwise be most of the traffic of a pub-sub study).
@@ -170,6 +178,10 @@ class Simulation:
         self.network.refuses[i] = False
         if self.nat is None:
             self.live.add(self.infos[i].peer_id.kad_id)
+        if self.adversary is not None:
+            self.adversary.up(i, node)
+            if not self.plan.malicious[i]:
+                self.honest.add(self.infos[i].peer_id.kad_id)
         self.up_since[i] = self.env.now
         first = not self.started_once[i]
         self.started_once[i] = True
@@ -203,6 +215,9 @@ class Simulation:
         self.network.refuses[i] = graceful
         self.network.node_down(i, graceful)
         self.live.remove(self.infos[i].peer_id.kad_id)
+        if self.adversary is not None:
+            self.adversary.down(i, node)
+            self.honest.remove(self.infos[i].peer_id.kad_id)
         self.events.write(self.env.now, "down", i, value=1 if graceful else 0)
         if self.pubsub is not None:
             self.delivery.node_down(i, self.env.now)
@@ -252,7 +267,7 @@ class Simulation:
             if self.env.now >= self.end:
                 return
             acting = operations.pick(self.nodes)
-            if acting is not None:
+            if acting is not None and not self.plan.malicious[acting[1]]:
                 action(*acting)
             net.call_later(operations.gap(), tick)
 
@@ -260,6 +275,9 @@ class Simulation:
 
     def _lookup(self, node: Host, i: int) -> None:
         key = self.dht.lookup_key()
+        victims = self.plan.victim_keys
+        if victims and self.rng_work.random() < self.scenario.adversary.eclipse.lookups:
+            key = victims[self.rng_work.randrange(len(victims))]
 
         def done(result: LookupFinished) -> None:
             self.dht.lookup_done(self.env.now, i, node.peer_id.kad_id, key,
@@ -269,7 +287,12 @@ class Simulation:
         node.dht.find_node(key, done)
 
     def _put(self, node: Host, i: int) -> None:
-        key, value = self.dht.put_item()
+        update = self.dht.update_item() if self.dht.updates else None
+        if update is not None and self.nodes[update[1]] is not None:
+            key, i, value = update  # a new version, written by the key's publisher
+            node = self.nodes[i]
+        else:
+            key, value = self.dht.put_item()
 
         def done(result: PutFinished) -> None:
             self.dht.put_done(self.env.now, i, key, result.version, result.replicas,

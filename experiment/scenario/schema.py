@@ -10,7 +10,7 @@ import math
 import random
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -58,6 +58,9 @@ LATENCY_MODELS = ("regions", "matrix", "graph")
 WIRE_MODES = ("objects", "exact")
 ARRIVALS = ("poisson", "periodic")
 DISCOVERY = ("dht", "random")
+# What a malicious node does (sim/adversary.py): drop every DHT request but PING; answer lookups with the
+# colluding nodes closest to the key; return the oldest version of a record it holds; return a forged record.
+BEHAVIOURS = ("drop", "collude", "stale", "forge")
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,6 +342,7 @@ class Workload(_Model):
     put: Rate = 0.1
     get: Rate = 0.5
     value_size: Annotated[int, Strict(), Field(ge=0, le=64 * 1024)] = 256
+    updates: Share = 0.0  # the share of puts that write a new version of an earlier key (by its publisher)
 
 
 class Router(_Model):
@@ -449,6 +453,40 @@ class Pubsub(_Model):
         return [f"topic-{i}" for i in range(self.topics)]
 
 
+Behaviour = Annotated[Literal[BEHAVIOURS], _choice(BEHAVIOURS)]
+
+
+class Eclipse(_Model):
+    """The adversary places its node IDs around victim keys (possible when node IDs cost nothing: it draws keys
+    until their Kademlia ID shares `prefix_bits` leading bits with a victim key, 2^prefix_bits draws each);
+    `lookups` is the share of the workload's lookups and gets that go to a victim key."""
+
+    keys: Annotated[int, Strict(), _between(1, 64)] = 1
+    prefix_bits: Annotated[int, Strict(), _between(1, 16)] = 10
+    lookups: Share = 0.5
+
+
+class Adversary(_Model):
+    """A share of the nodes (never a bootstrap node) misbehave as `behaviours` say (sim/adversary.py); which
+    ones follows from the seed, and a smaller share's nodes are among a larger share's."""
+
+    share: Annotated[float, Strict(), _between(0, 0.9)] = 0.0
+    behaviours: Annotated[list[Behaviour], Field(min_length=1, max_length=len(BEHAVIOURS))] = Field(
+        default_factory=lambda: ["collude"])
+    eclipse: Eclipse | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Adversary:
+        items: list[tuple[Loc, str]] = []
+        for i, behaviour in enumerate(self.behaviours):
+            if behaviour in self.behaviours[:i]:
+                items.append((("behaviours", i), f"{behaviour!r} is given twice"))
+        if "drop" in self.behaviours and len(self.behaviours) > 1:
+            items.append((("behaviours",), "'drop' answers nothing, so it combines with no other behaviour"))
+        raise_if(items)
+        return self
+
+
 class Mcp(_Model):
     """MCP calls between nodes (docs/mcp.md): a share of the nodes offer run_inference and register in the
     DHT; every live node calls forward_to_peer at `rate` per minute, or, for the share `aggregate` of its
@@ -507,15 +545,22 @@ class Sweep(_Model):
     nodes: Annotated[list[NodeCount], Field(min_length=1, max_length=100)] | None = None
     scoring: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None
     nat: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None  # with NATs, and without
+    # adversary.share and dht.disjoint_paths (attack scenarios: lookup success per share, one curve per d)
+    malicious: Annotated[list[Annotated[float, Strict(), _between(0, 0.9)]],
+                         Field(min_length=1, max_length=100)] | None = None
+    disjoint_paths: Annotated[list[Annotated[int, Strict(), _between(1, 64)]],
+                              Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Sweep:
-        if self.nodes is None and self.scoring is None and self.nat is None:
-            raise_if([((), "needs nodes, scoring, nat or several (the values to run the scenario with)")])
-        nodes = self.nodes or []
-        for i in range(1, len(nodes)):
-            if nodes[i] <= nodes[i - 1]:
-                raise_if([(("nodes", i), f"{nodes[i]} after {nodes[i - 1]}: must be ascending")])
+        if all(getattr(self, name) is None for name in ("nodes", "scoring", "nat", "malicious", "disjoint_paths")):
+            raise_if([((), "needs nodes, scoring, nat, malicious, disjoint_paths or several (the values to run "
+                            "the scenario with)")])
+        for name in ("nodes", "malicious", "disjoint_paths"):
+            values = getattr(self, name) or []
+            for i in range(1, len(values)):
+                if values[i] <= values[i - 1]:
+                    raise_if([((name, i), f"{values[i]:g} after {values[i - 1]:g}: must be ascending")])
         for name in ("scoring", "nat"):
             flags = getattr(self, name) or []
             for i in range(1, len(flags)):
@@ -603,6 +648,7 @@ class Scenario(_Model):
     workload: Workload = Field(default_factory=Workload)
     pubsub: Pubsub | None = None  # None (section omitted or null): no pub-sub in the run
     mcp: Mcp | None = None  # None: no MCP calls in the run
+    adversary: Adversary | None = None  # None: every node is honest
     nat: Nat = Field(default_factory=Nat)
     security: Security = Field(default_factory=Security)
     measure: Measure = Field(default_factory=Measure)
@@ -662,6 +708,7 @@ class Scenario(_Model):
         if 0 < self.security.siblings < self.dht.k:
             items.append((("security", "siblings"), f"{self.security.siblings} is below dht.k ({self.dht.k}): "
                           "a sibling list holds at least k peers (0: none)"))
+        items += self._adversary_problems()
         source = (info.context or {}).get("source")
         for key in ("matrix", "graph"):
             file = _resolve(getattr(self.network.latency, key), source)
@@ -669,6 +716,24 @@ class Scenario(_Model):
                 items.append((("network", "latency", key), f"file not found: {file}"))
         raise_if(items)
         return self
+
+    def _adversary_problems(self) -> list[tuple[Loc, str]]:
+        items: list[tuple[Loc, str]] = []
+        sweep = self.sweep
+        for i, d in enumerate(sweep.disjoint_paths or [] if sweep is not None else []):
+            if d > self.dht.alpha:
+                items.append((("sweep", "disjoint_paths", i), f"{d} exceeds dht.alpha ({self.dht.alpha})"))
+        shares = [] if self.adversary is None else [(("adversary", "share"), self.adversary.share)]
+        if sweep is not None and sweep.malicious is not None:
+            if self.adversary is None:
+                items.append((("sweep", "malicious"), "needs an adversary section"))
+            shares = [(("sweep", "malicious", i), share) for i, share in enumerate(sweep.malicious)]
+        honest = self.nodes.count - self.nodes.bootstrap  # bootstrap nodes are never malicious
+        for loc, share in shares:
+            if round(share * self.nodes.count) > honest:
+                items.append((loc, f"{share:g} of {self.nodes.count} nodes is more than the {honest} that are "
+                                   "not bootstrap nodes"))
+        return items
 
     def error(self, items: Iterable[tuple[Loc, str]]) -> ScenarioError:
         """A ScenarioError for problems found after loading, each at its field's line in the file."""
@@ -689,48 +754,54 @@ class Scenario(_Model):
             overridden={("nodes", "count")},
         )
 
+    def _with(self, values: dict[Loc, Any]) -> Scenario:
+        """A copy with the fields at ``values``' paths set (each named as overridden in later errors)."""
+        data = self.model_dump()
+        for loc, value in values.items():
+            section = data
+            for key in loc[:-1]:
+                section = section[key]
+            section[loc[-1]] = value
+        return build(data, source=self._source, label=source_label(self._source), lines=self._lines,
+                     overridden=set(values))
+
     def with_scoring(self, flag: bool) -> Scenario:
         """A copy with pubsub.scoring = flag (the scenario must have a pubsub section)."""
         if self.pubsub is None:
             raise ValueError("with_scoring needs a scenario with a pubsub section")
-        data = self.model_dump()
-        data["pubsub"]["scoring"] = flag
-        return build(
-            data,
-            source=self._source,
-            label=source_label(self._source),
-            lines=self._lines,
-            overridden={("pubsub", "scoring")},
-        )
+        return self._with({("pubsub", "scoring"): flag})
 
     def with_nat(self, flag: bool) -> Scenario:
         """A copy with NATs as the scenario says (True), or the same network without any (False)."""
         if flag:
             return self
-        data = self.model_dump()
-        data["nodes"]["nat"] = {"none": 1.0}
-        data["nat"]["cgnat"]["share"] = 0.0
-        return build(data, source=self._source, label=source_label(self._source), lines=self._lines,
-                     overridden={("nodes", "nat"), ("nat", "cgnat", "share")})
+        return self._with({("nodes", "nat"): {"none": 1.0}, ("nat", "cgnat", "share"): 0.0})
 
     def sweep_points(self) -> list[tuple[str, Scenario]]:
         """(directory name, scenario) per sweep point, node counts outermost; [] without a sweep.
 
-        The directory is n{N}, with -scoring-on / -scoring-off when scoring is swept and -nat-on / -nat-off
-        when NATs are."""
+        The directory is n{N}, with -scoring-on / -scoring-off when scoring is swept, -nat-on / -nat-off
+        when NATs are, -m{percent} for the malicious share and -d{paths} for the disjoint paths."""
         if self.sweep is None:
             return []
+        sweep = self.sweep
+
+        def flag(name: str) -> Callable[[bool], str]:
+            return lambda on: f"-{name}-{'on' if on else 'off'}"
+
+        axes: list[tuple[list | None, Callable[[Scenario, Any], Scenario], Callable[[Any], str]]] = [
+            (sweep.scoring, Scenario.with_scoring, flag("scoring")),
+            (sweep.nat, Scenario.with_nat, flag("nat")),
+            (sweep.malicious, lambda s, v: s._with({("adversary", "share"): v}), lambda v: f"-m{v * 100:g}"),
+            (sweep.disjoint_paths, lambda s, v: s._with({("dht", "disjoint_paths"): v}), lambda v: f"-d{v}"),
+        ]
         points = []
-        for n in self.sweep.nodes or [self.nodes.count]:
-            at_n = self.with_nodes(n) if self.sweep.nodes is not None else self
-            for score_flag in self.sweep.scoring or [None]:
-                scored = at_n if score_flag is None else at_n.with_scoring(score_flag)
-                label = f"n{n}" if score_flag is None else f"n{n}-scoring-{'on' if score_flag else 'off'}"
-                for nat_flag in self.sweep.nat or [None]:
-                    if nat_flag is None:
-                        points.append((label, scored))
-                    else:
-                        points.append((f"{label}-nat-{'on' if nat_flag else 'off'}", scored.with_nat(nat_flag)))
+        for n in sweep.nodes or [self.nodes.count]:
+            partial = [(f"n{n}", self.with_nodes(n) if sweep.nodes is not None else self)]
+            for values, apply, label in axes:
+                if values is not None:
+                    partial = [(name + label(v), apply(point, v)) for name, point in partial for v in values]
+            points += partial
         return points
 
     def to_dict(self) -> dict[str, Any]:

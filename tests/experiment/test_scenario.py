@@ -286,7 +286,8 @@ def test_missing_required_field_uses_the_parent_line():
         name: x
         sweep:
           node: [10, 20]
-    """) == "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring, nat"
+    """) == (
+        "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring, nat, malicious, disjoint_paths")
 
 
 def test_duplicate_key():
@@ -433,10 +434,12 @@ def test_sweep():
         "s.yaml:3: sweep.nodes: expected at least 1 item, got 0"
     )
     assert only_error("name: x\nsweep: {}\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring, nat or several (the values to run the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths or several (the values to run "
+        "the scenario with)"
     )
     assert only_error("name: x\nsweep:\n  nodes:\n  scoring:\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring, nat or several (the values to run the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths or several (the values to run "
+        "the scenario with)"
     )
     assert parse("name: x\nsweep:\n").sweep is None
 
@@ -841,6 +844,7 @@ def test_to_dict_is_json_and_stable(name):
         "workload",
         "pubsub",
         "mcp",
+        "adversary",
         "nat",
         "security",
         "measure",

@@ -17,7 +17,7 @@ import yaml
 from experiment.scenario import load_scenario
 from p2pnode.eventlog import EventWriter
 from p2pnode.pubsub.router import GossipSub
-from sim.attacks import DroppingGossipSub
+from sim.adversary import DroppingGossipSub
 from sim.cli import main as simulate
 from sim.simulation import Simulation
 
