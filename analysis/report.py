@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis import plots
+from analysis.attacks import attack_section
 from analysis.criteria import judged, judges_scaling
 from analysis.definitions import (
     DELIVERY_CRITERIA,
@@ -166,12 +167,13 @@ def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
                "lookup success", "point criteria"], rows)
     _delivery_points(doc, sweep, summary["points"])
     nat_comparison(doc, summary["points"])
+    attack_pngs = attack_section(doc, sweep)
     doc.links([(f"{p['label']}: {p['dir']}/report.html", f"{p['dir']}/report.html")
                for p in summary["points"]])
     plots_section(doc, pngs, sweep.path, sweep.runtime)
     _definitions(doc, sweep, sweep=True)
     _run_info(doc, sweep)
-    return summary, [summary_path, *write_doc(doc, sweep.path), *pngs.values()]
+    return summary, [summary_path, *write_doc(doc, sweep.path), *pngs.values(), *attack_pngs]
 
 
 def _pass(passed: bool | None) -> str:

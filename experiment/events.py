@@ -11,7 +11,7 @@ from p2pnode.eventlog import COLUMNS
 __all__ = ["COLUMNS", "KINDS", "NAT_KINDS", "PUBSUB_KINDS"]
 
 KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation", "mcp", "mcp_discovery",
-         "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh",
+         "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh", "records",
          "reachability", "reservation", "connection", "hole_punch", "relay_load", "relay_bytes")
 PUBSUB_KINDS = KINDS[KINDS.index("publish"):KINDS.index("mesh") + 1]
 NAT_KINDS = KINDS[KINDS.index("reachability"):]  # NAT traversal (docs/nat.md)

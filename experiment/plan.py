@@ -130,6 +130,8 @@ class Plan:
             self.subscribers[topic] = [i for i in members if not self.attacker[i]]
         honest = [i for i in range(n) if not self.attacker[i]]
         self.publishers = sorted(rng.sample(honest, max(1, round(ps.publishers * len(honest)))))
+        if ps.attack.kind == "eclipse":
+            self.publishers = self.publishers[:1]  # the attackers' victim publishes every message
 
     def region(self, i: int) -> str:
         return self.region_names[self.node_regions[i]]

@@ -12,13 +12,22 @@ like any other (so it stays in honest tables), and then, per the scenario's ``ad
 - ``forge``: answers GET_VALUE with a record it made up: a random value under the publisher it knows of, a
   newer version, a signature that is not the publisher's.
 
-Pub-sub attackers are router classes (``DroppingGossipSub``).
+A write flood (``adversary.writes``): from the end of the warm-up every malicious node sends that many
+PUT_VALUEs a second of fresh records it signs itself, each to a random peer of its routing table.
+
+Pub-sub attackers (``pubsub.attackers``, ``pubsub.attack``) are router classes, as in the GossipSub v1.1
+evaluation (Vyzovitis et al. 2020): ``DroppingGossipSub`` (drop: they forward nothing), ``FloodingGossipSub``
+(a Sybil flood: they drop and send invalid messages), ``FlashGossipSub`` (covert flash: honest until a moment,
+then all drop at once) and, for an eclipse, droppers whose discovery points at one publisher, whose own
+discovery answers with attackers only (``gossip_router``, ``eclipse_discovery``).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from experiment.oracle import LiveSet
@@ -34,7 +43,8 @@ from p2pnode.kad.messages import (
     PeerInfo,
     PutValue,
 )
-from p2pnode.pubsub.messages import IWant, Message
+from p2pnode.kad.records import make_record
+from p2pnode.pubsub.messages import RPC, IWant, Message
 from p2pnode.pubsub.router import GossipSub
 from p2pnode.wire import KAD
 
@@ -51,6 +61,64 @@ class DroppingGossipSub(GossipSub):
 
     def _on_iwant(self, src: PeerInfo, iwants: tuple[IWant, ...]) -> tuple[Message, ...]:
         return ()
+
+
+class FlashGossipSub(GossipSub):
+    """Forwards and answers IWANT honestly until ``turn_at`` (building up its score), then drops like
+    ``DroppingGossipSub``: every attacker at the same moment."""
+
+    def __init__(self, *args: Any, turn_at: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.turn_at = turn_at
+
+    def forward(self, message: Message, src: PeerInfo) -> None:
+        if self.runtime.now() < self.turn_at:
+            super().forward(message, src)
+
+    def _on_iwant(self, src: PeerInfo, iwants: tuple[IWant, ...]) -> tuple[Message, ...]:
+        return super()._on_iwant(src, iwants) if self.runtime.now() < self.turn_at else ()
+
+
+class FloodingGossipSub(DroppingGossipSub):
+    """A Sybil of a flood: drops what it should forward and, every heartbeat, sends each peer of its topics
+    ``spam`` x heartbeat messages a second that no signature covers (invalid: P4 for a scoring receiver)."""
+
+    def __init__(self, *args: Any, spam: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spam = spam
+        self._owed = 0.0
+
+    def _heartbeat(self) -> None:
+        super()._heartbeat()
+        if not self.running:
+            return
+        self._owed += self.spam * self.config.heartbeat_interval
+        count, self._owed = int(self._owed), self._owed - int(self._owed)
+        if count == 0:
+            return
+        rng = self.rng
+        for topic in self.subscriptions:
+            junk = tuple(Message(self.me, rng.randbytes(64), rng.randbytes(8), topic, rng.randbytes(64))
+                         for _ in range(count))
+            rpc = RPC(publish=junk)
+            for peer in self.topics.get(topic, ()):
+                self.runtime.send(peer, rpc)
+
+
+def gossip_router(attack: Any) -> Callable[..., GossipSub]:
+    """The router class (or its partial) of a pub-sub attacker for the scenario's ``pubsub.attack``."""
+    if attack.kind == "flash":
+        return partial(FlashGossipSub, turn_at=attack.at)
+    if attack.kind == "flood":
+        return partial(FloodingGossipSub, spam=attack.spam)
+    return DroppingGossipSub  # drop, and the eclipse's attackers
+
+
+def eclipse_discovery(victim: PeerInfo, attackers: list[PeerInfo], rng: random.Random, count: int
+                      ) -> tuple[Callable[[], list[PeerInfo]], Callable[[], list[PeerInfo]]]:
+    """(the attackers' discovery, the victim's): attackers look for the victim alone; the victim's (poisoned)
+    discovery answers with ``count`` random attackers."""
+    return (lambda: [victim]), (lambda: rng.sample(attackers, min(count, len(attackers))))
 
 
 class Adversary:
@@ -85,9 +153,37 @@ class Adversary:
         if self.malicious[i]:
             self.live.remove(node.peer_id.kad_id)
 
+    def flood(self, scenario: Any, nodes: list[Host | None], call_later: Callable[..., Any]) -> None:
+        """Schedule the write flood of every malicious node (a no-op at ``writes`` 0)."""
+        writes = scenario.adversary.writes
+        if writes <= 0:
+            return
+        gap, size, ttl = 1.0 / writes, scenario.workload.value_size, scenario.dht.record_ttl
+        end = scenario.warmup + scenario.duration
+        timeout = scenario.dht.request_timeout
+
+        def write(i: int) -> None:
+            node = nodes[i]
+            if node is not None and node.dht.table.peers:
+                peers = node.dht.table.peers
+                peer = peers[self.rng.choice(list(peers))]
+                key = b"/p2pnode/flood-" + self.rng.randbytes(12).hex().encode()
+                record = make_record(node.keypair, key, self.rng.randbytes(size), ttl, 1)
+                node.runtime.request(peer, PutValue(record), timeout, _ignore, _ignore)
+            if node is None or node.runtime.now() + gap < end:
+                call_later(gap, write, i)
+
+        for i, bad in enumerate(self.malicious):
+            if bad:
+                call_later(scenario.warmup + self.rng.uniform(0, gap), write, i)
+
     def colluders(self, key: bytes, exclude: int) -> tuple[PeerInfo, ...]:
         """The k live malicious nodes closest to ``key`` (the asking node itself left out)."""
         return tuple(self.by_kad_id[kad_id] for kad_id in self.live.closest(kad_key(key), self.k, exclude))
+
+
+def _ignore(_: Any) -> None:
+    return
 
 
 class _Handler:

@@ -30,7 +30,7 @@ from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import default_message_id
 from p2pnode.pubsub.router import GossipSub
 from sim.access import AccessNetworks
-from sim.adversary import Adversary, DroppingGossipSub
+from sim.adversary import Adversary, eclipse_discovery, gossip_router
 from sim.latency import LatencyModel
 from sim.nat import NatModel
 from sim.runtime import SimClock, SimNetwork, SimRuntime
@@ -131,6 +131,11 @@ class Simulation:
             self.live_pos: dict[int, int] = {}
             self.payload = bytes(ps.message_size)
             self.retired = [0, 0]  # message copies received / first receptions at nodes since stopped
+            self.eclipse = None  # (the attackers' discovery, the victim publisher's) for an eclipse
+            if ps.attack.kind == "eclipse":
+                attackers = [self.infos[j] for j in range(n) if self.attacker[j]]
+                self.eclipse = eclipse_discovery(self.infos[plan.publishers[0]], attackers, self.rng_nodes,
+                                                 2 * ps.peers)
         self.mcp = McpWorkload(scenario, n, self.rng_work, events)
         self._setup_mcp()
 
@@ -167,8 +172,10 @@ class Simulation:
         if ps is None:
             return Host(self.keypairs[i], runtime, self.config)
         discover = (lambda: self._sample_live(2 * ps.peers)) if ps.discovery == "random" else None
+        if self.eclipse is not None and (self.attacker[i] or i == self.plan.publishers[0]):
+            discover = self.eclipse[0] if self.attacker[i] else self.eclipse[1]
         return Host(self.keypairs[i], runtime, self.config, self.gossip, self.scores, peers=ps.peers,
-                    max_peers=ps.max_peers, router=DroppingGossipSub if self.attacker[i] else GossipSub,
+                    max_peers=ps.max_peers, router=gossip_router(ps.attack) if self.attacker[i] else GossipSub,
                     discover=discover)
 
     def start_node(self, i: int) -> None:
@@ -366,6 +373,11 @@ class Simulation:
             self._sample_pubsub(now)
         if self.nat is not None:
             self.nat.sample(now)
+        if self.honest is not None:  # what the honest nodes hold (a write flood fills their stores)
+            held = [len(self.nodes[i].dht.records) for i in range(self.n)
+                    if self.nodes[i] is not None and not self.plan.malicious[i]]
+            self.events.write(now, "records", value=round(sum(held) / len(held), 3) if held else None,
+                              count=max(held, default=0))
         self.events.flush()
 
     def _sample_pubsub(self, now: float) -> None:
@@ -422,6 +434,8 @@ class Simulation:
         if self.mcp.operations is not None:
             self._operate(self.mcp.operations, self._mcp_call)
         self._schedule_publishing()
+        if self.adversary is not None:
+            self.adversary.flood(scenario, self.nodes, net.call_later)
 
         interval = scenario.measure.sample_interval
         stop = self.stop_at

@@ -61,6 +61,9 @@ DISCOVERY = ("dht", "random")
 # What a malicious node does (sim/adversary.py): drop every DHT request but PING; answer lookups with the
 # colluding nodes closest to the key; return the oldest version of a record it holds; return a forged record.
 BEHAVIOURS = ("drop", "collude", "stale", "forge")
+# What pub-sub attackers do (sim/adversary.py): drop what they should forward; drop and send invalid messages
+# (a Sybil flood); forward honestly until `at`, then all drop at once (covert flash); surround one publisher.
+GOSSIP_ATTACKS = ("drop", "flood", "flash", "eclipse")
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,6 +427,12 @@ class Score(_Model):
         return self
 
 
+class GossipAttack(_Model):
+    kind: Annotated[Literal[GOSSIP_ATTACKS], _choice(GOSSIP_ATTACKS)] = "drop"
+    at: NonNegSpan = 0.0  # flash: when the attackers turn from forwarding to dropping (simulated seconds)
+    spam: Annotated[float, Strict(), _between(0, 1000)] = 10.0  # flood: invalid messages a second per attacker
+
+
 class Pubsub(_Model):
     topics: PosCount = 1
     subscribers: Annotated[float, Strict(), _between(0, 1, open_lo=True)] = 1.0
@@ -436,6 +445,7 @@ class Pubsub(_Model):
     max_peers: PosCount = 40
     scoring: Flag = True
     attackers: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
+    attack: GossipAttack = Field(default_factory=GossipAttack)
     router: Router = Field(default_factory=Router)
     score: Score = Field(default_factory=Score)
 
@@ -446,6 +456,11 @@ class Pubsub(_Model):
             items.append((("peers",), f"{self.peers} is below router.d ({self.router.d})"))
         if self.max_peers < self.peers:
             items.append((("max_peers",), f"{self.max_peers} is below peers ({self.peers})"))
+        if self.attack.kind == "eclipse" and self.discovery != "random":
+            # the eclipsed publisher's discovery answers with attackers only (a poisoned discovery service)
+            items.append((("attack", "kind"), "eclipse needs discovery: random"))
+        if self.attack.kind != "drop" and self.attackers == 0:
+            items.append((("attack", "kind"), f"{self.attack.kind} needs attackers (pubsub.attackers > 0)"))
         raise_if(items)
         return self
 
@@ -474,6 +489,9 @@ class Adversary(_Model):
     behaviours: Annotated[list[Behaviour], Field(min_length=1, max_length=len(BEHAVIOURS))] = Field(
         default_factory=lambda: ["collude"])
     eclipse: Eclipse | None = None
+    # a write flood: PUT_VALUEs of fresh signed records a second that each malicious node sprays at the peers
+    # of its routing table (from the end of the warm-up)
+    writes: Annotated[float, Strict(), _between(0, 1000)] = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> Adversary:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import textwrap
 
+import pytest
+
 from experiment.scenario import parse_scenario
 from p2pnode.eventlog import EventWriter
 from p2pnode.identity import kad_key
@@ -97,3 +99,24 @@ def test_only_honest_nodes_act_and_are_the_truth(tmp_path):
     assert sum(r["ok"] == "1" for r in lookups) / len(lookups) > 0.95
     # ... but a stale copy that answers first ends a get (quorum 1) with an old version
     assert sum(r["ok"] == "1" for r in gets) < len(gets)
+
+
+def test_a_write_flood_fills_honest_stores(tmp_path):
+    scenario = parse_scenario(textwrap.dedent(SCENARIO.format(behaviours="[collude]", duration=10.0))
+                              .replace("workload: {lookup: 4.0, put: 1.0, get: 2.0, value_size: 32, updates: 0.5}",
+                                       "workload: {lookup: 0, put: 0, get: 0, value_size: 32}")
+                              .replace("behaviours: [collude]}", "behaviours: [collude], writes: 10}"))
+    events = EventWriter(tmp_path / "events.csv")
+    sim = Simulation(scenario, events)
+    sim.run()
+    events.close()
+    with open(tmp_path / "events.csv") as f:
+        held = [r for r in csv.DictReader(f) if r["kind"] == "records"]
+    bad, good = split(sim)
+    stored = sum(len(sim.nodes[i].dht.records) for i in good)
+    everywhere = stored + sum(len(sim.nodes[i].dht.records) for i in bad)
+    # 12 flooders x 10 a second over the 10 measured seconds, each record stored by the peer it was sent to
+    # (a flooder's table holds flooders too)
+    assert 0.95 * 12 * 10 * 10 <= everywhere <= 12 * 10 * 10 + 12 and stored > 0.5 * everywhere
+    assert float(held[-1]["value"]) == pytest.approx(stored / len(good), abs=1e-3)
+    assert float(held[0]["value"]) == 0  # nothing before the flood
