@@ -472,9 +472,9 @@ Behaviour = Annotated[Literal[BEHAVIOURS], _choice(BEHAVIOURS)]
 
 
 class Eclipse(_Model):
-    """The adversary places its node IDs around victim keys (possible when node IDs cost nothing: it draws keys
-    until their Kademlia ID shares `prefix_bits` leading bits with a victim key, 2^prefix_bits draws each);
-    `lookups` is the share of the workload's lookups and gets that go to a victim key."""
+    """The adversary places its node IDs around victim keys (possible when node IDs cost nothing: of a budget of
+    2^prefix_bits keys each node keeps the valid one closest to its victim key, experiment.plan); `lookups` is
+    the share of the workload's lookups that go to a victim key."""
 
     keys: Annotated[int, Strict(), _between(1, 64)] = 1
     prefix_bits: Annotated[int, Strict(), _between(1, 16)] = 10
@@ -568,13 +568,16 @@ class Sweep(_Model):
                          Field(min_length=1, max_length=100)] | None = None
     disjoint_paths: Annotated[list[Annotated[int, Strict(), _between(1, 64)]],
                               Field(min_length=1, max_length=64)] | None = None
+    puzzles: Annotated[list[Annotated[int, Strict(), _between(0, 32)]],  # security.puzzle_static (0: off)
+                       Field(min_length=1, max_length=33)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Sweep:
-        if all(getattr(self, name) is None for name in ("nodes", "scoring", "nat", "malicious", "disjoint_paths")):
-            raise_if([((), "needs nodes, scoring, nat, malicious, disjoint_paths or several (the values to run "
-                            "the scenario with)")])
-        for name in ("nodes", "malicious", "disjoint_paths"):
+        axes = ("nodes", "scoring", "nat", "malicious", "disjoint_paths", "puzzles")
+        if all(getattr(self, name) is None for name in axes):
+            raise_if([((), "needs nodes, scoring, nat, malicious, disjoint_paths, puzzles or several (the values "
+                            "to run the scenario with)")])
+        for name in ("nodes", "malicious", "disjoint_paths", "puzzles"):
             values = getattr(self, name) or []
             for i in range(1, len(values)):
                 if values[i] <= values[i - 1]:
@@ -799,7 +802,8 @@ class Scenario(_Model):
         """(directory name, scenario) per sweep point, node counts outermost; [] without a sweep.
 
         The directory is n{N}, with -scoring-on / -scoring-off when scoring is swept, -nat-on / -nat-off
-        when NATs are, -m{percent} for the malicious share and -d{paths} for the disjoint paths."""
+        when NATs are, -m{percent} for the malicious share, -d{paths} for the disjoint paths and -p{bits} for the
+        static puzzle."""
         if self.sweep is None:
             return []
         sweep = self.sweep
@@ -812,6 +816,7 @@ class Scenario(_Model):
             (sweep.nat, Scenario.with_nat, flag("nat")),
             (sweep.malicious, lambda s, v: s._with({("adversary", "share"): v}), lambda v: f"-m{v * 100:g}"),
             (sweep.disjoint_paths, lambda s, v: s._with({("dht", "disjoint_paths"): v}), lambda v: f"-d{v}"),
+            (sweep.puzzles, lambda s, v: s._with({("security", "puzzle_static"): v}), lambda v: f"-p{v}"),
         ]
         points = []
         for n in sweep.nodes or [self.nodes.count]:

@@ -61,6 +61,9 @@ def test_attack_sweeps():
     assert [name for name, _ in points] == ["n50-m0-d1", "n50-m0-d8", "n50-m25-d1", "n50-m25-d8"]
     assert [(p.adversary.share, p.dht.disjoint_paths) for _, p in points] == [
         (0.0, 1), (0.0, 8), (0.25, 1), (0.25, 8)]
+    s = parse("name: x\nnodes: {count: 50}\nadversary: {}\nsweep: {malicious: [0.1], puzzles: [0, 6]}\n")
+    assert [(name, p.security.puzzle_static) for name, p in s.sweep_points()] == [
+        ("n50-m10-p0", 0), ("n50-m10-p6", 6)]
 
 
 def test_malicious_nodes_follow_the_seed_and_nest():

@@ -287,7 +287,8 @@ def test_missing_required_field_uses_the_parent_line():
         sweep:
           node: [10, 20]
     """) == (
-        "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring, nat, malicious, disjoint_paths")
+        "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring, nat, malicious, disjoint_paths, "
+        "puzzles")
 
 
 def test_duplicate_key():
@@ -434,12 +435,12 @@ def test_sweep():
         "s.yaml:3: sweep.nodes: expected at least 1 item, got 0"
     )
     assert only_error("name: x\nsweep: {}\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths or several (the values to run "
-        "the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths, puzzles or several (the values "
+        "to run the scenario with)"
     )
     assert only_error("name: x\nsweep:\n  nodes:\n  scoring:\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths or several (the values to run "
-        "the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths, puzzles or several (the values "
+        "to run the scenario with)"
     )
     assert parse("name: x\nsweep:\n").sweep is None
 
