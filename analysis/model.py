@@ -78,6 +78,9 @@ def model_lines(scenario: dict, runtime: str | None) -> list[str]:
     pubsub = scenario.get("pubsub")
     if isinstance(pubsub, dict):
         lines.append(_pubsub_line(pubsub))
+    adversary = scenario.get("adversary")
+    if isinstance(adversary, dict):
+        lines.append(_adversary_line(adversary))
     nat = [f"{key} {_shares(setting(nodes, key))}" for key in ("nat", "address_families", "transition")
            if setting(nodes, key)]
     if nat:
@@ -94,4 +97,28 @@ def _pubsub_line(pubsub: dict) -> str:
                       if key not in ("scoring", "attackers", "router", "score") and not isinstance(value, dict))
     return (f"Pub-sub (GossipSub): {other}; router {router_text}; peer scoring "
             f"{fmt(scoring, 'flag') if isinstance(scoring, bool) else given(scoring)}; attackers "
-            f"{fmt(attackers, 'share') if isinstance(attackers, int | float) else given(attackers)} of the nodes.")
+            f"{fmt(attackers, 'share') if isinstance(attackers, int | float) else given(attackers)} of the nodes"
+            + _attack_text(setting(pubsub, "attack")) + ".")
+
+
+def _adversary_line(adversary: dict) -> str:
+    behaviours = setting(adversary, "behaviours")
+    eclipse, writes = setting(adversary, "eclipse"), setting(adversary, "writes")
+    text = (f"Adversary (sim/adversary.py): {fmt(setting(adversary, 'share'), 'share')} of the nodes, "
+            + (", ".join(behaviours) if isinstance(behaviours, list) else given(behaviours)))
+    if isinstance(eclipse, dict):
+        text += (f"; IDs placed around {given(setting(eclipse, 'keys'))} victim keys with a budget of "
+                 f"2^{given(setting(eclipse, 'prefix_bits'))} key draws each")
+    if writes:
+        text += f"; a write flood of {given(writes)} PUT_VALUEs a second each"
+    return text + "."
+
+
+def _attack_text(attack: object) -> str:
+    """What the pub-sub attackers do (sim/adversary.py), when they do more than drop."""
+    kind = setting(attack, "kind")
+    if not isinstance(kind, str) or kind == "drop":
+        return ""
+    detail = {"flood": f", {given(setting(attack, 'spam'))} invalid messages a second each",
+              "flash": f", honest until {given(setting(attack, 'at'), ' s')}"}.get(kind, "")
+    return f" ({kind}{detail})"
