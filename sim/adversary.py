@@ -13,7 +13,8 @@ like any other (so it stays in honest tables), and then, per the scenario's ``ad
   newer version, a signature that is not the publisher's.
 
 A write flood (``adversary.writes``): from the end of the warm-up every malicious node sends that many
-PUT_VALUEs a second of fresh records it signs itself, each to a random peer of its routing table.
+PUT_VALUEs a second of fresh records it signs itself, each to a random peer of its routing table; with proof of
+work on (``security.pow_difficulty``) it mints each record's stamp and writes no faster than minting allows.
 
 Pub-sub attackers (``pubsub.attackers``, ``pubsub.attack``) are router classes, as in the GossipSub v1.1
 evaluation (Vyzovitis et al. 2020): ``DroppingGossipSub`` (drop: they forward nothing), ``FloodingGossipSub``
@@ -43,7 +44,7 @@ from p2pnode.kad.messages import (
     PeerInfo,
     PutValue,
 )
-from p2pnode.kad.records import make_record
+from p2pnode.kad.records import make_record, stamped
 from p2pnode.pubsub.messages import RPC, IWant, Message
 from p2pnode.pubsub.router import GossipSub
 from p2pnode.wire import KAD
@@ -164,14 +165,19 @@ class Adversary:
 
         def write(i: int) -> None:
             node = nodes[i]
+            wait = gap
             if node is not None and node.dht.table.peers:
                 peers = node.dht.table.peers
                 peer = peers[self.rng.choice(list(peers))]
                 key = b"/p2pnode/flood-" + self.rng.randbytes(12).hex().encode()
                 record = make_record(node.keypair, key, self.rng.randbytes(size), ttl, 1)
+                # with proof of work on, each junk record needs its stamp like any other: the flooder's next
+                # write waits until the minting would have finished
+                record, hashes = stamped(record, node.dht.config.pow_difficulty)
+                wait = max(gap, hashes * node.dht.config.pow_hash_seconds)
                 node.runtime.request(peer, PutValue(record), timeout, _ignore, _ignore)
-            if node is None or node.runtime.now() + gap < end:
-                call_later(gap, write, i)
+            if node is None or node.runtime.now() + wait < end:
+                call_later(wait, write, i)
 
         for i, bad in enumerate(self.malicious):
             if bad:

@@ -120,3 +120,19 @@ def test_a_write_flood_fills_honest_stores(tmp_path):
     assert 0.95 * 12 * 10 * 10 <= everywhere <= 12 * 10 * 10 + 12 and stored > 0.5 * everywhere
     assert float(held[-1]["value"]) == pytest.approx(stored / len(good), abs=1e-3)
     assert float(held[0]["value"]) == 0  # nothing before the flood
+
+
+def test_proof_of_work_slows_a_write_flood_to_its_minting_rate(tmp_path):
+    scenario = parse_scenario(textwrap.dedent(SCENARIO.format(behaviours="[collude]", duration=10.0))
+                              .replace("workload: {lookup: 4.0, put: 1.0, get: 2.0, value_size: 32, updates: 0.5}",
+                                       "workload: {lookup: 0, put: 0, get: 0, value_size: 32}\n"
+                                       "security: {pow_difficulty: 8, pow_hash_seconds: 0.001}")
+                              .replace("behaviours: [collude]}", "behaviours: [collude], writes: 10}"))
+    events = EventWriter(tmp_path / "events.csv")
+    sim = Simulation(scenario, events)
+    sim.run()
+    events.close()
+    stored = sum(len(node.dht.records) for node in sim.nodes if node is not None)
+    # a stamp takes 2^8 hashes of 1 ms on average: about 4 writes a second instead of 10, each one accepted
+    assert 12 * 10 * 2 < stored < 12 * 10 * 6
+    assert all(record.stamp for node in sim.nodes for record in node.dht.records.records())
