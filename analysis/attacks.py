@@ -45,6 +45,7 @@ def attack_points(sweep: Run) -> pd.DataFrame:
             "behaviours": ", ".join(setting(adversary, "behaviours") or []),
             "eclipse": isinstance(adversary.get("eclipse"), dict),
             "d": setting(point.scenario.get("dht"), "disjoint_paths"),
+            "puzzle": setting(point.scenario.get("security"), "puzzle_static") or 0,
             "k": setting(point.scenario.get("dht"), "k"),
             "lookups": len(lookups),
             "lookup_success": share_ok(lookups),
@@ -87,9 +88,9 @@ def attack_section(doc: Doc, sweep: Run) -> list[Path]:
     doc.para(f"Malicious nodes: {first['behaviours']}" + (" with IDs placed around victim keys (eclipse)"
              if first["eclipse"] else "") + ". A lookup succeeds when it returns the closest honest live node to "
              "its key; a get when it returns the newest version put. Only honest nodes look up and get.")
-    doc.table(["point", "malicious", "d", "lookups", "lookup success", "paper's rule", "p50", "p99", "hops",
-               "requests", "gets", "get success"],
-              [[r.dir, _pct(r.share), str(r.d), str(r.lookups), _pct(r.lookup_success),
+    doc.table(["point", "malicious", "d", "puzzle bits", "lookups", "lookup success", "paper's rule", "p50", "p99",
+               "hops", "requests", "gets", "get success"],
+              [[r.dir, _pct(r.share), str(r.d), str(r.puzzle), str(r.lookups), _pct(r.lookup_success),
                 _pct(paper_rule(r.share, r.hops, r.d)), _s(r.lookup_p50), _s(r.lookup_p99),
                 "—" if pd.isna(r.hops) else f"{r.hops:.2f}", "—" if pd.isna(r.requests) else f"{r.requests:.1f}",
                 str(r.gets), _pct(r.get_success)] for r in table.itertuples()])
@@ -121,12 +122,16 @@ def plot_attack(table: pd.DataFrame, path: Path, name: str) -> Path | None:
     figure = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(figure)
     lookups, gets = figure.subplots(1, 2)
-    for d, group in table.sort_values("share").groupby("d"):
-        line, = lookups.plot(group["share"], group["lookup_success"], "o-", label=f"d = {d} (measured)")
-        rule = [paper_rule(r.share, r.hops, r.d) for r in group.itertuples()]
-        lookups.plot(group["share"], rule, "--", color=line.get_color(), alpha=0.6, label=f"d = {d}: paper's rule")
+    puzzles = table["puzzle"].nunique() > 1
+    for (d, puzzle), group in table.sort_values("share").groupby(["d", "puzzle"]):
+        label = f"d = {d}" + (f", puzzle {puzzle} bits" if puzzles else "")
+        line, = lookups.plot(group["share"], group["lookup_success"], "o-" if not puzzle else "s:",
+                             label=f"{label} (measured)")
+        if not puzzles:  # the paper's rule knows no puzzles: drawn for sweeps over the share and d alone
+            rule = [paper_rule(r.share, r.hops, r.d) for r in group.itertuples()]
+            lookups.plot(group["share"], rule, "--", color=line.get_color(), alpha=0.6, label=f"{label}: paper's rule")
         if group["gets"].sum():
-            gets.plot(group["share"], group["get_success"], "o-", color=line.get_color(), label=f"d = {d}")
+            gets.plot(group["share"], group["get_success"], "o-", color=line.get_color(), label=label)
     lookups.plot([PAPER["share"]], [PAPER["success"]], "*", color="black", markersize=12,
                  label="S/Kademlia: 99 % at 20 % (N = 10,000, k = 16)")
     for ax, title in ((lookups, "lookup success"), (gets, "get success (newest version)")):
@@ -138,6 +143,9 @@ def plot_attack(table: pd.DataFrame, path: Path, name: str) -> Path | None:
     lookups.legend(loc="lower left", fontsize="x-small", ncol=2)
     if table["gets"].sum():
         gets.legend(loc="lower left", fontsize="small")
+    else:  # no gets in the workload: the lookups alone
+        figure.delaxes(gets)
+        figure.set_size_inches(6.5, 4.2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
