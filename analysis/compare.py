@@ -35,7 +35,7 @@ from analysis.load import AnalysisError, load_run
 from analysis.mcp import MCP_STATS
 from analysis.model import model_lines
 from analysis.render import Doc, write_doc
-from analysis.stats import DELIVERIES, LOOKUPS, MCP_CALLS
+from analysis.stats import CONVERGENCE, DELIVERIES, MCP_CALLS
 from analysis.summary import summarise
 
 
@@ -121,7 +121,7 @@ def compare_runs(dir1: str | Path, dir2: str | Path, out_dir: str | Path) -> tup
     fidelity = compare_fidelity(first, second, (la, lb))
     gaps = {figure.name: figure for figure in fidelity.figures if figure.where is not None}
     overlays = {}
-    for name, file, sample in (("compare_cdf", plots.COMPARE_CDF, LOOKUPS),
+    for name, file, sample in (("compare_cdf", plots.COMPARE_CDF, CONVERGENCE),
                                ("compare_delivery_cdf", plots.COMPARE_DELIVERY_CDF, DELIVERIES),
                                ("compare_mcp_cdf", plots.COMPARE_MCP_CDF, MCP_CALLS)):
         gap = gaps.get(f"{sample.noun.lower().replace(' ', '_')}_latency_ks")

@@ -9,6 +9,7 @@ from analysis.stats import (
     eligible_deliveries,
     formation_time,
     has_pubsub,
+    judged_lookups,
     num,
     percentile,
     point_perf,
@@ -23,12 +24,12 @@ def default_criteria(scenario: dict) -> tuple[str, ...]:
     workload = scenario.get("workload")
     workload = workload if isinstance(workload, dict) else {}
 
-    def runs(kind: str) -> bool:
+    def runs(kind: str) -> bool:  # the rates find_peer, provide and find_providers are 0 unless given
         rate = workload.get(kind)
-        return not isinstance(rate, int | float) or rate > 0
+        return rate > 0 if isinstance(rate, int | float) else kind in ("lookup", "put", "get")
 
     names = []
-    if runs("lookup"):
+    if runs("lookup") or runs("find_peer") or runs("find_providers"):
         names += ["lookup_p99", "lookup_success"]
     if runs("put") and runs("get"):
         names.append("put_get_success")
@@ -91,9 +92,9 @@ def criterion_value(run: Run, name: str) -> float | None:
     if name == "formation_time":
         return formation_time(run)
     if name == "lookup_p99":
-        return percentile(run.of_kind("lookup")["latency"], 99)
+        return percentile(judged_lookups(run)["latency"], 99)
     if name == "lookup_success":
-        return share_ok(run.of_kind("lookup"))
+        return share_ok(judged_lookups(run))
     if name == "put_get_success":
         return share_ok(run.of_kind("get"))
     if name == "delivery_rate":

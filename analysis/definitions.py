@@ -70,15 +70,20 @@ SPECS = {
         ),
         Spec(
             "lookup_p99",
-            "99th percentile of lookup latency over all lookups, successful or not "
-            "(linear interpolation between samples).",
+            "99th percentile of the latency of the user-facing lookups, successful or not (linear "
+            "interpolation between samples): gets (until the first valid record), find_peer (until the "
+            "target's addresses) and find_providers (until the first provider). A run with none of them is "
+            "judged on its FIND_NODE lookups. FIND_NODE convergence (until the k closest live peers are "
+            "known: the lookup phase of puts, provides and refreshes) is reported beside it.",
             "s",
             DEFAULT_TARGETS["lookup_p99"],
             "<",
         ),
         Spec(
             "lookup_success",
-            "Share of lookups that found the closest live peer to the key (ok == 1).",
+            "Share of the user-facing lookups that returned what was asked for: the newest version put, the "
+            "target's addresses, a provider (ok == 1); without any, the share of FIND_NODE lookups that "
+            "found the closest live peer to the key.",
             "share",
             DEFAULT_TARGETS["lookup_success"],
             ">=",

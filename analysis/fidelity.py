@@ -17,8 +17,8 @@ from scipy.stats import ks_2samp
 from analysis.definitions import clock
 from analysis.load import Run
 from analysis.stats import (
+    CONVERGENCE,
     DELIVERIES,
-    LOOKUPS,
     MCP_CALLS,
     Latencies,
     delivery_rate,
@@ -276,7 +276,7 @@ class Fidelity:
 
 def compare_fidelity(first: Run, second: Run, labels: tuple[str, str]) -> Fidelity:
     """Compare two runs' latency distributions, formation and success rates against the tolerances."""
-    figures = [latency_figure(first, second, LOOKUPS, labels)]
+    figures = [latency_figure(first, second, CONVERGENCE, labels)]
     if run_has_pubsub(first) or run_has_pubsub(second):
         figures.append(latency_figure(first, second, DELIVERIES, labels))
     figures.append(latency_figure(first, second, MCP_CALLS, labels))  # None unless a run made MCP calls

@@ -43,7 +43,8 @@ from analysis.summary import summarise, write_summary
 from analysis.transition import transition_section
 
 # A statistic group whose count is zero (no lookups, puts or gets in the workload) is left out.
-_GROUPS = {"lookups": "lookup_", "puts": "put_", "gets": "get_"}
+_GROUPS = {"lookups": "lookup_", "puts": "put_", "gets": "get_", "user_lookups": "user_lookup_",
+           "find_peers": "find_peer_", "provides": "provide_", "find_providers": "find_providers_"}
 
 
 def _measured(stats: dict) -> dict:

@@ -10,6 +10,7 @@ from analysis.definitions import DELIVERY_CRITERIA
 from analysis.load import Run
 from analysis.mcp import has_mcp, mcp_stats
 from analysis.stats import (
+    judged_lookups,
     num,
     percentile,
     point_perf,
@@ -53,7 +54,7 @@ def _summarise_sweep(run: Run) -> dict:
     points = []
     for point in run.points:
         perf = point_perf(point)
-        lookups = point.of_kind("lookup")
+        lookups = judged_lookups(point)
         point_criteria = run_criteria(point)
         entry = {
             "label": point_label(point),

@@ -368,6 +368,30 @@ node_index = {i}
         if answer.get("ok"):
             self.mcp.answered(self.now(), i, answer["latency"], answer["response"])
 
+    async def _find_peer(self, node: NodeProcess, i: int) -> None:
+        j = self.dht.find_peer_target(self.nodes, i)
+        if j is None:
+            return
+        answer = await node.call("find_peer", peer=str(self.peer_ids[j]))
+        if answer.get("ok"):
+            self.dht.find_peer_done(self.now(), i, answer["found"], answer["latency"], answer["hops"],
+                                    answer["requests"])
+
+    async def _provide(self, node: NodeProcess, i: int) -> None:
+        key = self.dht.provide_key()
+        answer = await node.call("provide", key_hex=key.hex())
+        if answer.get("ok"):
+            self.dht.provide_done(self.now(), i, key, answer["peers"], answer["latency"], answer["requests"])
+
+    async def _find_providers(self, node: NodeProcess, i: int) -> None:
+        key = self.dht.find_providers_key()
+        if key is None:
+            return
+        answer = await node.call("find_providers", key_hex=key.hex(), count=1)
+        if answer.get("ok"):
+            self.dht.find_providers_done(self.now(), i, len(answer["providers"]), answer["latency"], answer["hops"],
+                                         answer["requests"])
+
     # ---- sampling and formation --------------------------------------------------------------------
 
     async def _sample(self) -> None:
@@ -425,7 +449,8 @@ node_index = {i}
         for i, delay in join_delays(scenario, self.rng_churn):
             self.later(delay, lambda i=i: self.join_node(i, waiting[i]))
         self._schedule_churn()
-        actions = {"lookup": self._lookup, "put": self._put, "get": self._get}
+        actions = {"lookup": self._lookup, "put": self._put, "get": self._get, "find_peer": self._find_peer,
+                   "provide": self._provide, "find_providers": self._find_providers}
         for kind, operations in self.dht.operations.items():
             self._operate(operations, actions[kind])
         if self.mcp.operations is not None:

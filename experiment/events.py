@@ -10,7 +10,8 @@ from p2pnode.eventlog import COLUMNS
 
 __all__ = ["COLUMNS", "KINDS", "NAT_KINDS", "PUBSUB_KINDS"]
 
-KINDS = ("up", "down", "lookup", "put", "get", "live", "traffic", "formation", "mcp", "mcp_discovery",
+KINDS = ("up", "down", "lookup", "put", "get", "find_peer", "provide", "find_providers", "live", "traffic",
+         "formation", "mcp", "mcp_discovery",
          "publish", "deliver", "delivery", "ps_data", "ps_control", "ps_recv", "mesh", "records",
          "reachability", "reservation", "connection", "hole_punch", "relay_load", "relay_bytes")
 PUBSUB_KINDS = KINDS[KINDS.index("publish"):KINDS.index("mesh") + 1]

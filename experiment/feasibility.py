@@ -63,7 +63,7 @@ def simulation_cost(scenario: Any) -> Cost:
     measured, span = scenario.duration, scenario.warmup + scenario.duration
     dht, wl = scenario.dht, scenario.workload
     messages: dict[tuple[str, ...], float] = {("nodes", "count"): n * levels * per_op}  # joins
-    for name in ("lookup", "put", "get"):
+    for name in ("lookup", "put", "get", "find_peer", "provide", "find_providers"):
         messages[("workload", name)] = n * getattr(wl, name) / 60 * measured * per_op
     messages[("dht", "refresh_interval")] = n * levels / 2 * span / dht.refresh_interval * per_op
     records = n * wl.put / 60 * measured  # records put during the run, each republished while it lives

@@ -1,4 +1,10 @@
-"""The DHT workload and how its operations are judged: lookups, puts and gets (docs/results.md).
+"""The DHT workload and how its operations are judged (docs/results.md).
+
+Two kinds of lookup: ``lookup`` rows are FIND_NODE convergence, a lookup that ends knowing the k closest
+live peers to a key (what a put, a provide and a bucket refresh need); ``get``, ``find_peer`` and
+``find_providers`` rows are the user-facing lookups, which end as soon as they have what the user asked
+for: the newest valid record found (a get stops at its first valid one), the target peer's addresses, the
+first provider. The spec's "DHT lookup" latency (``lookup_p99``) is judged on the user-facing ones.
 
 Which node acts: each kind of operation is a Poisson process over all nodes at ``rate`` per node per minute,
 thinned to the nodes that are up **and have bootstrapped** (their join lookup has finished). A node still
@@ -20,7 +26,8 @@ from experiment.oracle import LiveSet
 from p2pnode.eventlog import EventWriter
 from p2pnode.identity import kad_key
 
-KINDS = ("lookup", "put", "get")
+KINDS = ("lookup", "put", "get", "find_peer", "provide", "find_providers")
+USER_LOOKUPS = ("get", "find_peer", "find_providers")  # what lookup_p99 is judged on
 
 
 class Operations:
@@ -54,6 +61,7 @@ class DhtWorkload:
         self.updates = scenario.workload.updates
         self.keys: list[bytes] = []  # keys whose put reached a replica, in the order first put
         self.latest: dict[bytes, tuple[int, int]] = {}  # key -> (newest version put, the node that put it)
+        self.provided: list[bytes] = []  # keys of provides that reached a peer
         workload = scenario.workload
         n = scenario.nodes.count
         self.operations = {kind: Operations(getattr(workload, kind), n, rng)
@@ -110,3 +118,37 @@ class DhtWorkload:
         """A get is ok if it returned the version put, or a newer one (``found`` is None: no record)."""
         ok = found is not None and found >= version
         self.events.write(now, "get", i, latency, hops, ok, None, requests)
+
+    # ---- peers and providers ---------------------------------------------------------------------
+
+    def find_peer_target(self, nodes: Sequence[Any], i: int) -> int | None:
+        """A random other node that is up (its index), for node ``i`` to look up; None if there is none."""
+        rng = self.rng
+        for _ in range(8):  # most nodes are up: a few draws find one
+            j = rng.randrange(len(nodes))
+            if j != i and nodes[j] is not None:
+                return j
+        up = [j for j, node in enumerate(nodes) if j != i and node is not None]
+        return up[rng.randrange(len(up))] if up else None
+
+    def find_peer_done(self, now: float, i: int, found: bool, latency: float, hops: int, requests: int) -> None:
+        """A find_peer is ok if it returned the target's addresses."""
+        self.events.write(now, "find_peer", i, latency, hops, found, None, requests)
+
+    def provide_key(self) -> bytes:
+        return b"/p2pnode/providers/" + self.rng.randbytes(16).hex().encode()
+
+    def provide_done(self, now: float, i: int, key: bytes, peers: int, latency: float, requests: int) -> None:
+        """A provide is ok if it told a peer (provider announcements are one-way); then it may be looked up."""
+        if peers > 0:
+            self.provided.append(key)
+        self.events.write(now, "provide", i, latency, None, peers > 0, peers, requests)
+
+    def find_providers_key(self) -> bytes | None:
+        """The key of a random earlier provide, or None before any."""
+        return self.provided[self.rng.randrange(len(self.provided))] if self.provided else None
+
+    def find_providers_done(self, now: float, i: int, providers: int, latency: float, hops: int,
+                            requests: int) -> None:
+        """A find_providers is ok if it returned a provider (it stops at the first)."""
+        self.events.write(now, "find_providers", i, latency, hops, providers > 0, providers, requests)

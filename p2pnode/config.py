@@ -10,6 +10,9 @@ class KadConfig:
     k: int = 20                      # bucket size and replication factor
     alpha: int = 5                   # requests in flight per lookup
     disjoint_paths: int = 1          # S/Kademlia d: lookups run over d paths that share no peer
+    # A lookup (each path) ends once its k closest known peers have all been asked and the beta closest
+    # of them answered (beta above k counts as k: waiting for all); later answers refresh the routing table.
+    beta: int = 3
     request_timeout: float = 2.0     # seconds before an unanswered request counts as failed
     # A lookup stops waiting for a request unanswered this long (Kademlia, section 2.3: "nodes that fail
     # to respond quickly are removed from consideration until and unless they do respond"); a crashed
@@ -51,8 +54,8 @@ class KadConfig:
     pow_hash_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.alpha < 1:
-            raise ValueError("k and alpha must be at least 1")
+        if self.k < 1 or self.alpha < 1 or self.beta < 1:
+            raise ValueError("k, alpha and beta must be at least 1")
         if self.siblings and self.siblings < self.k:
             raise ValueError("siblings must be 0 (none) or at least k")
         if not (0 <= self.puzzle_static <= 64 and 0 <= self.puzzle_dynamic <= 64):

@@ -25,7 +25,7 @@ from experiment.workload import DhtWorkload, Operations
 from p2pnode.config import GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
 from p2pnode.eventlog import EventWriter
 from p2pnode.host import Host
-from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
+from p2pnode.kad.events import GetFinished, LookupFinished, PeerFound, ProvidersFound, PutFinished
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import default_message_id
 from p2pnode.pubsub.router import GossipSub
@@ -263,7 +263,8 @@ class Simulation:
     # ---- workload --------------------------------------------------------------------------------
 
     def _schedule_operations(self) -> None:
-        actions = {"lookup": self._lookup, "put": self._put, "get": self._get}
+        actions = {"lookup": self._lookup, "put": self._put, "get": self._get, "find_peer": self._find_peer,
+                   "provide": self._provide, "find_providers": self._find_providers}
         for kind, operations in self.dht.operations.items():
             self._operate(operations, actions[kind])
 
@@ -319,6 +320,37 @@ class Simulation:
                               result.requests)
 
         node.dht.get_value(key, done)
+
+    def _find_peer(self, node: Host, i: int) -> None:
+        j = self.dht.find_peer_target(self.nodes, i)
+        if j is None:
+            return
+
+        def done(result: PeerFound) -> None:
+            self.dht.find_peer_done(self.env.now, i, result.peer is not None, result.finished - result.started,
+                                    result.hops, result.requests)
+
+        node.dht.find_peer(self.infos[j].peer_id, done)
+
+    def _provide(self, node: Host, i: int) -> None:
+        key = self.dht.provide_key()
+
+        def done(result: PutFinished) -> None:
+            self.dht.provide_done(self.env.now, i, key, result.replicas, result.finished - result.started,
+                                  result.requests)
+
+        node.dht.provide(key, done)
+
+    def _find_providers(self, node: Host, i: int) -> None:
+        key = self.dht.find_providers_key()
+        if key is None:
+            return
+
+        def done(result: ProvidersFound) -> None:
+            self.dht.find_providers_done(self.env.now, i, len(result.providers), result.finished - result.started,
+                                         result.hops, result.requests)
+
+        node.dht.find_providers(key, done, count=1)
 
     def _mcp_call(self, node: Host, i: int) -> None:
         """A local agent's tools/call on node i (experiment/mcp.py says which and writes its rows)."""

@@ -341,9 +341,26 @@ class Churn(_Model):
 
 
 class Workload(_Model):
+    """Operations per live node per minute (experiment/workload.py): ``lookup`` FIND_NODE convergence to
+    the k closest; ``get``, ``find_peer`` and ``find_providers`` the user-facing lookups; ``put`` and
+    ``provide`` the stores the gets and provider lookups ask for."""
+
     lookup: Rate = 1.0
     put: Rate = 0.1
     get: Rate = 0.5
+    find_peer: Rate = 0.0
+    provide: Rate = 0.0
+    find_providers: Rate = 0.0
+
+    def user_lookups(self) -> bool:
+        """Whether the workload has a user-facing lookup (``lookup_p99`` is judged on those then)."""
+        return self.get > 0 or self.find_peer > 0 or self.find_providers > 0
+
+    @model_validator(mode="after")
+    def _check(self) -> Workload:
+        if self.find_providers > 0 and self.provide <= 0:
+            raise_if([(("find_providers",), "needs providers to find (workload.provide > 0)")])
+        return self
     value_size: Annotated[int, Strict(), Field(ge=0, le=64 * 1024)] = 256
     updates: Share = 0.0  # the share of puts that write a new version of an earlier key (by its publisher)
 
@@ -710,8 +727,9 @@ class Scenario(_Model):
             )
         wl = self.workload
         for name in self.criteria or {}:
-            if name in ("lookup_p99", "lookup_success") and wl.lookup <= 0:
-                items.append((("criteria", name), "needs lookups (workload.lookup > 0)"))
+            if name in ("lookup_p99", "lookup_success") and wl.lookup <= 0 and not wl.user_lookups():
+                items.append((("criteria", name), "needs lookups (workload.lookup, get, find_peer or "
+                              "find_providers > 0)"))
             elif name == "put_get_success" and (wl.put <= 0 or wl.get <= 0):
                 items.append(
                     (("criteria", name), "needs puts and gets (workload.put > 0 and workload.get > 0)")

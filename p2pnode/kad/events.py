@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from p2pnode.identity import PeerId
 from p2pnode.kad.messages import DHTRecord, PeerInfo
 
 
@@ -41,6 +42,17 @@ class GetFinished:
 class ProvidersFound:
     key: bytes
     providers: tuple[PeerInfo, ...]
+    requests: int
+    started: float
+    finished: float
+    hops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFound:
+    peer_id: PeerId
+    peer: PeerInfo | None         # the peer with the addresses a referral gave (or its own answer), or None
+    hops: int
     requests: int
     started: float
     finished: float

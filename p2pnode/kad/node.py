@@ -12,10 +12,10 @@ from heapq import heappop, heappush
 from typing import Any
 
 from p2pnode.config import KadConfig
-from p2pnode.identity import Keypair, kad_key
+from p2pnode.identity import Keypair, PeerId, kad_key
 from p2pnode.interface import Runtime, Timer
 from p2pnode.kad import keyspace
-from p2pnode.kad.events import GetFinished, LookupFinished, ProvidersFound, PutFinished
+from p2pnode.kad.events import GetFinished, LookupFinished, PeerFound, ProvidersFound, PutFinished
 from p2pnode.kad.messages import (
     AddProvider,
     DHTRecord,
@@ -318,7 +318,7 @@ class KademliaNode:
             while failed and next(iter(failed.values())) <= horizon:
                 del failed[next(iter(failed))]
         lookup = Lookup(target, seeds, config.k, config.alpha, config.disjoint_paths, self.peer_id.kad_id,
-                        failed, self.rtt if config.proximity else None)
+                        failed, self.rtt if config.proximity else None, config.beta)
         query = _Query(key, lookup, request, on_reply, on_done, now)
         self._step(query)
         return query
@@ -421,6 +421,25 @@ class KademliaNode:
                                    query.started, self.runtime.now()))
 
         self._query(key, FindNode(key), None, done)
+
+    def find_peer(self, peer_id: PeerId, on_done: Callable[[PeerFound], None]) -> None:
+        """The addresses of ``peer_id``: the lookup for its ID stops at the first answer that refers to it
+        (or at its own answer), as libp2p's FIND_PEER does."""
+        found: list[PeerInfo] = []
+
+        def reply(query: _Query, peer: PeerInfo, response: FindNodeResponse) -> bool:
+            if peer.peer_id == peer_id:
+                found.append(peer)
+            else:
+                found.extend(p for p in response.closer_peers if p.peer_id == peer_id)
+            return bool(found)
+
+        def done(query: _Query) -> None:
+            lookup = query.lookup
+            on_done(PeerFound(peer_id, found[0] if found else None, lookup.result_hops(), lookup.requests,
+                              query.started, self.runtime.now()))
+
+        self._query(peer_id.raw, FindNode(peer_id.raw), reply, done)
 
     def put_value(self, key: bytes, value: bytes, on_done: Callable[[PutFinished], None] | None = None,
                   ttl: float | None = None) -> DHTRecord:
@@ -542,6 +561,7 @@ class KademliaNode:
         self.find_node(key, closest_found)
 
     def find_providers(self, key: bytes, on_done: Callable[[ProvidersFound], None], count: int = 20) -> None:
+        """Providers of ``key``: the lookup stops once it has ``count`` of them (those this node holds count)."""
         providers: dict[Any, PeerInfo] = {p.peer_id: p for p in self.providers.get(key, self.runtime.now())}
 
         def reply(query: _Query, peer: PeerInfo, response: GetProvidersResponse) -> bool:
@@ -550,8 +570,9 @@ class KademliaNode:
             return len(providers) >= count
 
         def done(query: _Query) -> None:
-            on_done(ProvidersFound(key, tuple(providers.values())[:count], query.lookup.requests, query.started,
-                                   self.runtime.now()))
+            lookup = query.lookup
+            on_done(ProvidersFound(key, tuple(providers.values())[:count], lookup.requests, query.started,
+                                   self.runtime.now(), lookup.result_hops()))
 
         self._query(key, GetProviders(key), reply, done)
 

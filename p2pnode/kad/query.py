@@ -4,10 +4,14 @@ A ``Lookup`` never sends anything: ``next_peers()`` says whom to contact now, an
 back with ``on_success(peer, closer_peers)`` or ``on_failure(peer)``. With ``paths`` = d > 1 the lookup
 runs d independent paths, each seeded with its share of our closest peers, and a peer is used by at most
 one path (S/Kademlia, Baumgart & Mies 2007): an adversary has to sit on every path to hide the target.
-A path is finished when the k closest peers it knows (failures excluded) have all answered. The result
-is the k closest peers that answered, over all paths. A peer the caller reports as slow (``mark_slow``)
-is, as the Kademlia paper puts it, "removed from consideration until and unless it does respond": it no
-longer takes a parallelism slot nor holds up the end of the lookup, but a late answer is still used.
+A path is finished when the k closest peers it knows (failures excluded) have all been asked and the
+``beta`` closest of them have answered (``beta`` = k: all of them; go-libp2p-kad-dht's "resiliency" is the
+same number, there 3). The result is the k closest peers that answered or are still being waited for, over
+all paths: the answers that come after the end can no longer change whom the lookup asks, and a peer still
+to answer was referred as close by a peer that did; the caller keeps their answers for its routing table.
+A peer the caller reports as slow (``mark_slow``) is, as the Kademlia paper puts it, "removed from
+consideration until and unless it does respond": it no longer takes a parallelism slot nor holds up the
+end of the lookup, but a late answer is still used.
 
 Two things a node may hand a lookup: ``skip``, peers it saw fail a moment ago (a referral to one of them
 is dropped rather than paid for with a wait), and ``rtt``, its round-trip estimates, for proximity
@@ -40,9 +44,11 @@ class _Path:
 
 class Lookup:
     def __init__(self, target: int, seeds: list[PeerInfo], k: int, alpha: int, paths: int = 1,
-                 local_id: int | None = None, skip: Container[int] = (), rtt: RttEstimates | None = None):
+                 local_id: int | None = None, skip: Container[int] = (), rtt: RttEstimates | None = None,
+                 beta: int | None = None):
         self.target = target
         self.k = k
+        self.beta = k if beta is None else min(beta, k)
         self.skip = skip
         self.rtt = rtt
         count = max(1, min(paths, len(seeds))) if seeds else 1
@@ -71,11 +77,12 @@ class Lookup:
 
     def next_peers(self) -> list[PeerInfo]:
         """Peers to send a request to now (each is then WAITING until reported on). Also settles
-        ``finished``: every path's k closest non-failed peers have answered."""
+        ``finished``: every path's k closest non-failed peers have been asked, its beta closest answered."""
         out = []
         k = self.k
         finished = True
         rtt = self.rtt
+        beta = self.beta
         for path in self.paths:
             free = slots = path.parallelism - path.in_flight
             state = path.state
@@ -97,7 +104,7 @@ class Lookup:
                             tie = entry[0].bit_length()
                     elif tie:
                         picked.append(entry)
-                elif s == WAITING:
+                elif s == WAITING and seen < beta:
                     finished = False
                 seen += 1
                 if seen >= k or (free <= 0 and not finished and not tie):
@@ -170,15 +177,16 @@ class Lookup:
         return True
 
     def result(self) -> list[PeerInfo]:
-        """The k closest peers that answered, closest first."""
+        """The k closest peers that answered or are still being waited for, closest first."""
         answered = []
         for path in self.paths:
-            answered.extend(d_id for d_id in path.order if path.state[d_id[1]] == SUCCEEDED)
+            state = path.state
+            answered.extend(d_id for d_id in path.order if state[d_id[1]] in (SUCCEEDED, WAITING))
         answered.sort()
         return [self.peers[kad_id] for _, kad_id in answered[: self.k]]
 
     def result_hops(self, result: list[PeerInfo] | None = None) -> int:
-        """Hops to the closest peer that answered: how many rounds of referrals led to it. Pass the
+        """Hops to the closest peer of the result: how many rounds of referrals led to it. Pass the
         ``result()`` already at hand to save computing it again."""
         best = self.result() if result is None else result
         return self.hops[best[0].peer_id.kad_id] if best else 0

@@ -16,7 +16,7 @@ from multiaddr import Multiaddr
 
 from p2pnode import __version__
 from p2pnode.identity import IdentityError, PeerId
-from p2pnode.kad.events import GetFinished, LookupFinished
+from p2pnode.kad.events import GetFinished, LookupFinished, PeerFound
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.mcp.inference import InferenceRequest, InferenceResult
 from p2pnode.mcp.routing import Attempt, Deadline, Outcome
@@ -90,20 +90,17 @@ def make_tools(svc: McpService) -> list[Tool]:
                 call.finish(out)
             dht.get_value(key.encode(), got)
             return
-        if op == "find_peer":
-            target = _peer_id(call, key)
-            if target is None:
-                return
-            lookup_key = target.raw
-        else:
-            target, lookup_key = None, key.encode()
-
-        def looked_up(result: LookupFinished) -> None:
-            peers = [p for p in result.peers if target is None or p.peer_id == target]
+        def looked_up(peers: list, result: LookupFinished | PeerFound) -> None:
             call.finish({"operation": op, "key": key, "found": bool(peers), "hops": result.hops,
                          "requests": result.requests, "latency_ms": _ms(call, started),
                          "peers": [peer_json(p) for p in peers]})
-        dht.find_node(lookup_key, looked_up)
+
+        if op == "find_peer":
+            target = _peer_id(call, key)
+            if target is not None:
+                dht.find_peer(target, lambda result: looked_up([result.peer] if result.peer else [], result))
+            return
+        dht.find_node(key.encode(), lambda result: looked_up(list(result.peers), result))
 
     def find_peers(call: ToolCall) -> None:
         args = call.arguments

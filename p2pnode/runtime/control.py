@@ -9,9 +9,10 @@ driver never times a round trip through the pipe. Pub-sub deliveries arrive as e
 
 Commands: ``join`` (after ``--defer-join``); ``status`` (with mesh sizes and message counts when pub-sub is
 on); ``find_node {key_hex}``; ``find_peer {peer}``; ``put {key_hex, value_hex, ttl?}``; ``get {key_hex}``;
-``ping {peer, count?, addrs?}``; ``subscribe {topic}``; ``publish {topic, data_hex | size}``;
-``mcp {message}`` (one JSON-RPC message to the node's MCP server, as a local agent's over stdio: answers
-``response`` and ``latency``, from the server's receipt to its response); ``quit``.
+``provide {key_hex}``; ``find_providers {key_hex, count?}``; ``ping {peer, count?, addrs?}``;
+``subscribe {topic}``; ``publish {topic, data_hex | size}``; ``mcp {message}`` (one JSON-RPC message to the
+node's MCP server, as a local agent's over stdio: answers ``response`` and ``latency``, from the server's
+receipt to its response); ``quit``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from p2pnode.kad.events import GetFinished, LookupFinished, PutFinished
+from p2pnode.kad.events import GetFinished, LookupFinished, PeerFound, ProvidersFound, PutFinished
 from p2pnode.runtime.node import Node, completion
 
 
@@ -86,8 +87,21 @@ class Controller:
     async def cmd_find_peer(self, peer: str) -> dict:
         from p2pnode.identity import PeerId
 
-        result = await self._lookup(PeerId.from_base58(peer).raw)
-        return {"found": any(str(p.peer_id) == peer for p in result.peers), "hops": result.hops,
+        kad = self.node.host.dht
+        result: PeerFound = await completion(lambda done: kad.find_peer(PeerId.from_base58(peer), done))
+        return {"found": result.peer is not None, "hops": result.hops,
+                "requests": result.requests, "latency": result.finished - result.started}
+
+    async def cmd_provide(self, key_hex: str) -> dict:
+        kad = self.node.host.dht
+        result: PutFinished = await completion(lambda done: kad.provide(bytes.fromhex(key_hex), done))
+        return {"peers": result.replicas, "requests": result.requests, "latency": result.finished - result.started}
+
+    async def cmd_find_providers(self, key_hex: str, count: int = 1) -> dict:
+        kad = self.node.host.dht
+        result: ProvidersFound = await completion(
+            lambda done: kad.find_providers(bytes.fromhex(key_hex), done, count))
+        return {"providers": [str(p.peer_id) for p in result.providers], "hops": result.hops,
                 "requests": result.requests, "latency": result.finished - result.started}
 
     async def cmd_put(self, key_hex: str, value_hex: str, ttl: float | None = None) -> dict:

@@ -31,7 +31,7 @@ from p2pnode.config import GossipConfig, KadConfig, NatConfig, ScoreConfig
 from p2pnode.eventlog import EventWriter
 from p2pnode.host import Host
 from p2pnode.identity import Keypair, PeerId
-from p2pnode.kad.events import GetFinished, LookupFinished, ProvidersFound, PutFinished
+from p2pnode.kad.events import GetFinished, LookupFinished, PeerFound, ProvidersFound, PutFinished
 from p2pnode.kad.messages import DHTRecord, PeerInfo
 from p2pnode.nodeconfig import DEFAULT_LISTEN
 from p2pnode.pubsub.messages import Message
@@ -269,11 +269,10 @@ class DhtAPI:
     async def find_peer(self, peer: PeerId | str) -> PeerInfo | None:
         """Look ``peer`` up; its ID and addresses if the lookup reached it."""
         peer, kad = _as_peer_id(peer), self._kad()
-        result: LookupFinished = await completion(lambda done: kad.find_node(peer.raw, done))
-        found = next((p for p in result.peers if p.peer_id == peer), None)
-        self._node.record_event("lookup", result.finished - result.started, result.hops, found is not None,
+        result: PeerFound = await completion(lambda done: kad.find_peer(peer, done))
+        self._node.record_event("find_peer", result.finished - result.started, result.hops, result.peer is not None,
                                 None, result.requests)
-        return found
+        return result.peer
 
     async def closest_peers(self, key: bytes | str) -> tuple[PeerInfo, ...]:
         kad = self._kad()

@@ -133,6 +133,26 @@ def test_a_get_wants_the_version_put_or_newer(events, tmp_path):
     assert [r["ok"] for r in written(events, tmp_path) if r["kind"] == "get"] == ["0", "0", "1", "1"]
 
 
+def test_find_peer_targets_a_live_other_node_and_find_providers_a_provided_key(events, tmp_path):
+    scenario = parse_scenario("name: x\nnodes: {count: 5, bootstrap: 1}\n"
+                              "workload: {find_peer: 1, provide: 0.1, find_providers: 1}\n")
+    dht = DhtWorkload(scenario, random.Random(2), LiveSet(), events)
+    assert set(dht.operations) == {"lookup", "put", "get", "find_peer", "provide", "find_providers"}
+    nodes = [object(), None, object(), None, None]
+    assert {dht.find_peer_target(nodes, 0) for _ in range(50)} == {2}
+    assert dht.find_peer_target([object(), None], 0) is None  # nobody else is up
+    assert dht.find_providers_key() is None
+    key = dht.provide_key()
+    dht.provide_done(1.0, 0, key, 0, 0.3, 20)  # told no peer: nothing to find
+    assert dht.find_providers_key() is None
+    dht.provide_done(2.0, 0, key, 4, 0.3, 20)
+    assert dht.find_providers_key() == key
+    dht.find_peer_done(3.0, 1, True, 0.1, 2, 6)
+    dht.find_providers_done(4.0, 2, 0, 0.9, 3, 25)
+    rows = [(r["kind"], r["ok"]) for r in written(events, tmp_path)]
+    assert rows == [("provide", "0"), ("provide", "1"), ("find_peer", "1"), ("find_providers", "0")]
+
+
 def test_eligible_subscribers_were_up_throughout_even_when_judged_late(events, tmp_path):
     scenario = parse_scenario(PUBSUB)
     plan = Plan(scenario)

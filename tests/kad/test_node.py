@@ -47,6 +47,21 @@ def test_every_node_finds_every_other(make_net, config):
     assert finds_every_other(net, nodes) == []
 
 
+def test_find_peer_stops_at_the_first_answer_that_refers_to_the_target(make_net):
+    net = make_net(seed=2)
+    nodes = net.populate(40, KadConfig(k=8))
+    searcher, target = nodes[5], nodes[31]
+    found = net.complete(searcher.dht.find_peer, target.peer_id)
+    assert found.peer is not None and found.peer.peer_id == target.peer_id and found.peer.addrs == target.dht.info.addrs
+    converged = net.complete(searcher.dht.find_node, target.peer_id.raw)
+    assert found.requests < converged.requests
+    assert found.finished - found.started <= converged.finished - converged.started
+    net.crash(target)
+    net.advance(60)  # its peers notice
+    gone = net.complete(nodes[6].dht.find_peer, target.peer_id)
+    assert gone.peer is None or gone.peer.peer_id == target.peer_id  # a stale referral may still name it
+
+
 def test_lookup_results_are_closest_first_and_exclude_the_searcher(make_net):
     net = make_net(seed=2)
     nodes = net.populate(30, KadConfig(k=8))

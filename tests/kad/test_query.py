@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pnode.kad.messages import PeerInfo
-from p2pnode.kad.query import Lookup
+from p2pnode.kad.query import NOT_CONTACTED, SUCCEEDED, Lookup
 from p2pnode.kad.routing import KEY_BITS, RoutingTable
 from p2pnode.kad.rtt import RttEstimates
 from tests.helpers.peers import closest_by_brute_force, ids_of, peer_with_id
@@ -141,6 +141,26 @@ def test_proximity_changes_the_order_not_the_result(seed, size, k, alpha, paths,
     assert ids_of(lookup.result()) == oracle.true_closest(k)
     assert trace.max_in_flight <= alpha
     assert lookup.requests == len(trace.contacts) == len(set(trace.contacts))
+
+
+@settings(max_examples=60, deadline=None)
+@given(**params, beta=st.integers(1, 20))
+def test_a_lookup_ends_once_its_k_closest_are_asked_and_its_beta_closest_answered(seed, size, k, alpha, paths,
+                                                                                 seeds, beta):
+    rng = random.Random(seed)
+    paths = min(paths, alpha)
+    oracle = Oracle(rng, size, k, rng.getrandbits(KEY_BITS))
+    chosen = rng.sample(oracle.ids, min(seeds, len(oracle.ids)))
+    lookup = Lookup(oracle.target, [oracle.peers[i] for i in chosen], k, alpha, paths, beta=beta)
+    trace = drive(lookup, oracle.answer, rng)
+    assert trace.max_in_flight <= alpha
+    assert lookup.finished or lookup.in_flight == 0
+    # the result: the k closest known, asked, over the paths; each path's beta closest answered
+    assert ids_of(lookup.result()) == oracle.true_closest(k)
+    for path in lookup.paths:
+        window = [i for _, i in path.order[:k]]
+        assert all(path.state[i] != NOT_CONTACTED for i in window)
+        assert all(path.state[i] == SUCCEEDED for i in window[: min(beta, k)])
 
 
 def test_proximity_asks_the_nearest_of_equal_rank_first():
