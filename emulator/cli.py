@@ -39,6 +39,8 @@ def unsupported(scenario: Any) -> list[str]:
     if set(scenario.nodes.transition) != {"native"} or scenario.nodes.transition_blackhole:
         problems.append("nodes.transition: the emulated access networks per mechanism are not built yet "
                         "(simulate models them; the data planes run in tests/tunnels)")
+    if scenario.dht.preset != "p2pnode":
+        problems.append(f"dht.preset: {scenario.dht.preset} is a simulator setting (real nodes run p2pnode's DHT)")
     if scenario.nat.active(scenario.nodes):
         problems.append("nodes.nat: emulated NATs are not built yet (simulate models them; docs/nat.md)")
     if scenario.adversary is not None:

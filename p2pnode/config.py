@@ -13,6 +13,7 @@ class KadConfig:
     # A lookup (each path) ends once its k closest known peers have all been asked and the beta closest
     # of them answered (beta above k counts as k: waiting for all); later answers refresh the routing table.
     beta: int = 3
+    followup: bool = False           # go-libp2p-kad-dht's follow-up of the k closest (p2pnode/kad/query.py)
     request_timeout: float = 2.0     # seconds before an unanswered request counts as failed
     # A lookup stops waiting for a request unanswered this long (Kademlia, section 2.3: "nodes that fail
     # to respond quickly are removed from consideration until and unless they do respond"); a crashed
@@ -72,6 +73,18 @@ class KadConfig:
             raise ValueError("timeout_rtos and rtt_peers must be at least 1, skip_failed_for not negative")
         if self.republish_interval >= self.record_ttl:
             raise ValueError("republish_interval must be shorter than record_ttl")
+
+
+# Presets: settings that make the node behave like another implementation, for comparisons on the same network.
+# go-libp2p-kad-dht (internal/config: Concurrency 10, Resiliency 3, BucketSize 20; runLookupWithFollowup; a
+# request waits internal/net's dhtReadMessageTimeout of 10 s, no RTT estimates, no proximity, no memory of
+# failed peers beyond removing them from the routing table). Its one retry after a read timeout (another 10 s)
+# is left out: the preset is the fastest go's timers allow.
+KAD_PRESETS: dict[str, dict[str, object]] = {
+    "p2pnode": {},
+    "go-libp2p-kad-dht": {"alpha": 10, "beta": 3, "followup": True, "adaptive": False, "proximity": False,
+                          "skip_failed_for": 0.0, "slow_after": 10.0, "request_timeout": 10.0},
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from experiment.nat import place as place_nats
 from experiment.oracle import LiveSet
 from experiment.plan import Plan, spread
 from experiment.workload import DhtWorkload, Operations
-from p2pnode.config import GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
+from p2pnode.config import KAD_PRESETS, GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
 from p2pnode.eventlog import EventWriter
 from p2pnode.host import Host
 from p2pnode.kad.events import GetFinished, LookupFinished, PeerFound, ProvidersFound, PutFinished
@@ -37,12 +37,15 @@ from sim.runtime import SimClock, SimNetwork, SimRuntime
 
 
 def kad_config(dht: Any, security: Any) -> KadConfig:
-    return KadConfig(k=dht.k, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
-                     request_timeout=dht.request_timeout, slow_after=dht.slow_after, record_ttl=dht.record_ttl,
-                     republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval,
-                     puzzle_static=security.puzzle_static, puzzle_dynamic=security.puzzle_dynamic,
-                     siblings=security.siblings, pow_difficulty=security.pow_difficulty,
-                     pow_hash_seconds=security.pow_hash_seconds)
+    """The scenario's DHT settings; a preset (``dht.preset``) replaces those it sets."""
+    settings = dict(k=dht.k, alpha=dht.alpha, disjoint_paths=dht.disjoint_paths,
+                    request_timeout=dht.request_timeout, slow_after=dht.slow_after, record_ttl=dht.record_ttl,
+                    republish_interval=dht.republish_interval, refresh_interval=dht.refresh_interval,
+                    puzzle_static=security.puzzle_static, puzzle_dynamic=security.puzzle_dynamic,
+                    siblings=security.siblings, pow_difficulty=security.pow_difficulty,
+                    pow_hash_seconds=security.pow_hash_seconds)
+    settings.update(KAD_PRESETS[dht.preset])
+    return KadConfig(**settings)
 
 
 def gossip_config(pubsub: Any) -> GossipConfig:

@@ -38,6 +38,7 @@ from experiment.scenario.errors import (
     validation_problems,
 )
 from experiment.scenario.yaml_lines import Lines, Problem, source_label
+from p2pnode.config import KAD_PRESETS
 from p2pnode.nodeconfig import TRANSITION_MECHANISMS as TRANSITIONS
 from p2pnode.transition.profiles import NAT_TYPES
 from p2pnode.userinput import quote
@@ -56,6 +57,7 @@ _MODELLED = {
 DISTRIBUTIONS = ("exponential", "weibull", "lognormal")
 LATENCY_MODELS = ("regions", "matrix", "graph")
 WIRE_MODES = ("objects", "exact")
+KAD_PRESET_NAMES = tuple(KAD_PRESETS)
 ARRIVALS = ("poisson", "periodic")
 DISCOVERY = ("dht", "random")
 # What a malicious node does (sim/adversary.py): drop every DHT request but PING; answer lookups with the
@@ -267,6 +269,9 @@ class Dht(_Model):
     # every bucket of every node is looked up once per interval: below a second that is a flood, not a refresh
     refresh_interval: Annotated[float, Strict(), _between(1, MAX_TIME)] = 600.0
     wire: Annotated[Literal[WIRE_MODES], _choice(WIRE_MODES)] = "objects"
+    # p2pnode/config.py KAD_PRESETS: "go-libp2p-kad-dht" replaces alpha, the timeouts and the lookup rules
+    # with go-libp2p-kad-dht's (k and everything else stay), for a comparison on the same network
+    preset: Annotated[Literal[KAD_PRESET_NAMES], _choice(KAD_PRESET_NAMES)] = "p2pnode"
 
     @model_validator(mode="after")
     def _check(self) -> Dht:

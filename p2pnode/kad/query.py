@@ -13,6 +13,11 @@ A peer the caller reports as slow (``mark_slow``) is, as the Kademlia paper puts
 consideration until and unless it does respond": it no longer takes a parallelism slot nor holds up the
 end of the lookup, but a late answer is still used.
 
+With ``followup`` the lookup runs as go-libp2p-kad-dht's does (``runLookupWithFollowup``): a path's
+search ends as soon as its ``beta`` closest peers have answered; its k closest known peers are then frozen,
+those not yet asked are all asked at once (past ``alpha``), and the path ends when every one of them has
+answered or failed; answers in the follow-up add no peers.
+
 Two things a node may hand a lookup: ``skip``, peers it saw fail a moment ago (a referral to one of them
 is dropped rather than paid for with a wait), and ``rtt``, its round-trip estimates, for proximity
 routing: when more candidates of equal rank (the same bit length of distance to the target, the
@@ -33,21 +38,23 @@ NOT_CONTACTED, WAITING, SUCCEEDED, FAILED, SLOW = 0, 1, 2, 3, 4
 
 
 class _Path:
-    __slots__ = ("order", "state", "parallelism", "in_flight")
+    __slots__ = ("order", "state", "parallelism", "in_flight", "frozen")
 
     def __init__(self, parallelism: int) -> None:
         self.order: list[tuple[int, int]] = []  # (distance, kad_id), closest first
         self.state: dict[int, int] = {}
         self.parallelism = parallelism
         self.in_flight = 0
+        self.frozen: list[int] | None = None  # with followup: the k closest when the search ended
 
 
 class Lookup:
     def __init__(self, target: int, seeds: list[PeerInfo], k: int, alpha: int, paths: int = 1,
                  local_id: int | None = None, skip: Container[int] = (), rtt: RttEstimates | None = None,
-                 beta: int | None = None):
+                 beta: int | None = None, followup: bool = False):
         self.target = target
         self.k = k
+        self.followup = followup
         self.beta = k if beta is None else min(beta, k)
         self.skip = skip
         self.rtt = rtt
@@ -84,6 +91,9 @@ class Lookup:
         rtt = self.rtt
         beta = self.beta
         for path in self.paths:
+            if self.followup and self._follow_up(path, out):
+                finished = finished and path.in_flight == 0
+                continue
             free = slots = path.parallelism - path.in_flight
             state = path.state
             seen = 0
@@ -125,6 +135,22 @@ class Lookup:
         self.finished = finished
         return out
 
+    def _follow_up(self, path: _Path, out: list[PeerInfo]) -> bool:
+        """With ``followup``: whether the path's search is over (its beta closest non-failed peers answered);
+        then its k closest are frozen and those not yet asked are added to ``out``."""
+        state = path.state
+        if path.frozen is None:
+            closest = [kad_id for _, kad_id in path.order if state[kad_id] < FAILED][: self.k]
+            if not closest or any(state[kad_id] != SUCCEEDED for kad_id in closest[: self.beta]):
+                return False
+            path.frozen = closest
+        for kad_id in path.frozen:
+            if state[kad_id] == NOT_CONTACTED:
+                state[kad_id] = WAITING
+                path.in_flight += 1
+                out.append(self.peers[kad_id])  # counted in requests and in_flight by next_peers
+        return True
+
     def _settle(self, kad_id: int, state: int) -> _Path | None:
         """Move a WAITING or SLOW peer to ``state``; None if the report is not for an open request."""
         path = self.owner.get(kad_id)
@@ -143,6 +169,8 @@ class Lookup:
         kad_id = peer.peer_id.kad_id
         path = self._settle(kad_id, SUCCEEDED)
         if path is None:
+            return
+        if path.frozen is not None:
             return
         hops = self.hops[kad_id] + 1
         owner = self.owner

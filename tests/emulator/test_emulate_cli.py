@@ -24,6 +24,8 @@ def test_features_emulation_cannot_run_are_named():
         assert unsupported(parse_scenario((ROOT / "scenarios" / name).read_text())) == []
     lossy = parse_scenario("name: x\nnodes: {count: 10}\nnetwork: {loss: 0.01}\n")
     assert unsupported(lossy) == []
+    go = parse_scenario("name: x\nnodes: {count: 10}\ndht: {preset: go-libp2p-kad-dht}\n")
+    assert [p.split(":")[0] for p in unsupported(go)] == ["dht.preset"]
 
 
 def test_without_root_one_line_and_exit_2(capsys, monkeypatch):

@@ -540,6 +540,17 @@ def test_several_problems_sorted_by_line():
     assert lines[3] == "s.yaml:6: dht.wire: 'json' is not one of objects, exact"
 
 
+def test_dht_preset_and_the_new_workload_rates():
+    s = parse("name: x\ndht: {preset: go-libp2p-kad-dht}\n"
+              "workload: {find_peer: 0.5, provide: 0.1, find_providers: 2}\n")
+    assert s.dht.preset == "go-libp2p-kad-dht" and s.workload.user_lookups()
+    assert not parse("name: x\nworkload: {get: 0}\n").workload.user_lookups()
+    assert errors("name: x\ndht: {preset: go}\n") == [
+        "s.yaml:2: dht.preset: 'go' is not one of p2pnode, go-libp2p-kad-dht"]
+    assert errors("name: x\nworkload: {find_providers: 1}\n") == [
+        "s.yaml:2: workload.find_providers: needs providers to find (workload.provide > 0)"]
+
+
 def test_file_level_problems(tmp_path):
     for text, expected in [
         ("", "s.yaml: the file is empty; expected a mapping with at least 'name'"),

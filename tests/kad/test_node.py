@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from p2pnode.config import KadConfig
+from p2pnode.config import KAD_PRESETS, KadConfig
 from p2pnode.host import Host
 from p2pnode.identity import kad_key
 from p2pnode.kad.messages import (
@@ -272,6 +272,20 @@ def test_a_lookup_stops_waiting_after_the_rto_once_it_has_measured_rtts(make_net
     started = net.time
     net.complete(searcher.dht.find_node, victim.peer_id.raw)
     assert net.time - started < config.min_wait
+
+
+def test_the_go_libp2p_preset_waits_its_fixed_timeout_for_a_crashed_peer(make_net):
+    net = make_net(seed=6)
+    config = KadConfig(k=8, **KAD_PRESETS["go-libp2p-kad-dht"])
+    nodes = net.populate(30, config)
+    victim = nodes[9]
+    searcher = next(n for n in nodes if victim.peer_id.kad_id in n.dht.table and n is not victim)
+    net.complete(searcher.dht.find_node, b"warm up")
+    net.crash(victim)
+    started = net.time
+    found = net.complete(searcher.dht.find_node, victim.peer_id.raw)
+    assert net.time - started == pytest.approx(config.request_timeout, abs=0.1)  # no RTO, no stop-waiting
+    assert victim.peer_id not in {p.peer_id for p in found.peers} and len(found.peers) == 8
 
 
 def test_a_node_whose_bootstrap_peer_did_not_answer_joins_later(make_net):

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pnode.kad.messages import PeerInfo
-from p2pnode.kad.query import NOT_CONTACTED, SUCCEEDED, Lookup
+from p2pnode.kad.query import FAILED, NOT_CONTACTED, SUCCEEDED, Lookup
 from p2pnode.kad.routing import KEY_BITS, RoutingTable
 from p2pnode.kad.rtt import RttEstimates
 from tests.helpers.peers import closest_by_brute_force, ids_of, peer_with_id
@@ -161,6 +161,33 @@ def test_a_lookup_ends_once_its_k_closest_are_asked_and_its_beta_closest_answere
         window = [i for _, i in path.order[:k]]
         assert all(path.state[i] != NOT_CONTACTED for i in window)
         assert all(path.state[i] == SUCCEEDED for i in window[: min(beta, k)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(**params, beta=st.integers(1, 5))
+def test_a_follow_up_lookup_asks_the_rest_of_the_k_closest_at_once(seed, size, k, alpha, paths, seeds, beta):
+    # go-libp2p-kad-dht's lookup: alpha in flight until the beta closest answered, then the rest of the k
+    # closest (frozen) all at once; it ends when each of them answered or failed
+    rng = random.Random(seed)
+    paths = min(paths, alpha)
+    oracle = Oracle(rng, size, k, rng.getrandbits(KEY_BITS))
+    fails = set(rng.sample(oracle.ids, size // 4))
+    chosen = rng.sample(oracle.ids, min(seeds, len(oracle.ids)))
+    lookup = Lookup(oracle.target, [oracle.peers[i] for i in chosen], k, alpha, paths, beta=beta, followup=True)
+
+    def check(lookup: Lookup, peer: PeerInfo, failed: set[int]) -> None:
+        path = lookup.owner[peer.peer_id.kad_id]
+        if path.frozen is None:  # still searching: within its parallelism
+            assert path.in_flight <= path.parallelism
+        else:
+            assert peer.peer_id.kad_id in path.frozen
+
+    drive(lookup, oracle.answer, rng, fails, check)
+    assert lookup.in_flight == 0
+    for path in lookup.paths:
+        if path.frozen is not None:
+            assert all(path.state[i] in (SUCCEEDED, FAILED) for i in path.frozen)
+    assert not set(ids_of(lookup.result())) & fails
 
 
 def test_proximity_asks_the_nearest_of_equal_rank_first():
