@@ -10,8 +10,9 @@ class KadConfig:
     k: int = 20                      # bucket size and replication factor
     alpha: int = 5                   # requests in flight per lookup
     disjoint_paths: int = 1          # S/Kademlia d: lookups run over d paths that share no peer
-    # A lookup (each path) ends once its k closest known peers have all been asked and the beta closest
-    # of them answered (beta above k counts as k: waiting for all); later answers refresh the routing table.
+    # A FIND_NODE lookup (each path) ends once its k closest known peers have all been asked and the beta
+    # closest of them answered (beta above k counts as k: waiting for all); later answers refresh the
+    # routing table. Lookups that gather values or providers wait for all k unless they have enough.
     beta: int = 3
     followup: bool = False           # go-libp2p-kad-dht's follow-up of the k closest (p2pnode/kad/query.py)
     request_timeout: float = 2.0     # seconds before an unanswered request counts as failed

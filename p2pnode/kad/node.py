@@ -318,7 +318,9 @@ class KademliaNode:
             while failed and next(iter(failed.values())) <= horizon:
                 del failed[next(iter(failed))]
         lookup = Lookup(target, seeds, config.k, config.alpha, config.disjoint_paths, self.peer_id.kad_id,
-                        failed, self.rtt if config.proximity else None, config.beta, config.followup)
+                        failed, self.rtt if config.proximity else None,
+                        # a lookup that gathers records or providers waits for all of its k closest
+                        config.beta if on_reply is None else config.k, config.followup)
         query = _Query(key, lookup, request, on_reply, on_done, now)
         self._step(query)
         return query
