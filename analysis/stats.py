@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Run, setting
-from experiment.events import PUBSUB_KINDS
-from experiment.workload import USER_LOOKUPS
+from experiment.events import PUBSUB_KINDS, USER_LOOKUPS
 
 
 def num(value: object) -> object:

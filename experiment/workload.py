@@ -27,7 +27,6 @@ from p2pnode.eventlog import EventWriter
 from p2pnode.identity import kad_key
 
 KINDS = ("lookup", "put", "get", "find_peer", "provide", "find_providers")
-USER_LOOKUPS = ("get", "find_peer", "find_providers")  # what lookup_p99 is judged on
 
 
 class Operations:
