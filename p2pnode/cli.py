@@ -19,6 +19,7 @@ import time
 
 from p2pnode.identity import IdentityError, Keypair, PeerId
 from p2pnode.nodeconfig import NodeConfig, NodeConfigError, load_config
+from p2pnode.security.access import AccessPolicy
 from p2pnode.security.puzzles import solve_static, static_bits
 from p2pnode.userinput import InputFileError, read_bytes
 
@@ -187,6 +188,11 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         node_index=config.log.node_index,
         nat=config.nat.protocol_config() if config.nat.enabled else None,
         public_ranges=config.nat.public_ranges,
+        rate_limits=(config.security.rate_limit_per_peer, config.security.total_rate_limit),
+        bandwidth_limit=config.resources.bandwidth_limit_mbps * 125_000,  # Mbit/s -> bytes/s
+        access=AccessPolicy(config.mcp.peer_tools, {keypair.peer_id.to_base58(), *config.security.trusted_issuers},
+                            clock=time.time),
+        protected_namespaces=[ns.encode() for ns in config.security.protected_namespaces],
     )
 
 
@@ -255,7 +261,8 @@ async def run(config: NodeConfig, keypair: Keypair, control: str | None = None, 
     try:
         if config.mcp.enabled and not mcp_stdio:
             host, _, port = config.mcp.server_address.rpartition(":")
-            http = HttpServer(node, host.strip("[]"), int(port))
+            http = HttpServer(node, host.strip("[]"), int(port),
+                              local_mcp_only=config.security.require_authentication)
             try:
                 await http.start()
             except OSError as exc:

@@ -14,19 +14,24 @@ handler, so a new protocol plugs in by registering its messages there and its ha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from p2pnode.config import GossipConfig, KadConfig, ScoreConfig
 from p2pnode.identity import Keypair
 from p2pnode.interface import Runtime, Timer
-from p2pnode.kad.messages import PeerInfo
+from p2pnode.kad.messages import PeerInfo, PutValue, PutValueResponse
 from p2pnode.kad.node import KademliaNode
 from p2pnode.pubsub.messages import Message
 from p2pnode.pubsub.router import GossipSub
 from p2pnode.reqresp import AppRequest, AppResponse
+from p2pnode.security.access import AccessPolicy
+from p2pnode.security.limits import InboundLimits, RateLimited
 from p2pnode.traversal import NatTraversal
-from p2pnode.wire import KAD, PROTOCOLS, PUBSUB, RELAY_HOP, REQRESP, protocol_of
+from p2pnode.wire import BY_TYPE, KAD, PROTOCOLS, PUBSUB, RELAY_HOP, REQRESP, protocol_of
+
+log = logging.getLogger(__name__)
 
 # After a connection closes or a dial fails, the host checks this much later whether it should dial
 # more, and keeps checking at this interval while it is below its target.
@@ -45,6 +50,9 @@ class Host:
         max_peers: int = 40,
         router: type[GossipSub] = GossipSub,
         discover: Callable[[], Iterable[PeerInfo]] | None = None,
+        limits: InboundLimits | None = None,
+        access: AccessPolicy | None = None,
+        protected_namespaces: Iterable[bytes] = (),
     ):
         if not 0 < peers <= max_peers:
             raise ValueError("need 0 < peers <= max_peers")
@@ -57,12 +65,19 @@ class Host:
         self.target_peers = peers
         self.max_peers = max_peers
         self.discover = discover
+        # [security] rate limits on what peers ask (p2pnode.security.limits); None: no limits
+        self.limits = limits
+        # who may write under which DHT key namespaces (capability ``write:<namespace>``, from the policy's
+        # grants or from signed tokens a peer presented); the MCP server uses the same policy
+        self.access = access
+        self.protected = tuple(protected_namespaces)
+        self.refused_writes = 0
         self.connections: dict[PeerInfo, bool] = {}  # peer -> outbound
         self.dialing: set[PeerInfo] = set()
         self.handlers: dict[str, Callable[[PeerInfo, bytes], bytes]] = {}
         # Request type -> its protocol's handler(sender, message), which returns the response or None.
         self._dispatch: dict[type, Callable[[PeerInfo, Any], Any]] = {}
-        self.serve(KAD.name, self.dht.handle_request)
+        self.serve(KAD.name, self._handle_kad if self.protected else self.dht.handle_request)
         self.serve(PUBSUB.name, self.pubsub.handle_rpc if self.pubsub is not None else _ignore)
         self.serve(REQRESP.name, self._handle_app_request)
         self.nat: NatTraversal | None = None
@@ -173,6 +188,14 @@ class Host:
         self._dispatch.update(dict.fromkeys(PROTOCOLS[protocol].requests, handler))
 
     def handle_request(self, sender: PeerInfo, message: Any) -> Any:
+        """The answer of the message's protocol handler (None for one-way messages), or ``RateLimited``
+        when the sender or everyone together asked more than the rate limits allow: the runtime then
+        refuses the request (a stream reset) or drops the one-way message."""
+        if self.limits is not None:
+            protocol = BY_TYPE.get(type(message))
+            refused = self.limits.admit(sender.peer_id, protocol.name if protocol else "unknown", self.runtime.now())
+            if refused is not None:
+                return refused
         try:
             handler = self._dispatch[type(message)]
         except KeyError:
@@ -180,6 +203,26 @@ class Host:
             raise ValueError(f"{type(message).__name__} is not a request of a protocol this host serves "
                              f"({name!r})") from None
         return handler(sender, message)
+
+    def _handle_kad(self, sender: PeerInfo, message: Any) -> Any:
+        """Kademlia, with writes under a protected namespace only from peers holding its capability."""
+        if type(message) is PutValue:
+            key = message.record.key
+            for namespace in self.protected:
+                if key.startswith(namespace):
+                    caller = sender.peer_id.to_base58()
+                    capability = "write:" + namespace.decode("utf-8", "replace")
+                    if self.access is None or not self.access.check(caller, capability):
+                        self.refused_writes += 1
+                        log.warning("denied a write under %r to peer %s (it holds no %s capability)",
+                                    namespace.decode("utf-8", "replace"), sender.peer_id.short(), capability)
+                        return PutValueResponse(None, stored=False)
+                    break
+        return self.dht.handle_request(sender, message)
+
+    def admit_stream(self, peer: Any) -> RateLimited | None:
+        """Whether a new inbound stream from ``peer`` (a peer ID) is within the rate limits (None: yes)."""
+        return None if self.limits is None else self.limits.admit(peer, "stream", self.runtime.now())
 
     def _handle_app_request(self, sender: PeerInfo, request: AppRequest) -> AppResponse:
         handler = self.handlers.get(request.protocol)

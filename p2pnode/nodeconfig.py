@@ -248,6 +248,12 @@ class Security(_Section):
     # ours: proof of work for DHT writes, in bits (0: off): a record is stored only with a stamp that meets
     # it, and this node mints one for each new version it puts (about 2**bits hashes)
     pow_difficulty: Annotated[int, _range(0, 32, open_lo=False)] = 0
+    # ours: capability tokens (p2pnode.security.capability) this node honours besides its own: their
+    # issuers' peer IDs; and DHT key namespaces (prefixes) only peers holding "write:<prefix>" may write
+    trusted_issuers: list[Annotated[str, AfterValidator(_peer_id_or("*"))]] = Field(default_factory=list,
+                                                                                   max_length=100)
+    protected_namespaces: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list,
+                                                                                         max_length=100)
 
 
 class Resources(_Section):

@@ -26,6 +26,7 @@ from simpy.events import Event
 
 from p2pnode.framing import varint_len
 from p2pnode.kad.messages import PeerInfo
+from p2pnode.security.limits import RateLimited
 from p2pnode.wire import BY_TYPE, PUBSUB, WireProtocol, round_trip
 from sim.latency import LatencyModel
 
@@ -235,7 +236,12 @@ class SimNetwork:
         if handler is None:  # went down while the request was on its way
             _Call(env, deadline - env.now, on_failure, ("timeout",))
             return
-        response = self.charge(handler.handle_request(self.infos[src], message))
+        response = handler.handle_request(self.infos[src], message)
+        if type(response) is RateLimited:  # refused: the requester sees a reset after the trip back
+            delay = self.latency.one_way(dst, src) if self.nat is None else self.nat.back(src, dst, 0)
+            _Call(env, delay if delay is not None else deadline - env.now, on_failure, ("rate limited",))
+            return
+        response = self.charge(response)
         delay = self.latency.one_way(dst, src) if self.nat is None else self.nat.back(src, dst, self._size())
         if delay is None or self._lost(dst, src, response) or env.now + delay > deadline:
             _Call(env, deadline - env.now, on_failure, ("timeout",))

@@ -29,6 +29,7 @@ from p2pnode.kad.events import GetFinished, LookupFinished, PeerFound, Providers
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.pubsub.codec import default_message_id
 from p2pnode.pubsub.router import GossipSub
+from p2pnode.security.limits import InboundLimits
 from sim.access import AccessNetworks
 from sim.adversary import Adversary, eclipse_discovery, gossip_router
 from sim.latency import LatencyModel
@@ -171,15 +172,18 @@ class Simulation:
 
     def _host(self, i: int) -> Host:
         runtime = SimRuntime(self.network, i, self.rng_nodes)
+        security = self.scenario.security
+        limits = (InboundLimits(security.rate_limit_per_peer, security.total_rate_limit)
+                  if security.rate_limit_per_peer and security.total_rate_limit else None)
         ps = self.pubsub
         if ps is None:
-            return Host(self.keypairs[i], runtime, self.config)
+            return Host(self.keypairs[i], runtime, self.config, limits=limits)
         discover = (lambda: self._sample_live(2 * ps.peers)) if ps.discovery == "random" else None
         if self.eclipse is not None and (self.attacker[i] or i == self.plan.publishers[0]):
             discover = self.eclipse[0] if self.attacker[i] else self.eclipse[1]
         return Host(self.keypairs[i], runtime, self.config, self.gossip, self.scores, peers=ps.peers,
                     max_peers=ps.max_peers, router=gossip_router(ps.attack) if self.attacker[i] else GossipSub,
-                    discover=discover)
+                    discover=discover, limits=limits)
 
     def start_node(self, i: int) -> None:
         node = self._host(i)

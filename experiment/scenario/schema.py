@@ -669,13 +669,17 @@ PuzzleBits = Annotated[int, Strict(), _between(0, 32)]
 class Security(_Model):
     """The security layer (docs/scenarios.md, p2pnode/security): S/Kademlia's node-ID puzzles (bits; 0: off)
     and sibling list (0: none, else at least dht.k); proof of work for DHT writes (bits; 0: off) and the
-    modelled time a publisher spends per minting hash (benchmarks/bench_security.py measures this machine's)."""
+    modelled time a publisher spends per minting hash (benchmarks/bench_security.py measures this machine's);
+    the rate limits on what peers ask of each node (per peer and in total, per second; 0: none)."""
 
     puzzle_static: PuzzleBits = 0
     puzzle_dynamic: PuzzleBits = 0
     siblings: Annotated[int, Strict(), _between(0, 1024)] = 0
     pow_difficulty: PuzzleBits = 0
     pow_hash_seconds: Annotated[float, Strict(), _between(0, 1e-3)] = 2.5e-6
+    # [security] rate limits of every node, requests (and one-way messages) per second; 0: none
+    rate_limit_per_peer: Annotated[float, Strict(), _between(0, 1_000_000)] = 0.0
+    total_rate_limit: Annotated[float, Strict(), _between(0, 100_000_000)] = 0.0
 
 
 class Scenario(_Model):

@@ -45,6 +45,7 @@ LEGACY_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 LATEST_LEGACY = LEGACY_VERSIONS[0]
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
 META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+META_TOKEN = "p2pnode/capability"  # a peer's signed capability token (p2pnode.security.capability)
 META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 META_HOPS = "io.p2pnode/hops"  # ours: how many nodes a forwarded call already passed
@@ -269,6 +270,11 @@ class McpServer:
                                f"Rate limit exceeded: {refusal.limit:g} requests/s ({refusal.scope} limit)",
                                {"scope": refusal.scope, "limit": refusal.limit,
                                 "retryAfterMs": int(refusal.retry_after * 1000) + 1})
+            if isinstance(meta, dict) and META_TOKEN in meta and channel.caller is not None:
+                problem = self.access.present(channel.caller, meta[META_TOKEN])
+                if problem is not None:
+                    log.warning("capability token from peer %s refused: %s", channel.caller, problem)
+                    raise RpcError(jsonrpc.ACCESS_DENIED, f"Capability token refused: {problem}")
             if method == "initialize":
                 exchange = self._initialize(request, channel)
             elif isinstance(meta, dict) and META_VERSION in meta:

@@ -67,7 +67,7 @@ class McpService:
                          "inference over a libp2p overlay, node status and configuration.",
             available_tools=mcp.available_tools, max_concurrent=mcp.max_concurrent_requests,
             request_timeout=mcp.request_timeout, page_size=mcp.page_size,
-            access=AccessPolicy(mcp.peer_tools),
+            access=host.access if host.access is not None else AccessPolicy(mcp.peer_tools),
             limiter=RateLimiter(security.rate_limit_per_peer, security.total_rate_limit),
             extra_methods={"p2pnode/forward": self._forward, "p2pnode/deliver": self._deliver})
 

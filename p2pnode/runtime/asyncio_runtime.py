@@ -27,6 +27,7 @@ from p2pnode.identity import PeerId
 from p2pnode.kad.messages import PeerInfo, Ping, Pong
 from p2pnode.peer_record import OwnRecord, PeerRecordBook
 from p2pnode.runtime.swarm import PEER_ERRORS, new_correlation_id
+from p2pnode.security.limits import RateLimited
 from p2pnode.transports import multistream
 from p2pnode.transports.base import Stream, TransportError
 from p2pnode.transports.multistream import read_frame
@@ -69,6 +70,7 @@ class AsyncioRuntime:
         swarm = self.swarm
         swarm.on_connection = self.connection_opened
         swarm.on_disconnect = self.connection_closed
+        swarm.admit_stream = self._admit_stream
         swarm.set_handler(identify.PROTOCOL, self._serve_identify)
         swarm.set_handler(PING_PROTOCOL, self._serve_ping)
         for protocol in wire.PROTOCOLS.values():
@@ -207,6 +209,23 @@ class AsyncioRuntime:
                 pass
         return self.node.info_of(peer)
 
+    def _admit_stream(self, peer: PeerId) -> bool:
+        host = self.node.host
+        if host is None or host.admit_stream(peer) is None:
+            return True
+        log.debug("stream from %s refused: over the stream rate limit", peer.short())
+        return False
+
+    async def _throttle(self, size: int) -> None:
+        """Wait until ``[resources] bandwidth_limit_mbps`` lets ``size`` more bytes through (one bucket for
+        what the node sends and receives on its protocols' streams)."""
+        bucket = self.node.bandwidth
+        if bucket is None:
+            return
+        cost = min(float(size), bucket.burst)  # a frame larger than a second's worth waits for a full bucket
+        while not bucket.take(self._loop.time(), cost):
+            await asyncio.sleep(bucket.wait_time(self._loop.time(), cost))
+
     # ---- Ping ------------------------------------------------------------------------------------
 
     async def _serve_ping(self, stream: Stream) -> None:
@@ -266,6 +285,7 @@ class AsyncioRuntime:
                 stream = await self.swarm.new_stream(peer.peer_id, [protocol_id], peer.addrs, lazy=True)
                 try:
                     stage = "sending"
+                    await self._throttle(len(frame))
                     await stream.write(frame)
                     # One request per stream: closing our side now puts the FIN in the request's packet, and
                     # the answer carries the server's. Three packets a request instead of five.
@@ -311,13 +331,23 @@ class AsyncioRuntime:
         sender = await self._sender(stream)
         host, decode, frame = self.node.host, protocol.decode, protocol.frame
         async for data in self._frames(stream, protocol.limit_for(host)):
+            await self._throttle(len(data))
             try:
                 message = decode(data, False)
             except Exception as exc:  # whatever a decoder raises on a peer's bytes is the peer's bad input
                 raise CodecError(f"malformed {protocol.name} message: {type(exc).__name__}: {exc}") from exc
             response = host.handle_request(sender, message)
+            if type(response) is RateLimited:
+                log.debug("%s from %s refused: over the %s rate limit", protocol.name, sender.peer_id.short(),
+                          response.scope)
+                if protocol.per_peer:
+                    continue  # a one-way message on the peer's long-lived stream: dropped, the stream kept
+                stream.reset()
+                return
             if response is not None:
-                await stream.write(frame(response))
+                frame_bytes = frame(response)
+                await self._throttle(len(frame_bytes))
+                await stream.write(frame_bytes)
 
     # ---- one long-lived stream per peer ------------------------------------------------------------
 

@@ -15,7 +15,9 @@ its sample ``p2p_bandwidth_bytes_total``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import logging
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 if TYPE_CHECKING:
     from p2pnode.runtime.node import Node
+
+log = logging.getLogger(__name__)
 
 
 def host_tunnel_protocol() -> str:
@@ -72,6 +76,8 @@ class NodeCollector:
                 mesh.add_metric([topic], len(peers))
             yield mesh
         yield from resource_metrics(node.resources)
+        if host is not None:
+            yield from security_metrics(host)
         if self.mcp is not None:
             yield from mcp_metrics(self.mcp.server.metrics)
         if getattr(node, "nat", None) is not None:
@@ -90,6 +96,27 @@ def resource_metrics(resources: Any):
     for reason, count in sorted(resources.refusals.items()):
         refusals.add_metric([reason], count)
     yield refusals
+
+
+def security_metrics(host: Any):
+    """Refusals of the security layer (docs/security.md): rate limits, node-ID puzzles, records."""
+    limited = CounterMetricFamily("p2p_rate_limited", "Inbound requests, messages and streams refused by the "
+                                  "rate limits", labels=["kind", "scope"])
+    for (kind, scope), count in sorted((host.limits.refused if host.limits is not None else {}).items()):
+        limited.add_metric([kind, scope], count)
+    yield limited
+    puzzles = CounterMetricFamily("p2p_dht_puzzle_refusals", "Peers kept out of the routing table and lookups "
+                                  "by the S/Kademlia ID puzzles", labels=["puzzle"])
+    for puzzle, count in sorted(host.dht.puzzles.refused.items()):
+        puzzles.add_metric([puzzle], count)
+    yield puzzles
+    records = CounterMetricFamily("p2p_dht_records_refused", "Records refused by this node's store or left out "
+                                  "of a lookup's answers", labels=["where", "reason"])
+    for reason, count in sorted(host.dht.records.refused.items()):
+        records.add_metric(["store", reason], count)
+    for reason, count in sorted(host.dht.refused_answers.items()):
+        records.add_metric(["lookup", reason], count)
+    yield records
 
 
 def nat_metrics(node: Any):
@@ -134,8 +161,11 @@ def mcp_metrics(metrics: Any):
 class HttpServer:
     MAX_REQUEST = 8192
 
-    def __init__(self, node: Node, host: str, port: int):
+    def __init__(self, node: Node, host: str, port: int, local_mcp_only: bool = False):
         self.node = node
+        # [security] require_authentication: /mcp is served only to clients on this machine (an HTTP client has
+        # no identity; peers call MCP over /p2pnode/mcp/1.0.0, authenticated by the secure channel)
+        self.local_mcp_only = local_mcp_only
         self.address = (host, port)
         self.port = port
         self.started = time.time()
@@ -172,6 +202,14 @@ class HttpServer:
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, version = lines[0].split(" ", 2)
                 path = target.split("?", 1)[0]
+                if path == "/mcp" and self.mcp is not None and self.local_mcp_only and not _on_loopback(writer):
+                    log.warning("refused /mcp to %s: require_authentication serves HTTP clients on this machine only",
+                                writer.get_extra_info("peername"))
+                    body = b"require_authentication: /mcp is for this machine; peers use /p2pnode/mcp/1.0.0\n"
+                    writer.write(f"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: "
+                                 f"{len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                    await writer.drain()
+                    return
                 if path == "/mcp" and self.mcp is not None:
                     headers = [(name.strip().lower(), value.strip())
                                for name, _, value in (line.partition(":") for line in lines[1:] if line)]
@@ -238,3 +276,11 @@ class HttpServer:
             })
         nat = node.nat.status() if getattr(node, "nat", None) is not None else None
         return self._json({"peer_id": str(node.peer_id), "peers": out, "nat": nat})
+
+
+def _on_loopback(writer: asyncio.StreamWriter) -> bool:
+    peer = writer.get_extra_info("peername")
+    try:
+        return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
+    except (TypeError, ValueError, IndexError):
+        return False

@@ -39,6 +39,9 @@ from p2pnode.resources import ResourceLimits, ResourceManager
 from p2pnode.runtime.asyncio_runtime import AsyncioRuntime
 from p2pnode.runtime.record_file import RecordFile
 from p2pnode.runtime.swarm import Swarm
+from p2pnode.security.access import AccessPolicy
+from p2pnode.security.limits import InboundLimits
+from p2pnode.security.ratelimit import TokenBucket
 from p2pnode.transports.addresses import peer_id_of
 from p2pnode.transports.base import Transport
 
@@ -92,6 +95,10 @@ class Node:
         public_ranges: Iterable[str] = (),
         peer_index: Callable[[PeerId], int | None] | None = None,
         resources: ResourceLimits | None = None,
+        rate_limits: tuple[float, float] | None = None,
+        bandwidth_limit: float | None = None,
+        access: AccessPolicy | None = None,
+        protected_namespaces: Iterable[bytes] = (),
     ):
         self.keypair = keypair or Keypair.generate()
         self.peer_id = self.keypair.peer_id
@@ -112,9 +119,15 @@ class Node:
         self._public_ranges = tuple(ipaddress.ip_network(r) for r in public_ranges)
         self._peer_index = peer_index
         self.nat = None
+        # [security] rate_limit_per_peer and total_rate_limit (requests, messages and streams per second;
+        # p2pnode.security.limits) and [resources] bandwidth_limit_mbps (bytes per second, one bucket for both
+        # directions of the protocols' streams); None: no limit
+        limits = InboundLimits(*rate_limits) if rate_limits is not None else None
+        self.bandwidth = TokenBucket(bandwidth_limit) if bandwidth_limit is not None else None
         self._host_args = dict(kad=kad or KadConfig(), gossip=(gossip or GossipConfig()) if pubsub else None,
                                score=score,
-                               peers=peers, max_peers=max_peers)
+                               peers=peers, max_peers=max_peers, limits=limits, access=access,
+                               protected_namespaces=tuple(protected_namespaces))
         self._rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "big"))
         # what peers may make this node hold (p2pnode.resources); ``max_connections`` unless ``resources`` says
         self.resources = ResourceManager(resources or ResourceLimits(connections=max_connections))

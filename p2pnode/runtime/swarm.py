@@ -91,6 +91,9 @@ class Swarm:
         self.hidden_protocols: set[str] = set()
         self.on_connection: Callable[[Connection], None] = lambda conn: None
         self.on_disconnect: Callable[[PeerId], None] = lambda peer: None
+        # whether a new inbound stream from a peer is within the rate limits: checked before it is
+        # negotiated, so a refused flood costs the node no more than the stream's opening
+        self.admit_stream: Callable[[PeerId], bool] = lambda peer: True
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
         self._closed_bytes = [0, 0]  # in, out: of connections that have closed
         self._tasks: set[asyncio.Task] = set()
@@ -342,7 +345,10 @@ class Swarm:
                 stream = await conn.accept_stream()
             except TransportError:
                 return
-            self.spawn(self._serve(stream))
+            if self.admit_stream(conn.remote_peer):
+                self.spawn(self._serve(stream))
+            else:
+                stream.reset()
 
     async def _serve(self, stream: Stream) -> None:
         peer = stream.connection.remote_peer

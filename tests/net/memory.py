@@ -28,6 +28,7 @@ from typing import Any
 
 from p2pnode.host import Host
 from p2pnode.kad.messages import PeerInfo
+from p2pnode.security.limits import RateLimited
 from tests.net.base import DIAL_TIMEOUT, TestNet
 
 
@@ -172,6 +173,9 @@ class MemoryNet(TestNet):
             return
         response = target.handle_request(self.infos[src], message)
         delay = self.delays.one_way(dst, src)
+        if type(response) is RateLimited:  # refused: a reset reaches the requester after the trip back
+            self._after(delay, on_failure, "rate limited")
+            return
         if self._now + delay > deadline or self._dropped(dst, src, response):
             self._after(deadline - self._now, on_failure, "timeout")
         else:
