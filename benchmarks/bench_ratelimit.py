@@ -31,7 +31,8 @@ def _server(limit: float, total: float, transport: str, pipe) -> None:
         node = Node(listen=[LISTEN[transport]], transports=[transport], pubsub=False, rate_limits=(limit, total))
         await node.start()
         pipe.send((node.peer_id.raw, [a.to_bytes() for a in node.listen_addrs]))
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # until told to stop
+        while await asyncio.get_running_loop().run_in_executor(None, pipe.recv) == "cpu":  # until told to stop
+            pipe.send(time.process_time())
         limits = node.host.limits
         pipe.send({"refused": dict(limits.refused), "cpu": time.process_time()})
         await node.stop()
@@ -133,14 +134,22 @@ def main() -> None:
         clients = [await _client(args.transport) for _ in range(args.clients)]
         rate = args.limit / 2
         await _honest(clients, target, rate, 2.0)  # connections and caches
+        server_pipe.send("cpu")
+        cpu0 = server_pipe.recv()
         calm, calm_failed = await _honest(clients, target, rate, args.seconds)
+        server_pipe.send("cpu")
+        cpu1 = server_pipe.recv()
         flood_pipe, child2 = ctx.Pipe()
         flooder = ctx.Process(target=_flooder, args=(server, args.transport, args.limit * args.flood,
                                                           args.flooder_nice, child2))
         flooder.start()
         await asyncio.get_running_loop().run_in_executor(None, flood_pipe.recv)
         await asyncio.sleep(2.0)  # the flood under way
+        server_pipe.send("cpu")
+        cpu2 = server_pipe.recv()
         flooded, flooded_failed = await _honest(clients, target, rate, args.seconds)
+        server_pipe.send("cpu")
+        cpu3 = server_pipe.recv()
         flood_pipe.send("stop")
         counts = await asyncio.get_running_loop().run_in_executor(None, flood_pipe.recv)
         flooder.join()
@@ -155,6 +164,11 @@ def main() -> None:
               f"({counts['rate'] / args.limit:.0f}x the limit), {counts['answered']} answered, "
               f"{counts['failed']} refused or failed")
         print(f"server refusals: {stats['refused']}")
+        refused = sum(stats["refused"].values())
+        extra = (cpu3 - cpu2) - (cpu1 - cpu0)
+        print(f"server CPU per phase: unflooded {(cpu1 - cpu0) / args.seconds * 100:.1f} % of a core, flooded "
+              f"{(cpu3 - cpu2) / args.seconds * 100:.1f} %; about {extra / max(refused, 1) * 1e6:.0f} us per "
+              "refused request")
         for name, lat, failed in (("unflooded", calm, calm_failed), ("flooded", flooded, flooded_failed)):
             print(f"honest {name:>9}: {len(lat)} answered, {failed} failed, p50 {_p(lat, 50) * 1e3:.2f} ms, "
                   f"p99 {_p(lat, 99) * 1e3:.2f} ms")
