@@ -30,6 +30,7 @@ from p2pnode.transports.addresses import readable
 PROTOCOL = "/ipfs/id/1.0.0"
 PROTOCOL_VERSION = "ipfs/0.1.0"
 MAX_SIZE = 8192  # libp2p implementations cap an Identify message at a few KiB
+MAX_PUZZLE = 32  # a dynamic-puzzle solution is XORed with a 256-bit node ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class IdentifyInfo:
     signed_peer_record: bytes = b""  # the envelope as sent
     peer_record: PeerRecord | None = None  # decoded: the record, if it verified and is the peer's own
     peer_record_error: str = ""  # decoded: why a record that came was not taken
+    kad_puzzle: bytes = b""  # ours (field 100): the peer's S/Kademlia dynamic-puzzle solution
 
 
 def encode(info: IdentifyInfo) -> bytes:
@@ -58,6 +60,8 @@ def encode(info: IdentifyInfo) -> bytes:
         pb.observedAddr = info.observed_addr
     if info.signed_peer_record:
         pb.signedPeerRecord = info.signed_peer_record
+    if info.kad_puzzle:
+        pb.kadPuzzle = info.kad_puzzle
     data = pb.SerializeToString()
     return encode_uvarint(len(data)) + data
 
@@ -111,4 +115,5 @@ def decode(data: bytes, peer_id: PeerId | None = None) -> IdentifyInfo:
         signed_peer_record=pb.signedPeerRecord,
         peer_record=record,
         peer_record_error=record_error,
+        kad_puzzle=pb.kadPuzzle if len(pb.kadPuzzle) <= MAX_PUZZLE else b"",
     )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19p2pnode/pb/identify.proto\x12\x0bidentify.pb\"\xa4\x01\n\x08Identify\x12\x17\n\x0fprotocolVersion\x18\x05 \x01(\t\x12\x14\n\x0c\x61gentVersion\x18\x06 \x01(\t\x12\x11\n\tpublicKey\x18\x01 \x01(\x0c\x12\x13\n\x0blistenAddrs\x18\x02 \x03(\x0c\x12\x14\n\x0cobservedAddr\x18\x04 \x01(\x0c\x12\x11\n\tprotocols\x18\x03 \x03(\t\x12\x18\n\x10signedPeerRecord\x18\x08 \x01(\x0c')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19p2pnode/pb/identify.proto\x12\x0bidentify.pb\"\xb7\x01\n\x08Identify\x12\x17\n\x0fprotocolVersion\x18\x05 \x01(\t\x12\x14\n\x0c\x61gentVersion\x18\x06 \x01(\t\x12\x11\n\tpublicKey\x18\x01 \x01(\x0c\x12\x13\n\x0blistenAddrs\x18\x02 \x03(\x0c\x12\x14\n\x0cobservedAddr\x18\x04 \x01(\x0c\x12\x11\n\tprotocols\x18\x03 \x03(\t\x12\x18\n\x10signedPeerRecord\x18\x08 \x01(\x0c\x12\x11\n\tkadPuzzle\x18\x64 \x01(\x0c')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'p2pnode.pb.identify_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IDENTIFY']._serialized_start=43
-  _globals['_IDENTIFY']._serialized_end=207
+  _globals['_IDENTIFY']._serialized_end=226
 # @@protoc_insertion_point(module_scope)

@@ -194,6 +194,7 @@ class AsyncioRuntime:
             observed_addr=conn.remote_addr.to_bytes(),
             agent_version=AGENT_VERSION,
             signed_peer_record=self._own_record.sealed(addrs, time.time_ns()),
+            kad_puzzle=self.node.host.dht.puzzle if self.node.host is not None else b"",
         )
         await stream.write(identify.encode(info))
 

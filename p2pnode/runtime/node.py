@@ -231,9 +231,11 @@ class Node:
         return [p for p in self.swarm.connections if self.swarm.connection(p) is not None]
 
     def info_of(self, peer: PeerId) -> PeerInfo:
-        """What we know of ``peer``: its ID and up to eight dialable addresses."""
+        """What we know of ``peer``: its ID, up to eight dialable addresses and the S/Kademlia puzzle solution
+        its Identify told."""
         addrs = self.swarm.addrbook.get(peer, ())[:8]
-        return PeerInfo(peer, tuple(a.to_bytes() for a in addrs))
+        told = self.runtime.identified.get(peer) if self.runtime is not None else None  # its puzzle solution
+        return PeerInfo(peer, tuple(a.to_bytes() for a in addrs), puzzle=told.kad_puzzle if told else b"")
 
     @property
     def identified(self) -> dict[PeerId, identify.IdentifyInfo]:

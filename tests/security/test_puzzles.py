@@ -199,3 +199,34 @@ def test_disjoint_path_lookups_share_no_peer_by_the_messages_sent(make_net, path
         referred_to[path_of[responder.peer_id]].update(p.peer_id for p in referred)
     for i, members in enumerate(used):
         assert members <= referred_to[i] | {p.peer_id for p in seeds}
+
+
+def test_real_nodes_tell_their_puzzle_solution_in_identify_and_admit_each_other():
+    import asyncio
+    import os
+
+    from p2pnode.runtime.node import Node
+
+    config = KadConfig(k=8, alpha=3, puzzle_static=3, puzzle_dynamic=10)
+
+    def node(bootstrap=()):
+        keypair = solve_static(os.urandom(32), config.puzzle_static)[0]
+        return Node(keypair, listen=["/ip6/::1/tcp/0"], transports=["tcp"], pubsub=False, kad=config,
+                    bootstrap=bootstrap)
+
+    async def main():
+        async with node() as a:
+            boot = [str(a.listen_addrs[0])]
+            async with node(boot) as b, node(boot) as c:
+                await b.wait_bootstrapped()
+                await c.wait_bootstrapped()
+                for _ in range(100):
+                    tables = [set(n.host.dht.table.peers) for n in (a, b, c)]
+                    if all(len(t) == 2 for t in tables):
+                        break
+                    await asyncio.sleep(0.05)
+                assert all(len(t) == 2 for t in tables), tables
+                assert b.identified[a.peer_id].kad_puzzle == a.host.dht.puzzle != b""
+                assert a.host.dht.puzzles.refused["static"] == 0
+
+    asyncio.run(main())
