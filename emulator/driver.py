@@ -221,7 +221,7 @@ request_timeout = {dht.request_timeout}
 slow_after = {dht.slow_after}
 refresh_interval = {dht.refresh_interval}
 republish_interval = {dht.republish_interval}
-{self._mcp_config(i)}{pubsub}[log]
+{self._security_config()}{self._mcp_config(i)}{pubsub}[log]
 level = "{self.log_level}"
 events_file = "events.csv"
 node_index = {i}
@@ -229,6 +229,17 @@ node_index = {i}
         path = directory / "node.toml"
         path.write_text(text)
         return path
+
+    def _security_config(self) -> str:
+        """The scenario's security switches (docs/security.md), as the simulator applies them; its rate limits
+        only when it sets them (0 there: the node's own defaults, which a real node always enforces)."""
+        sec = self.scenario.security
+        lines = ["[security]", f"puzzle_static = {sec.puzzle_static}", f"puzzle_dynamic = {sec.puzzle_dynamic}",
+                 f"siblings = {sec.siblings}", f"pow_difficulty = {sec.pow_difficulty}"]
+        if sec.rate_limit_per_peer and sec.total_rate_limit:
+            lines += [f"rate_limit_per_peer = {max(1, round(sec.rate_limit_per_peer))}",
+                      f"total_rate_limit = {max(1, round(sec.total_rate_limit))}"]
+        return "\n".join(lines) + "\n"
 
     def _mcp_config(self, i: int) -> str:
         """Node i's [mcp] section: off unless the scenario makes MCP calls; the same rule as the simulator's

@@ -76,6 +76,12 @@ def test_node_configs_carry_the_scenarios_dht_and_pubsub_settings(tmp_path):
     dht_only = parse_scenario((ROOT / "scenarios" / "formation.yaml").read_text())
     config = parse_config(Emulation(dht_only, Plan(dht_only), Net(), None, tmp_path)._config(3).read_text())
     assert not config.pubsub.enabled
+    assert (config.security.puzzle_static, config.security.rate_limit_per_peer) == (0, 100)  # the node's defaults
+    secured = dht_only.model_copy(update={"security": dht_only.security.model_copy(
+        update={"puzzle_static": 2, "pow_difficulty": 5, "rate_limit_per_peer": 50.0, "total_rate_limit": 900.0})})
+    config = parse_config(Emulation(secured, Plan(secured), Net(), None, tmp_path)._config(4).read_text())
+    sec = config.security
+    assert (sec.puzzle_static, sec.pow_difficulty, sec.rate_limit_per_peer, sec.total_rate_limit) == (2, 5, 50, 900)
 
 
 def test_message_loss_becomes_loss_on_both_access_links_of_a_path():
