@@ -2,12 +2,9 @@
 line (`errors`, with the YAML line mapping in `yaml_lines`), and reading files and text (`load`)."""
 
 from experiment.scenario.errors import ScenarioError
+from experiment.scenario.fields import ADDRESS_FAMILIES, DISTRIBUTIONS
 from experiment.scenario.load import load_scenario, parse_scenario
 from experiment.scenario.schema import (
-    ADDRESS_FAMILIES,
-    DISTRIBUTIONS,
-    NAT_TYPES,
-    TRANSITIONS,
     Churn,
     Criterion,
     Dht,
@@ -27,6 +24,8 @@ from experiment.scenario.schema import (
     validate_regions,
 )
 from experiment.scenario.yaml_lines import Problem
+from p2pnode.nodeconfig import TRANSITION_MECHANISMS as TRANSITIONS
+from p2pnode.transition.profiles import NAT_TYPES
 
 __all__ = [
     "ADDRESS_FAMILIES",
