@@ -4,7 +4,10 @@
 use, so the simulator, which needs only the sans-IO protocol code, never loads the network stack.
 """
 
+from p2pnode import native
+
 __version__ = "0.1.0"
+native.install()  # the compiled hot paths, when built from the current source (p2pnode/native.py)
 
 
 def __getattr__(name: str):

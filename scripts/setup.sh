@@ -84,6 +84,13 @@ fi
 # runner splices seed inputs instead
 .venv/bin/pip install -q --disable-pip-version-check -e '.[fuzz]' 2>/dev/null \
     || say "atheris did not install: python -m fuzz will splice seed inputs instead of coverage-guided fuzzing"
+# The simulator's hot paths compiled with mypyc (p2pnode/native.py) when there is a C compiler; pure Python otherwise.
+if command -v cc >/dev/null 2>&1; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,native]'
+    .venv/bin/python scripts/build-native.py || say "compiling the hot paths failed: the simulator runs pure Python"
+else
+    say "no C compiler: the simulator runs pure Python (scripts/build-native.py compiles its hot paths)"
+fi
 if [ -n "$WITH_TESTS" ]; then
     say "setting up the py-libp2p interop venv (first time: about a minute)"
     bash scripts/setup-interop.sh

@@ -21,7 +21,7 @@ from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.core import NORMAL, URGENT
+from simpy.core import NORMAL, URGENT, EventPriority
 from simpy.events import Event
 
 from p2pnode.framing import varint_len
@@ -55,8 +55,11 @@ class _Call:
         self.fn = fn
         self.args = args
         self.cancelled = False
-        self.callbacks = _FIRE
-        env.schedule(self, NORMAL, delay)  # type: ignore[arg-type]
+        self.callbacks: Any = _FIRE  # SimPy's step sets it to None, a test's environment to a list
+        if env.__class__ is SimClock:  # straight into its queue, as its schedule() would: one call less
+            heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), self))  # type: ignore[misc]
+        else:
+            env.schedule(self, NORMAL, delay)  # type: ignore[arg-type]
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -85,7 +88,7 @@ class SimClock(simpy.Environment):
             elif event is stop:
                 return None
             else:  # any other SimPy event: back to the front of the queue, for SimPy's own step
-                heappush(queue, (self._now, -1, -1, event))
+                heappush(queue, (self._now, EventPriority(-1), -1, event))
                 self.step()
 
 
@@ -127,7 +130,7 @@ class SimNetwork:
         self.drop: Callable[[int, int, Any], bool] | None = None
         self.meters: dict[type, Meter] = {}  # by message type, in the order first sent
         self._last_sized: Any = _UNSIZED
-        self._last_charge: tuple[Meter, int, int, int] | tuple[()] = ()
+        self._last_charge: tuple[Any, int, int, int] = (None, 0, 0, 0)  # meter, size, payload, payloads
 
     def add_endpoint(self, info: PeerInfo) -> int:
         idx = len(self.infos)
@@ -223,7 +226,8 @@ class SimNetwork:
             else:
                 _Call(self.env, timeout, on_failure, ("timeout",))
             return
-        delay = self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, self._size())
+        delay: float | None = (
+            self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, self._size()))
         if delay is None or self._lost(src, dst, message):
             _Call(self.env, timeout, on_failure, ("timeout",))
             return
@@ -237,6 +241,7 @@ class SimNetwork:
             _Call(env, deadline - env.now, on_failure, ("timeout",))
             return
         response = handler.handle_request(self.infos[src], message)
+        delay: float | None
         if type(response) is RateLimited:  # refused: the requester sees a reset after the trip back
             delay = self.latency.one_way(dst, src) if self.nat is None else self.nat.back(src, dst, 0)
             _Call(env, delay if delay is not None else deadline - env.now, on_failure, ("rate limited",))
@@ -252,7 +257,8 @@ class SimNetwork:
         dst = self.index[peer.peer_id.raw]
         message = self.charge(message)
         if self.handlers[dst] is not None and not self._lost(src, dst, message):
-            delay = self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, self._size())
+            delay: float | None = (
+                self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, self._size()))
             if delay is not None:
                 _Call(self.env, delay, self._deliver_oneway, (src, dst, message))
 
@@ -276,11 +282,11 @@ class SimNetwork:
         elif self.unreachable is not None and self.unreachable[dst]:
             _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
         elif not self._lost(src, dst, None):
-            delay = self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, 0)
-            if delay is None:  # behind a NAT that keeps it out, with no relay to reach it through
+            way: float | None = self.latency.one_way(src, dst) if self.nat is None else self.nat.one_way(src, dst, 0)
+            if way is None:  # behind a NAT that keeps it out, with no relay to reach it through
                 _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
             else:
-                _Call(self.env, delay, self._accept, (src, dst))
+                _Call(self.env, way, self._accept, (src, dst))
         else:
             _Call(self.env, DIAL_TIMEOUT, self._dial_failed, (src, dst))
 
@@ -294,7 +300,7 @@ class SimNetwork:
             return
         self.conns[src][dst] = None
         self.conns[dst][src] = None
-        delay = self.latency.one_way(dst, src) if self.nat is None else self.nat.back(src, dst, 0)
+        delay: float | None = self.latency.one_way(dst, src) if self.nat is None else self.nat.back(src, dst, 0)
         self.handshakes[src, dst] = _Call(self.env, delay or DIAL_TIMEOUT, self._opened, (src, dst))
 
     def _opened(self, src: int, dst: int) -> None:

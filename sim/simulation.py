@@ -22,6 +22,7 @@ from experiment.nat import place as place_nats
 from experiment.oracle import LiveSet
 from experiment.plan import Plan, spread
 from experiment.workload import DhtWorkload, Operations
+from p2pnode import native
 from p2pnode.config import KAD_PRESETS, GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
 from p2pnode.eventlog import EventWriter
 from p2pnode.host import Host
@@ -504,6 +505,7 @@ class Simulation:
             "bytes": net.bytes,
             "messages_per_wall_second": round(net.messages / wall, 1) if wall > 0 else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "native": native.status(),  # compiled hot paths or pure Python (p2pnode/native.py)
             "messages_by_type": {kind.__name__: count for kind, count in sorted(
                 net.by_type.items(), key=lambda item: item[0].__name__)},
         }

@@ -206,7 +206,7 @@ class Lookup:
 
     def result(self) -> list[PeerInfo]:
         """The k closest peers that answered or are still being waited for, closest first."""
-        answered = []
+        answered: list[tuple[int, int]] = []
         for path in self.paths:
             state = path.state
             answered.extend(d_id for d_id in path.order if state[d_id[1]] in (SUCCEEDED, WAITING))
