@@ -10,10 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from analysis.compare import compare_runs, run_labels
+from analysis.definitions import SPECS
 from analysis.fidelity import Fidelity, distance_text, p_text, tolerance_text
 from analysis.formats import PUBSUB_STATS, fmt, fmt_micro, node_counts, target_text, verdict_text
 from analysis.load import AnalysisError
 from analysis.report import write_report
+from analysis.sweep import mean_text, setting_text
+
+MAX_POINT_ROWS = 20  # a grid's runs beyond this are in sweep.csv and the report, not on the terminal
 
 PROG = "report"
 
@@ -52,8 +56,11 @@ def print_verdict(summary: dict, console: Console) -> None:
         table.add_row(c["name"], fmt(c["value"], c["unit"]), target_text(c), _result(c["pass"]))
     if table.row_count:
         console.print(table)
+    grid = summary.get("grid")
+    if grid:
+        print_grid(grid, console)
     points = summary.get("points")
-    if points:
+    if points and (not grid or len(points) <= MAX_POINT_ROWS):
         sweep = Table(title="sweep points", title_justify="left")
         sweep.add_column("point")
         pubsub = any("pubsub" in p for p in points)
@@ -78,6 +85,20 @@ def print_verdict(summary: dict, console: Console) -> None:
     console.print(text, style=style)
 
 
+def print_grid(grid: list[dict], console: Console) -> None:
+    """A sweep's grid: each point's settings and each criterion's mean ± 95 % interval over its seeds."""
+    table = Table(title="sweep grid (mean ± 95 % interval over seeds)", title_justify="left")
+    dims = list(grid[0]["settings"])
+    names = list(grid[0]["criteria"])
+    for column in (*dims, "runs", "failed", *names):
+        table.add_column(column, justify="left" if column in dims else "right")
+    for point in grid:
+        failed = f"[red]{point['failed']}[/]" if point["failed"] else "0"
+        table.add_row(*(setting_text(point["settings"][d]) for d in dims), str(point["runs"]), failed,
+                      *(mean_text(point["criteria"][n], SPECS[n].unit) for n in names))
+    console.print(table)
+
+
 def warn_damage(summary: dict, directory: Path) -> None:
     """Damaged results (analysis.load) on stderr as well as in the report: a figure from a damaged file is
     never shown as if nothing were wrong."""
@@ -85,10 +106,11 @@ def warn_damage(summary: dict, directory: Path) -> None:
         print(f"{PROG}: warning: {directory}: {line}", file=sys.stderr)
 
 
-def report_run(directory: Path, console: Console) -> dict:
+def report_run(directory: Path, console: Console, points: bool = True) -> dict:
     """Write a run's summary.json and report and print its verdict: what ``report DIR`` does, and what
-    ``simulate`` and ``emulate`` do at the end of a run."""
-    summary, _ = write_report(directory)
+    ``simulate`` and ``emulate`` do at the end of a run (a sweep's points' reports too unless ``points`` is
+    false: a sweep writes each as its run ends)."""
+    summary, _ = write_report(directory, points=points)
     warn_damage(summary, directory)
     print_verdict(summary, console)
     console.print(f"report: {directory / 'report.html'}", highlight=False, soft_wrap=True)

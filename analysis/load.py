@@ -131,7 +131,10 @@ def _load_points(run: Run) -> None:
         if not isinstance(entry, dict) or not isinstance(entry.get("dir"), str):
             raise AnalysisError(f"{run.path / 'manifest.json'}: sweep point without a 'dir': {entry!r}")
         point_path = run.path / entry["dir"]
-        if not (point_path / "manifest.json").exists():
+        status = entry.get("status", "completed")  # older sweeps list only the points that ran
+        if status == "failed":
+            continue  # said as a failed run (analysis.sweep), left out of every figure
+        if status != "completed" or not (point_path / "manifest.json").exists():
             run.missing_points.append(entry["dir"])
             continue
         point = load_run(point_path)
@@ -141,8 +144,9 @@ def _load_points(run: Run) -> None:
         if not isinstance(point.manifest.get("perf"), dict) and isinstance(entry.get("perf"), dict):
             point.manifest["perf"] = entry["perf"]
         points.append(point)
-    points.sort(key=lambda p: (_as_int(p.manifest.get("nodes")), _scoring_rank(p.manifest.get("scoring")),
-                               p.path.name))
+    if not any("params" in e or "seed" in e for e in entries):  # a grid keeps the sweep's own order
+        points.sort(key=lambda p: (_as_int(p.manifest.get("nodes")), _scoring_rank(p.manifest.get("scoring")),
+                                   p.path.name))
     run.points = points
 
 

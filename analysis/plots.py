@@ -23,6 +23,7 @@ from analysis.summary import point_label
 NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 MAX_BINS = 40
 MAX_CDF_POINTS = 4000  # larger samples are drawn through evenly spaced order statistics
+MAX_OVERLAY = 12  # CDFs on one axes (a sweep's points)
 PNG_METADATA = {"Software": None}  # keep matplotlib's version out of the file
 
 LOOKUP_CDF = "lookup_latency_cdf.png"
@@ -413,7 +414,7 @@ def sweep_plots(sweep: Run, out_dir: str | Path | None = None) -> dict[str, Path
     scaling = plot_scaling(sweep, out_dir)
     if scaling is not None:
         paths["scaling"] = scaling
-    if not sweep.points:
+    if not sweep.points or len(sweep.points) > MAX_OVERLAY:  # a grid's runs: its plots per parameter instead
         return paths
     labels = [point_label(point) for point in sweep.points]
     out = Path(out_dir or sweep.path)

@@ -40,6 +40,7 @@ from analysis.nat import nat_comparison, nat_section
 from analysis.render import Doc, write_doc
 from analysis.stats import run_has_pubsub
 from analysis.summary import summarise, write_summary
+from analysis.sweep import grid_section, write_table
 from analysis.transition import transition_section
 
 # A statistic group whose count is zero (no lookups, puts or gets in the workload) is left out.
@@ -61,14 +62,15 @@ def _criteria_table(doc: Doc, summary: dict) -> None:
         doc.table(["criterion", "value", "target", "result"], rows)
 
 
-def write_report(directory: str | Path) -> tuple[dict, list[Path]]:
-    """Regenerate summary.json, the plots, report.md and report.html of a run or sweep directory in place.
+def write_report(directory: str | Path, points: bool = True) -> tuple[dict, list[Path]]:
+    """Regenerate summary.json, the plots, report.md and report.html of a run or sweep directory in place
+    (and of a sweep's points unless ``points`` is false).
 
     Returns the summary and the paths written (summary.json, report.md, report.html, then the PNGs).
     """
     run = load_run(directory)
     if run.is_sweep:
-        return _write_sweep_report(run)
+        return _write_sweep_report(run, points)
     return _write_run_report(run)
 
 
@@ -140,8 +142,8 @@ def _notes(run: Run) -> list[str]:
     return notes
 
 
-def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
-    for point in sweep.points:
+def _write_sweep_report(sweep: Run, points: bool = True) -> tuple[dict, list[Path]]:
+    for point in sweep.points if points else ():
         _write_run_report(point)
     summary = summarise(sweep)
     summary_path = write_summary(sweep, summary)
@@ -153,6 +155,8 @@ def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
     notes = _notes(sweep)
     if notes:
         doc.bullets(notes)
+    grid_pngs = grid_section(doc, sweep, summary) if "grid" in summary or "failed" in summary else []
+    table = write_table(sweep)
     doc.heading("Points")
     rows = []
     for p in summary["points"]:
@@ -174,7 +178,7 @@ def _write_sweep_report(sweep: Run) -> tuple[dict, list[Path]]:
     plots_section(doc, pngs, sweep.path, sweep.runtime)
     _definitions(doc, sweep, sweep=True)
     _run_info(doc, sweep)
-    return summary, [summary_path, *write_doc(doc, sweep.path), *pngs.values(), *attack_pngs]
+    return summary, [summary_path, *write_doc(doc, sweep.path), table, *pngs.values(), *grid_pngs, *attack_pngs]
 
 
 def _pass(passed: bool | None) -> str:

@@ -20,6 +20,7 @@ from analysis.stats import (
     share_ok,
     simulated_seconds,
 )
+from analysis.sweep import entries_of, failed_runs, grid_points, is_grid
 
 
 def point_label(point: Run) -> str:
@@ -52,10 +53,11 @@ def summarise(run: Run) -> dict:
 
 def _summarise_sweep(run: Run) -> dict:
     points = []
+    judged = {}
     for point in run.points:
         perf = point_perf(point)
         lookups = judged_lookups(point)
-        point_criteria = run_criteria(point)
+        point_criteria = judged[point.path.name] = run_criteria(point)
         entry = {
             "label": point_label(point),
             "nodes": point.manifest.get("nodes"),
@@ -75,6 +77,8 @@ def _summarise_sweep(run: Run) -> dict:
             entry["pubsub"] = pubsub_stats(point)
         points.append(entry)
     ratio = scaling_ratio(run.points)
+    entries = entries_of(run)
+    grid = {"grid": grid_points(run, judged)} if is_grid(entries) else {}
     return {
         "scenario": run.name,
         "seed": run.manifest.get("seed", run.scenario.get("seed")),
@@ -83,6 +87,8 @@ def _summarise_sweep(run: Run) -> dict:
         "criteria": sweep_criteria(run, ratio),
         "points": points,
         "missing_points": list(run.missing_points),
+        **grid,
+        **({"failed": failed} if (failed := failed_runs(run)) else {}),
         **({"damage": damage} if (damage := run.damage + [f"{p.path.name}: {line}" for p in run.points
                                                           for line in p.damage]) else {}),
     }

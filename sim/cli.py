@@ -1,61 +1,22 @@
-"""``simulate SCENARIO [--seed N] [--nodes N] [--out DIR]``: run a scenario in the SimPy runtime."""
+"""``simulate SCENARIO [--seed N] [--nodes N] [--out DIR] [--workers N] [--dask ADDRESS] [--resume DIR]``: run a
+scenario in the SimPy runtime; a scenario with a sweep runs every run of its grid (sim.sweep)."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from analysis.cli import report_run
-from experiment import rundir
 from experiment.command import UsageError, add_run_arguments, run_dir_under, scenario_to_run, sigterm_as_interrupt
 from experiment.feasibility import check_simulation
 from experiment.latency import MatrixError, scenario_matrix
-from experiment.rundir import write_json
 from experiment.scenario import ScenarioError
-from p2pnode.eventlog import EventWriter
-from sim.simulation import Simulation
-
-PACKAGES = ("simpy", "cryptography", "protobuf")  # whose versions the manifest records
-
-
-def _manifest(scenario: Any, status: str, perf: dict | None = None, **extra: Any) -> dict[str, Any]:
-    return rundir.manifest(scenario, "sim", "simulate", status, PACKAGES, perf=perf, **extra)
-
-
-def run_once(scenario: Any, run_dir: Path, console: Console, label: str = "") -> dict[str, Any]:
-    """Run one scenario into ``run_dir``; returns its perf figures. Events are on disk as they happen."""
-    manifest = _manifest(scenario, "running")
-    write_json(run_dir / "manifest.json", manifest)
-    events = EventWriter(run_dir / "events.csv")
-    columns = (TextColumn(f"[bold]{label or scenario.name}[/] {scenario.nodes.count} nodes"), BarColumn(),
-               TextColumn("{task.fields[sim]:>7.1f}/{task.total:.0f} s simulated"), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    status = "interrupted"
-    perf = None
-    try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task("sim", total=1.0, sim=0.0)
-
-            def update(now: float, stop: float) -> None:
-                progress.update(task, completed=now, total=stop, sim=now)
-
-            sim = Simulation(scenario, events, update)
-            if sim.access is not None:
-                write_json(run_dir / "access.json", sim.access.summary(scenario.duration, sim.network.latency.base_rtt))
-            perf = sim.run()
-            if sim.nat is not None:
-                write_json(run_dir / "nat.json", sim.nat.summary())
-        status = "completed"
-    finally:
-        events.close()
-        manifest.update(status=status, perf=perf)
-        write_json(run_dir / "manifest.json", manifest)
-    return perf
+from sim.run import run_once
+from sim.sweep import finished_runs, run_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="simulate", description="Run a scenario in the SimPy simulator.")
     add_run_arguments(parser, "scenario YAML file (see docs/scenarios.md)")
+    parser.add_argument("--workers", type=int, help="a sweep's runs at once on this machine (default: one per "
+                                                    "core, as memory allows; 1 runs them in this process)")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run a sweep on the Dask cluster whose scheduler is at "
+                                                          "ADDRESS (tcp://host:8786); needs p2pnode[sweep]")
+    parser.add_argument("--resume", metavar="DIR", type=Path, help="go on with the sweep in DIR (a crash, Ctrl-C "
+                                                                   "or failed runs): its finished runs are kept")
     args = parser.parse_args(argv)
     console = Console()
 
@@ -73,48 +40,40 @@ def _main(argv: list[str] | None) -> int:
         print(f"simulate: {message}", file=sys.stderr)  # plain print: one line, never re-wrapped
 
     run_dir: Path | None = None
-    points: list[dict[str, Any]] | None = None  # a sweep's points run so far
+    sweep = False
     try:
         scenario = scenario_to_run(args)
+        sweep = scenario.sweep is not None and args.nodes is None
+        if not sweep and (args.workers is not None or args.dask is not None or args.resume is not None):
+            raise UsageError("--workers, --dask and --resume are for a scenario with a sweep (and without --nodes)")
+        if args.workers is not None and args.workers < 1:
+            raise UsageError("--workers must be at least 1")
         scenario_matrix(scenario)  # the latency model's files: read and checked before anything is made
         check_simulation(scenario)
-        run_dir = run_dir_under(args.out, scenario.name)
+        finished = finished_runs(scenario, args.resume) if args.resume is not None else None
+        run_dir = args.resume if args.resume is not None else run_dir_under(args.out, scenario.name)
         console.print(f"run directory: {run_dir}")
-        if scenario.sweep is not None and args.nodes is None:
-            points = []
-            for name, point in scenario.sweep_points():
-                n = point.nodes.count
-                scoring = point.pubsub.scoring if point.pubsub is not None else None
-                if scenario.sweep.scoring is None:
-                    label = f"{scenario.name} [{n}]"
-                else:
-                    label = f"{scenario.name} [{n}, scoring {'on' if scoring else 'off'}]"
-                point_dir = run_dir / name
-                point_dir.mkdir()
-                perf = run_once(point, point_dir, console, label=label)
-                report_run(point_dir, console)
-                points.append({"nodes": n, "scoring": scoring, "label": label, "dir": point_dir.name,
-                               "perf": perf})
-            write_json(run_dir / "manifest.json", _manifest(scenario, "completed", sweep=points))
+        if sweep:
+            run_sweep(scenario, run_dir, console, args.dask, args.workers, finished)
+            report_run(run_dir, console, points=False)  # each run's report was written as it ended
         else:
             run_once(scenario, run_dir, console)
-        report_run(run_dir, console)
+            report_run(run_dir, console)
         return 0
     except (ScenarioError, MatrixError, UsageError) as exc:
         complain(str(exc))
+        if run_dir is not None and args.resume is None and not any(p.is_dir() for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir, ignore_errors=True)  # a scheduler out of reach: no run began, no directory
         return 2
     except KeyboardInterrupt:
         if run_dir is None:
             complain("interrupted before the run started")
             return 130
         complain(f"interrupted; events written so far are kept in {run_dir}")
-        if points is not None:  # the sweep's manifest lists the points that ran (each has its own report)
-            write_json(run_dir / "manifest.json", _manifest(scenario, "interrupted", sweep=points))
-        else:
-            try:
-                report_run(run_dir, console)  # a report of what was measured before the interruption
-            except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus
-                complain(f"no report for the partial run: {exc}")
+        try:
+            report_run(run_dir, console, points=False)  # a report of what was measured before the interruption
+        except Exception as exc:  # noqa: BLE001 - the events are safe; the report is a bonus
+            complain(f"no report for the partial run: {exc}")
         return 130
 
 

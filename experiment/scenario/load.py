@@ -12,37 +12,13 @@ from typing import Any
 import yaml
 
 from experiment.latency import REGIONS
-from experiment.scenario.errors import Loc, ScenarioError
+from experiment.scenario.errors import ScenarioError
+from experiment.scenario.grid import apply_overrides, check_values
 from experiment.scenario.schema import Scenario, build
 from experiment.scenario.yaml_lines import MAX_VALUES, Converter, Problem, TooBig, node_line, source_label, yaml_error
 from p2pnode.userinput import InputFileError, read_text, size_text
 
 MAX_SCENARIO_BYTES = 1 << 20  # a scenario is a page of YAML; more is a mistake (or a device, or an attack)
-
-
-def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> set[Loc]:
-    """Apply {"nodes.count": 500} or {"nodes": {"count": 500}} style overrides in place."""
-    touched: set[Loc] = set()
-
-    def put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-        for i, key in enumerate(path[:-1]):
-            nxt = target.get(key)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                target[key] = nxt
-                touched.add(path[: i + 1])
-            target = nxt
-        if isinstance(value, Mapping) and isinstance(target.get(path[-1]), dict):
-            for k, v in value.items():
-                put(target[path[-1]], (str(k),), v)
-                touched.add((*path, str(k)))
-            return
-        target[path[-1]] = dict(value) if isinstance(value, Mapping) else value
-        touched.add(path)
-
-    for key, value in overrides.items():
-        put(data, tuple(str(key).split(".")), value)
-    return touched
 
 
 def parse_scenario(
@@ -87,8 +63,8 @@ def parse_scenario(
     except TooBig as exc:
         message = f"more than {MAX_VALUES} values once aliases are expanded"
         raise ScenarioError([Problem(label, exc.line, "", message)]) from None
-    overridden = _apply_overrides(data, overrides) if overrides else set()
-    return build(
+    overridden = apply_overrides(data, overrides) if overrides else set()
+    scenario = build(
         data,
         source=source,
         label=label,
@@ -97,6 +73,8 @@ def parse_scenario(
         known_regions=REGIONS,
         early=conv.problems,
     )
+    check_values(scenario)  # every swept value as part of the scenario, at its line in the sweep
+    return scenario
 
 
 def load_scenario(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Scenario:

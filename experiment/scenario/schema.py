@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Field,
     PrivateAttr,
     Strict,
@@ -65,6 +66,7 @@ from experiment.scenario.fields import (
     _Model,
     _sum_to_one,
 )
+from experiment.scenario.grid import MAX_SEEDS, apply_overrides, expand, grid_problems
 from experiment.scenario.nat import Nat
 from experiment.scenario.yaml_lines import Lines, Problem, source_label
 from p2pnode.userinput import quote
@@ -459,7 +461,12 @@ def _criteria_after(criteria: dict[str, Criterion]) -> dict[str, Criterion]:
 
 
 class Sweep(_Model):
-    """The points are every node count (or the scenario's) with every scoring setting (or the scenario's)."""
+    """The points are every node count (or the scenario's) with every scoring setting (or the scenario's),
+    NAT setting, and value of every other field named by its dotted path (the grid, experiment.scenario.grid),
+    each run with ``seeds`` seeds (the scenario's seed, +1, ...) or once with the scenario's."""
+
+    # any other key is a scenario field's dotted path (dht.alpha: [3, 5, 8]), kept as given: the grid
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False, validate_default=False)
 
     nodes: Annotated[list[NodeCount], Field(min_length=1, max_length=100)] | None = None
     scoring: Annotated[list[Flag], Field(min_length=1, max_length=2)] | None = None
@@ -471,13 +478,23 @@ class Sweep(_Model):
                               Field(min_length=1, max_length=64)] | None = None
     puzzles: Annotated[list[Annotated[int, Strict(), _between(0, 32)]],  # security.puzzle_static (0: off)
                        Field(min_length=1, max_length=33)] | None = None
+    seeds: Annotated[int, Strict(), _between(1, MAX_SEEDS)] | None = None
+
+    @property
+    def grid(self) -> dict[str, list[Any]]:
+        """The swept fields by dotted path, in the file's order, with their values."""
+        return dict(self.__pydantic_extra__ or {})
 
     @model_validator(mode="after")
     def _check(self) -> Sweep:
-        axes = ("nodes", "scoring", "nat", "malicious", "disjoint_paths", "puzzles")
-        if all(getattr(self, name) is None for name in axes):
-            raise_if([((), "needs nodes, scoring, nat, malicious, disjoint_paths, puzzles or several (the values "
-                            "to run the scenario with)")])
+        grid = self.grid
+        axes = ("nodes", "scoring", "nat", "malicious", "disjoint_paths", "puzzles", "seeds")
+        if all(getattr(self, name) is None for name in axes) and not grid:
+            raise_if([((), "needs nodes, scoring, nat, malicious, disjoint_paths, puzzles, seeds or a field's "
+                            "dotted path with values (what to run the scenario with)")])
+        raise_if(grid_problems(grid, Scenario))
+        if self.seeds is not None and "seed" in grid:
+            raise_if([(("seeds",), "give seeds (a count) or seed (a list of seeds), not both")])
         for name in ("nodes", "malicious", "disjoint_paths", "puzzles"):
             values = getattr(self, name) or []
             for i in range(1, len(values)):
@@ -653,34 +670,19 @@ class Scenario(_Model):
             return self
         return self._with({("nodes", "nat"): {"none": 1.0}, ("nat", "cgnat", "share"): 0.0})
 
+    def with_values(self, values: Mapping[str, Any]) -> Scenario:
+        """A copy with each dotted path set to its value ({"dht.alpha": 8}), validated as a file is."""
+        data = self.model_dump()
+        touched = apply_overrides(data, values)
+        return build(data, source=self._source, label=source_label(self._source), lines=self._lines,
+                     overridden=touched)
+
     def sweep_points(self) -> list[tuple[str, Scenario]]:
-        """(directory name, scenario) per sweep point, node counts outermost; [] without a sweep.
-
-        The directory is n{N}, with -scoring-on / -scoring-off when scoring is swept, -nat-on / -nat-off
-        when NATs are, -m{percent} for the malicious share, -d{paths} for the disjoint paths and -p{bits} for the
-        static puzzle."""
-        if self.sweep is None:
-            return []
-        sweep = self.sweep
-
-        def flag(name: str) -> Callable[[bool], str]:
-            return lambda on: f"-{name}-{'on' if on else 'off'}"
-
-        axes: list[tuple[list | None, Callable[[Scenario, Any], Scenario], Callable[[Any], str]]] = [
-            (sweep.scoring, Scenario.with_scoring, flag("scoring")),
-            (sweep.nat, Scenario.with_nat, flag("nat")),
-            (sweep.malicious, lambda s, v: s._with({("adversary", "share"): v}), lambda v: f"-m{v * 100:g}"),
-            (sweep.disjoint_paths, lambda s, v: s._with({("dht", "disjoint_paths"): v}), lambda v: f"-d{v}"),
-            (sweep.puzzles, lambda s, v: s._with({("security", "puzzle_static"): v}), lambda v: f"-p{v}"),
-        ]
-        points = []
-        for n in sweep.nodes or [self.nodes.count]:
-            partial = [(f"n{n}", self.with_nodes(n) if sweep.nodes is not None else self)]
-            for values, apply, label in axes:
-                if values is not None:
-                    partial = [(name + label(v), apply(point, v)) for name, point in partial for v in values]
-            points += partial
-        return points
+        """(directory name, scenario) per sweep run, in experiment.scenario.grid.expand's order; [] without a
+        sweep. The directory is n{N}, with -scoring-on / -scoring-off when scoring is swept, -nat-on / -nat-off
+        when NATs are, -m{percent} for the malicious share, -d{paths} for the disjoint paths, -p{bits} for the
+        static puzzle, -<path>-<value> per grid field and -seed<S> when seeds are."""
+        return [(run.dir, run.scenario) for run in expand(self)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for the run manifest); fields in declaration order, maps sorted."""

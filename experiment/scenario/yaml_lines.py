@@ -146,7 +146,7 @@ class Converter:
         return out
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,60}")  # a sweep's keys are dotted paths
 
 
 def dotted(path: Sequence[str | int]) -> str:

@@ -286,9 +286,8 @@ def test_missing_required_field_uses_the_parent_line():
         name: x
         sweep:
           node: [10, 20]
-    """) == (
-        "s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring, nat, malicious, disjoint_paths, "
-        "puzzles")
+    """) == ("s.yaml:3: sweep.node: unknown field; expected one of: nodes, scoring, nat, malicious, "
+             "disjoint_paths, puzzles, seeds, or a scenario field's dotted path (dht.alpha)")
 
 
 def test_duplicate_key():
@@ -435,12 +434,12 @@ def test_sweep():
         "s.yaml:3: sweep.nodes: expected at least 1 item, got 0"
     )
     assert only_error("name: x\nsweep: {}\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths, puzzles or several (the values "
-        "to run the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths, puzzles, seeds or a field's "
+        "dotted path with values (what to run the scenario with)"
     )
     assert only_error("name: x\nsweep:\n  nodes:\n  scoring:\n") == (
-        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths, puzzles or several (the values "
-        "to run the scenario with)"
+        "s.yaml:2: sweep: needs nodes, scoring, nat, malicious, disjoint_paths, puzzles, seeds or a field's "
+        "dotted path with values (what to run the scenario with)"
     )
     assert parse("name: x\nsweep:\n").sweep is None
 
@@ -756,17 +755,23 @@ def test_pubsub_to_dict_round_trips():
 
 
 def _fake_runs(monkeypatch):
-    """Make sim.cli's sweep loop record its points instead of simulating them."""
-    from sim import cli
+    """Make simulate's runs (one process: --workers 1) record their points instead of simulating them."""
+    from sim import cli, sweep
 
     ran = []
 
+    def run_point(run, point_dir, command, progress=None):
+        scenario = run.scenario
+        ran.append((Path(point_dir).name, scenario.nodes.count, scenario.pubsub and scenario.pubsub.scoring,
+                    run.label))
+        return {"status": "completed", "perf": {"wall_seconds": 1.0}}
+
     def run_once(scenario, run_dir, console, label=""):
         ran.append((run_dir.name, scenario.nodes.count, scenario.pubsub and scenario.pubsub.scoring, label))
-        return {"wall_seconds": 1.0}
 
+    monkeypatch.setattr(sweep, "run_point", run_point)
     monkeypatch.setattr(cli, "run_once", run_once)
-    monkeypatch.setattr(cli, "report_run", lambda run_dir, console: None)
+    monkeypatch.setattr(cli, "report_run", lambda run_dir, console, points=True: None)
     return cli, ran
 
 
@@ -774,7 +779,7 @@ def test_cli_sweep_manifest_over_nodes_and_scoring(tmp_path, monkeypatch):
     cli, ran = _fake_runs(monkeypatch)
     path = tmp_path / "s.yaml"
     path.write_text("name: ps\npubsub: {}\nsweep: {nodes: [10, 20], scoring: [true, false]}\n")
-    assert cli.main([str(path), "--out", str(tmp_path / "out")]) == 0
+    assert cli.main([str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
     assert ran == [
         ("n10-scoring-on", 10, True, "ps [10, scoring on]"),
         ("n10-scoring-off", 10, False, "ps [10, scoring off]"),
@@ -782,22 +787,24 @@ def test_cli_sweep_manifest_over_nodes_and_scoring(tmp_path, monkeypatch):
         ("n20-scoring-off", 20, False, "ps [20, scoring off]"),
     ]
     (run_dir,) = (tmp_path / "out").iterdir()
-    sweep = json.loads((run_dir / "manifest.json").read_text())["sweep"]
-    assert sweep[1] == {
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["engine"] == "in this process, one run after another"
+    assert manifest["sweep"][1] == {
         "nodes": 10,
         "scoring": False,
         "label": "ps [10, scoring off]",
         "dir": "n10-scoring-off",
+        "status": "completed",
         "perf": {"wall_seconds": 1.0},
     }
-    assert [p["dir"] for p in sweep] == [name for name, *_ in ran]
+    assert [p["dir"] for p in manifest["sweep"]] == [name for name, *_ in ran]
 
 
 def test_cli_sweep_manifest_over_nodes_only(tmp_path, monkeypatch):
     cli, ran = _fake_runs(monkeypatch)
     path = tmp_path / "s.yaml"
     path.write_text("name: plain\nsweep: {nodes: [10, 20]}\n")
-    assert cli.main([str(path), "--out", str(tmp_path / "out")]) == 0
+    assert cli.main([str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
     (run_dir,) = (tmp_path / "out").iterdir()
     sweep = json.loads((run_dir / "manifest.json").read_text())["sweep"]
     assert [(p["nodes"], p["scoring"], p["label"], p["dir"]) for p in sweep] == [
