@@ -85,7 +85,7 @@ class Lookup:
     def next_peers(self) -> list[PeerInfo]:
         """Peers to send a request to now (each is then WAITING until reported on). Also settles
         ``finished``: every path's k closest non-failed peers have been asked, its beta closest answered."""
-        out = []
+        out: list[PeerInfo] = []
         k = self.k
         finished = True
         rtt = self.rtt
