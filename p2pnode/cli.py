@@ -188,6 +188,8 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         node_index=config.log.node_index,
         nat=config.nat.protocol_config() if config.nat.enabled else None,
         public_ranges=config.nat.public_ranges,
+        mdns=config.nat.mdns,
+        port_mapping=config.nat.port_mapping,
         rate_limits=(config.security.rate_limit_per_peer, config.security.total_rate_limit),
         bandwidth_limit=config.resources.bandwidth_limit_mbps * 125_000,  # Mbit/s -> bytes/s
         access=AccessPolicy(config.mcp.peer_tools, {keypair.peer_id.to_base58(), *config.security.trusted_issuers},

@@ -310,6 +310,7 @@ class Nat(_Section):
     circuit_data: Annotated[int, _range(0, 1 << 40, open_lo=False)] = 1 << 17  # bytes each way; 0: no limit
     # networks whose addresses count as public (a lab's "internet"; AutoNAT never dials private addresses)
     public_ranges: list[Annotated[str, AfterValidator(_network)]] = Field(default_factory=list, max_length=1000)
+    # these two act whether or not ``enabled`` is: each probes at start and says in /debug/peers what it found
     mdns: bool = False  # discover peers on the local link (_p2p._udp.local)
     port_mapping: bool = False  # ask the router for a port mapping (UPnP IGD, NAT-PMP, PCP)
 

@@ -82,6 +82,8 @@ class NodeCollector:
             yield from mcp_metrics(self.mcp.server.metrics)
         if getattr(node, "nat", None) is not None:
             yield from nat_metrics(node)
+        if getattr(node, "mdns", None) is not None:
+            yield from mdns_metrics(node.mdns.status())
 
 
 def resource_metrics(resources: Any):
@@ -144,6 +146,21 @@ def nat_metrics(node: Any):
         yield GaugeMetricFamily("p2p_relay_service_circuits", "Circuits open through this relay",
                                 value=service["circuits"])
         yield CounterMetricFamily("p2p_relay_service_bytes", "Bytes relayed", value=service["bytes_relayed"])
+
+
+def mdns_metrics(status: dict[str, Any]):
+    """mDNS discovery on the local link (runtime/mdns.py)."""
+    state = GaugeMetricFamily("p2p_mdns_state", "mDNS discovery's state (1 = current)", labels=["state"])
+    for name in ("running", "unavailable", "stopped"):
+        state.add_metric([name], 1 if status["state"] == name else 0)
+    yield state
+    yield CounterMetricFamily("p2p_mdns_peers_discovered", "Peers found on the local link",
+                              value=len(status["discovered"]))
+    yield CounterMetricFamily("p2p_mdns_announcements_refused", "Announcements whose TXT record named no "
+                              "usable peer address", value=status["refused"])
+    if status["first_discovery_seconds"] is not None:
+        yield GaugeMetricFamily("p2p_mdns_first_discovery_seconds", "Seconds from start to the first peer "
+                                "found", value=status["first_discovery_seconds"])
 
 
 def mcp_metrics(metrics: Any):
@@ -274,8 +291,12 @@ class HttpServer:
                 "protocols": list(info.protocols) if info else None,
                 "addrs": [str(a) for a in node.swarm.addrbook.get(peer, ())],
             })
-        nat = node.nat.status() if getattr(node, "nat", None) is not None else None
-        return self._json({"peer_id": str(node.peer_id), "peers": out, "nat": nat})
+        def status(part: str) -> dict[str, Any] | None:
+            attached = getattr(node, part, None)
+            return attached.status() if attached is not None else None
+
+        return self._json({"peer_id": str(node.peer_id), "peers": out, "nat": status("nat"),
+                           "mdns": status("mdns"), "port_mapping": status("port_mapping")})
 
 
 def _on_loopback(writer: asyncio.StreamWriter) -> bool:

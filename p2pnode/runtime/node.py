@@ -99,6 +99,8 @@ class Node:
         bandwidth_limit: float | None = None,
         access: AccessPolicy | None = None,
         protected_namespaces: Iterable[bytes] = (),
+        mdns: bool = False,
+        port_mapping: bool = False,
     ):
         self.keypair = keypair or Keypair.generate()
         self.peer_id = self.keypair.peer_id
@@ -119,6 +121,11 @@ class Node:
         self._public_ranges = tuple(ipaddress.ip_network(r) for r in public_ranges)
         self._peer_index = peer_index
         self.nat = None
+        # [nat] mdns and port_mapping (runtime/mdns.py, runtime/portmap.py): each probed at start, on or off
+        # whether NAT traversal is
+        self._mdns, self._port_mapping = mdns, port_mapping
+        self.mdns = None
+        self.port_mapping = None
         # [security] rate_limit_per_peer and total_rate_limit (requests, messages and streams per second;
         # p2pnode.security.limits) and [resources] bandwidth_limit_mbps (bytes per second, one bucket for both
         # directions of the protocols' streams); None: no limit
@@ -163,6 +170,11 @@ class Node:
         except BaseException:
             await swarm.close()  # nothing half-open stays behind (e.g. the second of two addresses was taken)
             raise
+        if self._mdns:
+            from p2pnode.runtime.mdns import MdnsDiscovery
+
+            self.mdns = MdnsDiscovery(self)
+            await self.mdns.start()
         own = PeerInfo(self.peer_id, tuple(a.to_bytes() for a in swarm.advertised_addrs()), puzzle=self.host.dht.puzzle)
         self.host.dht.info = self.host.info = own
         self.running = True
@@ -183,6 +195,8 @@ class Node:
             self._record_file.load(self.host.dht.records, self.runtime.now())
         self.host.start(bootstrap)
         self.record_event("up", value=1)
+        if self.mdns is not None:
+            self.mdns.joined()
 
     async def stop(self) -> None:
         if not self.running:
@@ -193,6 +207,8 @@ class Node:
             self.host.stop()
             if self._record_file is not None:
                 self._record_file.save(self.host.dht.records, self.runtime.now())
+        if self.mdns is not None:
+            await self.mdns.stop()
         await self.swarm.close()
         log.info("node %s stopped", self.peer_id.short())
 
