@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from p2pnode.identity import IdentityError, PeerId
+from p2pnode.transports.addresses import parse as parse_multiaddr
 from p2pnode.userinput import InputFileError, one_line, quote, read_text
 
 TRANSITION_MECHANISMS = ("native", "dslite", "teredo", "6to4", "isatap", "6over4", "map-e", "map-t", "464xlat",
@@ -52,7 +53,7 @@ class NodeConfigError(ValueError):
 
 def _multiaddr(text: str) -> str:
     try:
-        addr = Multiaddr(text)
+        addr = parse_multiaddr(text)
         names = [p.name for p in addr.protocols()]
     except Exception as exc:
         raise ValueError(f"{quote(text)} is not a multiaddr ({quote(str(exc), 80)})") from None

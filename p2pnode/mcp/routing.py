@@ -23,6 +23,7 @@ from p2pnode.interface import Runtime, Timer
 from p2pnode.kad.messages import PeerInfo
 from p2pnode.mcp import jsonrpc
 from p2pnode.mcp.server import META_CAPABILITIES, META_CLIENT_INFO, META_HOPS, META_VERSION, MODERN_VERSIONS
+from p2pnode.transports.addresses import parse as parse_multiaddr
 from p2pnode.wire import MCP
 
 PROTOCOL = MCP.ids[0]
@@ -77,8 +78,11 @@ def peer_from_json(data: Any) -> PeerInfo:
 
     if not isinstance(data, dict) or not isinstance(data.get("peer_id"), str):
         raise ValueError("a peer is {peer_id, addrs}")
+    addrs = data.get("addrs", [])
+    if not isinstance(addrs, list) or not all(isinstance(a, str) for a in addrs):
+        raise ValueError("a peer's addrs are a list of multiaddr strings")
     return PeerInfo(peer_from_text(data["peer_id"]),
-                    tuple(Multiaddr(a).to_bytes() for a in data.get("addrs", [])[:8]))
+                    tuple(parse_multiaddr(a).to_bytes() for a in addrs[:8]))
 
 
 class Router:

@@ -299,13 +299,13 @@ def _with_addrs(peer: PeerInfo, descriptor: dict[str, Any]) -> PeerInfo:
     """The provider with the addresses its descriptor lists, when the provider entry carried none."""
     if peer.addrs:
         return peer
-    from multiaddr import Multiaddr
+    from p2pnode.transports.addresses import parse
 
     addrs = []
     for text in descriptor.get("addrs", [])[:8]:
         try:
-            addrs.append(Multiaddr(text).to_bytes())
-        except Exception:
+            addrs.append(parse(text).to_bytes())
+        except (TypeError, ValueError):
             continue
     return PeerInfo(peer.peer_id, tuple(addrs))
 

@@ -60,9 +60,12 @@ def parse(addr: bytes | str) -> Multiaddr:
     encoding of the address it decodes to. The shapes read here are checked by their layout alone."""
     if isinstance(addr, str):
         try:
-            return Multiaddr(addr)
+            data = Multiaddr(addr).to_bytes()
         except Exception as exc:  # the library raises a variety of errors for bad text
-            raise ValueError(f"not a multiaddr: {addr[:100]!r} ({exc})") from None
+            raise ValueError(f"not a multiaddr: {addr[:100]!r} ({str(exc)[:200]})") from None
+        # the library checks a text value less than the bytes it makes of it (a /p2p/ value that is base58 but
+        # not a multihash): the bytes are checked as if they came from a peer
+        return parse(data)
     data = bytes(addr)
     if not data:
         raise ValueError("an empty multiaddr")

@@ -36,7 +36,7 @@ def refusal(tmp_path: Path, capsys, text: str | bytes, name: str = "node.toml") 
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ('[network]\nlisten_addresses = [""]', "network.listen_addresses[0]: '': only /ip4|ip6"),
+    ('[network]\nlisten_addresses = [""]', "network.listen_addresses[0]: '' is not a multiaddr ('an empty multiaddr')"),
     ('[network]\ntransports = ["tcp"]\nlisten_addresses = ["/ip4/127.0.0.1/udp/0/quic-v1"]',
      "network.transports: lacks 'quic', which listen_addresses[0] ('/ip4/127.0.0.1/udp/0/quic-v1') needs"),
     ("[pubsub]\nexpected_rate = 1e300", "pubsub.expected_rate: must be <= 100000 (got 1e+300)"),

@@ -103,3 +103,14 @@ def test_parse_takes_every_valid_binary_multiaddr(host, port, shape, peer):
                                   f"/ip4/1.2.3.4/tcp/1/p2p/{PEERS[0]}/p2p-circuit/p2p/{PEERS[1]}"])
 def test_parse_takes_addresses_outside_the_fast_path(text):
     assert str(parse(Multiaddr(text).to_bytes())) == text
+
+
+@pytest.mark.parametrize("text", [
+    # base58 that is not a multihash: the library takes the text and then cannot print it (found by fuzzing)
+    "/ip4/198.51.1.0/p2p/2W1oKDo3J1TsijH7H5F74hfAD5XishQz3sxrmArVY37GtNd9CqYf",
+    "/ip4/1.2.3.4/tcp/1/p2p/1111",
+])
+def test_text_whose_binary_form_is_not_an_address_is_refused(text):
+    with pytest.raises(ValueError):
+        parse(text)
+    assert to_multiaddr(text) is None
