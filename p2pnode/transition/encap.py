@@ -286,6 +286,11 @@ class MapECe(_Softwire):
         if parsed is None:
             return []
         h, packet = parsed
+        if len(packet) > self.mtu:  # refused before the NAPT: the error goes to the host's own address
+            _, reply, reason = _to_softwire(packet, self.mtu, self.ce.address.packed)
+            if reply:
+                self.drops[reason] += 1
+                return [Out(TUN, reply)]
         external = self.napt.outbound(b"", h.src, nat.l4_port(packet, h.header_length, h.proto, source=True)
                                       if h.offset == 0 else None)
         if external is None:

@@ -157,7 +157,28 @@ class MapTCe(_Translating):
                                       if h.offset == 0 else None)
         if external is None:
             return self.drop("no port left in the port set (or unmappable packet)")
-        return self._out(self.translator.to_ipv6(nat.rewrite4(packet[:h.total_length], src=external)))
+        out = []
+        for item in self._out(self.translator.to_ipv6(nat.rewrite4(packet[:h.total_length], src=external))):
+            if item.data[0] >> 4 == 4:  # an ICMPv4 error (too big) quoting the packet as the NAPT made it
+                error = self._error_to_host(item.data)
+                if error is not None:
+                    out.append(error)
+                continue
+            out.append(item)
+        return out
+
+    def _error_to_host(self, error: bytes) -> Out | None:
+        """An ICMPv4 error about a packet of the NAPT's, rewritten for the host that sent the packet."""
+        quote = nat.icmp_error_quote(error)
+        if quote is None:
+            self.drops["an IPv4 answer of the translator that is no ICMP error"] += 1
+            return None
+        qh = quote[1]
+        entry = self.napt.inbound(qh[12:16], nat.l4_port(qh, (qh[0] & 15) * 4, qh[9], source=True))
+        if entry is None:
+            self.drops["ICMP error about no known mapping"] += 1
+            return None
+        return Out(TUN, nat.rewrite_icmp_error4(error, entry.internal))
 
     def from_ipv6(self, packet: bytes) -> list[Out]:
         out = []
@@ -166,14 +187,10 @@ class MapTCe(_Translating):
                 out.append(item)  # an ICMPv6 error back to the IPv6 side
                 continue
             h = pk.parse_ipv4(item.data, verify=False)
-            quote = nat.icmp_error_quote(item.data)
-            if quote is not None:
-                qh = quote[1]
-                entry = self.napt.inbound(qh[12:16], nat.l4_port(qh, (qh[0] & 15) * 4, qh[9], source=True))
-                if entry is None:
-                    self.drops["ICMP error about no known mapping"] += 1
-                    continue
-                out.append(Out(TUN, nat.rewrite_icmp_error4(item.data, entry.internal)))
+            if nat.icmp_error_quote(item.data) is not None:
+                error = self._error_to_host(item.data)
+                if error is not None:
+                    out.append(error)
                 continue
             port = nat.l4_port(item.data, h.header_length, h.proto, source=False) if h.offset == 0 else None
             entry = self.napt.inbound(h.dst, port)

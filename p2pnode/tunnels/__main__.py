@@ -1,8 +1,10 @@
-"""``python -m p2pnode.tunnels SPEC_JSON [--tun NAME] [--setup CMD]... [--seconds N]``
+"""``python -m p2pnode.tunnels SPEC_JSON [--tun NAME] [--setup CMD]... [--on-event KEY:CMD]... [--seconds N]``
 
 Opens the TUN device, runs each ``--setup`` command (``ip addr add ... dev NAME``, routes) once it
 exists, prints ``{"ready": ..., "tun": ..., "data_plane": ..., "kernel": {...}}`` and forwards until
-SIGTERM/SIGINT (or ``--seconds``), then prints ``{"stats": ..., "drops": ...}``.
+SIGTERM/SIGINT (or ``--seconds``), then prints ``{"stats": ..., "drops": ...}``. ``--on-event KEY:CMD`` runs
+CMD, formatted with the event's fields, when the endpoint reports an event with KEY (a Teredo client's
+``qualified`` address: ``--on-event 'qualified:ip -6 addr add {qualified}/32 dev tun0'``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", help="the endpoint as JSON (see p2pnode/tunnels/spec.py)")
     parser.add_argument("--tun", default="p2pt0", help="TUN device name")
     parser.add_argument("--setup", action="append", default=[], help="a command to run once the device exists")
+    parser.add_argument("--on-event", action="append", default=[], metavar="KEY:CMD",
+                        help="a command to run when the endpoint reports an event with KEY ({KEY} in CMD: its value)")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     args = parser.parse_args(argv)
     try:
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"p2pnode.tunnels: setup {command!r} failed: {proc.stderr.strip()}", file=sys.stderr)
             plane.close()
             return 1
+    plane.on_event = _event_commands(args.on_event)
     signal.signal(signal.SIGTERM, plane.stop)
     signal.signal(signal.SIGINT, plane.stop)
     found = kernel.probe() if spec.get("probe_kernel", False) else {}
@@ -53,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"stats": dict(plane.stats), "drops": dict(endpoint.drops)}), flush=True)
     plane.close()
     return 0
+
+
+def _event_commands(specs: list[str]):
+    """The plane's event hook: each ``KEY:CMD`` whose KEY the event has runs CMD (failures printed, not fatal)."""
+    hooks = [spec.partition(":")[::2] for spec in specs]
+
+    def on_event(event: dict) -> None:
+        for key, command in hooks:
+            if key in event:
+                proc = subprocess.run(shlex.split(command.format(**event)), capture_output=True, text=True)
+                print(json.dumps({"on_event": key, "command": command.format(**event), "rc": proc.returncode,
+                                  "stderr": proc.stderr.strip()}), flush=True)
+
+    return on_event if hooks else None
 
 
 if __name__ == "__main__":

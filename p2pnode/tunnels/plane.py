@@ -63,6 +63,7 @@ class Plane:
         self.tun_fd, self.tun_name = open_tun(tun_name)
         self.sock = open_socket(endpoint)
         self.stats: Counter[str] = Counter()
+        self.on_event = None  # called with each event the endpoint reports (after it is printed)
         self._running = True
 
     def stop(self, *_):
@@ -72,6 +73,8 @@ class Plane:
         if self.endpoint.events:
             for event in self.endpoint.events:
                 print(json.dumps(event), flush=True)
+                if self.on_event is not None:
+                    self.on_event(event)
             self.endpoint.events.clear()
         for out in outs:
             try:

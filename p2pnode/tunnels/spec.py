@@ -12,6 +12,9 @@ Keys per mechanism and role (addresses as text, prefixes as ``addr/len``):
 - map-t ce: rule, end_user, dmr, seed; br: rule, dmr, own4, own6
 - 464xlat clat: clat6, pref64; plat: pref64, pool (list), own6, seed
 
+The translators (MAP-T, 464XLAT) also take ``mtu6``, the IPv6 path MTU they translate for (default 1280, the
+IPv6 minimum, as RFC 7915 §5.1 allows when the path is not known; 1500 on a 1500-byte access link).
+
 A rule is ``{"ipv6_prefix": ..., "ipv4_prefix": ..., "ea_len": ..., "psid_offset": 6}``.
 """
 
@@ -51,6 +54,7 @@ def build(spec: dict) -> Endpoint:
 def _build(s: dict) -> Endpoint:
     mech, role = s["mechanism"], s.get("role", "host")
     rng = random.Random(int(s.get("seed", 1)))
+    mtu6 = {"mtu6": int(s["mtu6"])} if "mtu6" in s else {}
     if mech == "6to4":
         return encap.sixtofour(IPv4Address(s["own4"]), role=role,
                                relay=IPv4Address(s.get("relay", str(addresses.SIXTOFOUR_RELAY_ANYCAST))))
@@ -82,15 +86,16 @@ def _build(s: dict) -> Endpoint:
             ce = mapping.derive_ce(rule, s["end_user"])
             if mech == "map-e":
                 return encap.MapECe(ce, IPv6Address(s["br"]), rng)
-            return xlat.MapTCe(ce, IPv6Network(s["dmr"]), rng)
+            return xlat.MapTCe(ce, IPv6Network(s["dmr"]), rng, **mtu6)
         if role == "br":
             if mech == "map-e":
                 return encap.MapEBr((rule,), IPv6Address(s["own6"]), IPv4Address(s["own4"]))
-            return xlat.MapTBr((rule,), IPv6Network(s["dmr"]), IPv4Address(s["own4"]), IPv6Address(s["own6"]))
+            return xlat.MapTBr((rule,), IPv6Network(s["dmr"]), IPv4Address(s["own4"]), IPv6Address(s["own6"]),
+                               **mtu6)
     if mech == "464xlat":
         if role == "clat":
-            return xlat.Clat(IPv6Address(s["clat6"]), IPv6Network(s["pref64"]))
+            return xlat.Clat(IPv6Address(s["clat6"]), IPv6Network(s["pref64"]), **mtu6)
         if role == "plat":
             return xlat.Plat(IPv6Network(s["pref64"]), [IPv4Address(a) for a in s["pool"]], IPv6Address(s["own6"]),
-                             rng)
+                             rng, **mtu6)
     raise SpecError(f"no endpoint for mechanism {mech!r} role {role!r}")

@@ -9,6 +9,7 @@ import random
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from scapy.all import ICMP, IP, UDP, IPv6, raw
+from scapy.layers.inet import IPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6PacketTooBig
 
 from p2pnode.transition import addresses, encap, mapping, teredo, xlat
@@ -238,3 +239,16 @@ def test_map_t_ce_and_br():
     assert back.dst == str(LAN) and back[UDP].dport == 5000
     spoof = raw(IPv6(src=str(CE.ipv6), dst="2001:db8:ffff:0:a:203:400:0") / UDP(sport=1236, dport=80))
     assert not br.from_tun(spoof)
+
+
+def test_a_map_ce_tells_the_host_itself_that_a_packet_is_too_big():
+    """The CE's NAPT rewrites the source before the packet is sized for the softwire or translated: the
+    Fragmentation Needed must still go to the host's own address, quoting the packet as it sent it (found
+    emulating MAP-E and MAP-T, where the error went to the CE's external address and the host never heard)."""
+    big = raw(IP(src=str(LAN), dst=str(SERVER), flags="DF") / UDP(sport=5000, dport=80) / (b"x" * 1472))
+    for ce, mtu in ((encap.MapECe(CE, BR6, random.Random(4)), 1460),
+                    (xlat.MapTCe(CE, IPv6Network("2001:db8:ffff::/64"), random.Random(6), mtu6=1500), 1480)):
+        error = IP(only(ce.from_tun(big), TUN).data)
+        assert error.dst == str(LAN) and error[ICMP].type == 3 and error[ICMP].code == 4
+        assert error[ICMP].nexthopmtu == mtu
+        assert error[IPerror].src == str(LAN) and error[UDPerror].sport == 5000
