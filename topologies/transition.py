@@ -195,6 +195,7 @@ class Plan:
     i1_planes: list[dict]
     far: str  # what h1 reaches across the mechanism (h2's address)
     h1_lo: list[str] = field(default_factory=list)  # addresses on h1's loopback (a MAP-E CE's MAP address)
+    port: int | None = None  # the one port a listener behind it can be reached at (MAP: a forward in its port set)
 
     @property
     def carried(self) -> str:
@@ -209,6 +210,7 @@ RULE = {"ipv6_prefix": "2001:db8::/40", "ipv4_prefix": "192.0.2.0/24", "ea_len":
 END_USER = "2001:db8:12:3400::/56"
 CE6 = "2001:db8:12:3400:0:c000:212:34"  # RFC 7599 Appendix A, example 1
 DMR = "2001:db8:ffff::/64"
+MAP_PORT = 1232  # the first port of the CE's port set (PSID 0x34), forwarded to the host behind it
 
 
 def _plans() -> dict[str, Plan]:
@@ -265,17 +267,17 @@ def _plans() -> dict[str, Plan]:
                                "own6": "2001:db8:1::1"}, ["ip route add 203.0.113.1/32 dev TUN"])],
             far=FAR4),
         "map-e": Plan(
-            "map-e", **map_access, h1_lo=[f"{CE6}/128"],
+            "map-e", **map_access, h1_lo=[f"{CE6}/128"], port=MAP_PORT,
             h1_planes=[_plane({"mechanism": "map-e", "role": "ce", "rule": RULE, "end_user": END_USER,
-                               "br": "2001:db8:1::1"},
+                               "br": "2001:db8:1::1", "forward": [f"192.168.1.1:{MAP_PORT}"]},
                               ["ip addr add 192.168.1.1/24 dev TUN", mtu["map-e"], f"{v4_default} src 192.168.1.1"])],
             i1_planes=[_plane({"mechanism": "map-e", "role": "br", "rule": RULE, "own6": "2001:db8:1::1",
                                "own4": "198.51.100.1"}, ["ip route add 192.0.2.0/24 dev TUN"])],
             far=FAR4),
         "map-t": Plan(
-            "map-t", **map_access,
+            "map-t", **map_access, port=MAP_PORT,
             h1_planes=[_plane({"mechanism": "map-t", "role": "ce", "rule": RULE, "end_user": END_USER, "dmr": DMR,
-                               "mtu6": 1500},
+                               "mtu6": 1500, "forward": [f"192.168.1.1:{MAP_PORT}"]},
                               ["ip addr add 192.168.1.1/24 dev TUN", mtu["map-t"], f"{v4_default} src 192.168.1.1",
                                f"ip -6 route add {CE6}/128 dev TUN"])],
             i1_planes=[_plane({"mechanism": "map-t", "role": "br", "rule": RULE, "dmr": DMR, "own4": "198.51.100.1",
@@ -394,3 +396,13 @@ def _ping(net, target: str, size: int, count: int, interval: float = 0.2, df: bo
     if not found or int(found.group(1)) != count:
         return None
     return float(found.group(2))
+
+
+def inner_address(net, host: str = "h1") -> str:
+    """The address h1's mechanism gave it, in the carried family: the first global one on its TUN device."""
+    out = net.node(host).cmd("ip -o addr show dev tun0 scope global")
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[2] in ("inet", "inet6"):
+            return parts[3].split("/")[0]
+    raise RuntimeError(f"{host} has no address on tun0: {out.strip()}")

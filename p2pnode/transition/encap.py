@@ -275,10 +275,11 @@ class MapECe(_Softwire):
     mechanism, role = "map-e", "ce"
 
     def __init__(self, ce: MapCe, br: IPv6Address, rng: random.Random, fmrs: tuple[MapRule, ...] = (),
-                 mtu: int = IN6_MTU, timeout: float = 300.0):
+                 mtu: int = IN6_MTU, timeout: float = 300.0, forwards: tuple[tuple[IPv4Address, int], ...] = ()):
         super().__init__()
         self.ce, self.br, self.fmrs, self.mtu = ce, br, fmrs, mtu
         self.napt = nat.Napt([ce.address.packed], ce.port_set, rng, timeout)
+        nat.forward_ports(self.napt, ce, forwards)
         self.socket = Socket(IP6, pk.PROTO_IPV4, ce.ipv6.packed)
 
     def from_tun(self, packet: bytes) -> list[Out]:

@@ -61,6 +61,13 @@ class Napt:
                 del self._out[key]
                 del self._in[entry.external]
 
+    def forward(self, addr: bytes, port: int, external: tuple[bytes, int]) -> None:
+        """A static mapping (a port forward): unsolicited packets to ``external`` reach (addr, port), and
+        that host's packets from the port leave from ``external``; it never expires."""
+        entry = Mapping(b"", (addr, port), external, float("inf"))
+        self._out[(b"", addr, port)] = entry
+        self._in[external] = entry
+
     def outbound(self, context: bytes, addr: bytes, port: int | None) -> tuple[bytes, int] | None:
         """The external address and port for an internal one, made on first use; ``None`` when the port
         space is exhausted or there is no port (a non-first fragment without a mapping)."""
@@ -74,7 +81,7 @@ class Napt:
             entry = Mapping(context, (addr, port), external, self.now)
             self._out[(context, addr, port)] = entry
             self._in[external] = entry
-        entry.last_used = self.now
+        entry.last_used = max(entry.last_used, self.now)
         return entry.external
 
     def inbound(self, addr: bytes, port: int | None) -> Mapping | None:
@@ -83,7 +90,7 @@ class Napt:
             return None
         entry = self._in.get((addr, port))
         if entry is not None:
-            entry.last_used = self.now
+            entry.last_used = max(entry.last_used, self.now)
         return entry
 
     def _allocate(self) -> tuple[bytes, int] | None:
@@ -95,6 +102,15 @@ class Napt:
                 if (addr, port) not in self._in:
                     return addr, port
         return None
+
+
+def forward_ports(napt: Napt, ce, forwards) -> None:
+    """A MAP CE's port forwards: each (internal IPv4 address, port) reachable from outside at the CE's own
+    address and the same port, which must be in the CE's port set (RFC 7597 §5.1: inbound is only into it)."""
+    for addr, port in forwards:
+        if port not in ce.port_set:
+            raise ValueError(f"port {port} is outside the CE's port set (PSID {ce.psid:#x})")
+        napt.forward(addr.packed, port, (ce.address.packed, port))
 
 
 class Nat64:

@@ -104,10 +104,12 @@ class MapTCe(_Translating):
     mechanism, role = "map-t", "ce"
 
     def __init__(self, ce: MapCe, dmr: IPv6Network, rng: random.Random, fmrs: tuple[MapRule, ...] = (),
-                 mtu6: int = pk.IPV6_MIN_MTU, timeout: float = 300.0):
+                 mtu6: int = pk.IPV6_MIN_MTU, timeout: float = 300.0,
+                 forwards: tuple[tuple[IPv4Address, int], ...] = ()):
         super().__init__()
         self.ce, self.dmr, self.fmrs = ce, dmr, fmrs
         self.napt = nat.Napt([ce.address.packed], ce.port_set, rng, timeout)
+        nat.forward_ports(self.napt, ce, forwards)
         own4, own6 = ce.address.packed, ce.ipv6.packed
 
         def src4to6(addr, port):

@@ -8,13 +8,14 @@ Keys per mechanism and role (addresses as text, prefixes as ``addr/len``):
 - 6over4 host: own4, prefix (default fe80::/64)
 - teredo client: server, relay ("ip:port"), port, seed; server: own4, port; relay: own6, port
 - dslite b4: aftr, own6; aftr: pool (list), own6, seed
-- map-e ce: rule, end_user, br, seed; br: rule, own6, own4
-- map-t ce: rule, end_user, dmr, seed; br: rule, dmr, own4, own6
+- map-e ce: rule, end_user, br, seed, forward; br: rule, own6, own4
+- map-t ce: rule, end_user, dmr, seed, forward; br: rule, dmr, own4, own6
 - 464xlat clat: clat6, pref64; plat: pref64, pool (list), own6, seed
 
 The translators (MAP-T, 464XLAT) also take ``mtu6``, the IPv6 path MTU they translate for (default 1280, the
 IPv6 minimum, as RFC 7915 §5.1 allows when the path is not known; 1500 on a 1500-byte access link).
 
+A CE's ``forward`` lists ``"ip:port"`` port forwards into its port set (a listener behind it).
 A rule is ``{"ipv6_prefix": ..., "ipv4_prefix": ..., "ea_len": ..., "psid_offset": 6}``.
 """
 
@@ -84,9 +85,10 @@ def _build(s: dict) -> Endpoint:
         rule = _rule(s["rule"])
         if role == "ce":
             ce = mapping.derive_ce(rule, s["end_user"])
+            forwards = tuple(_hostport(f) for f in s.get("forward", ()))
             if mech == "map-e":
-                return encap.MapECe(ce, IPv6Address(s["br"]), rng)
-            return xlat.MapTCe(ce, IPv6Network(s["dmr"]), rng, **mtu6)
+                return encap.MapECe(ce, IPv6Address(s["br"]), rng, forwards=forwards)
+            return xlat.MapTCe(ce, IPv6Network(s["dmr"]), rng, **mtu6, forwards=forwards)
         if role == "br":
             if mech == "map-e":
                 return encap.MapEBr((rule,), IPv6Address(s["own6"]), IPv4Address(s["own4"]))

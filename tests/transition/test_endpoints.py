@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+import pytest
 from scapy.all import ICMP, IP, UDP, IPv6, raw
 from scapy.layers.inet import IPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6PacketTooBig
@@ -252,3 +253,16 @@ def test_a_map_ce_tells_the_host_itself_that_a_packet_is_too_big():
         assert error.dst == str(LAN) and error[ICMP].type == 3 and error[ICMP].code == 4
         assert error[ICMP].nexthopmtu == mtu
         assert error[IPerror].src == str(LAN) and error[UDPerror].sport == 5000
+
+
+def test_a_map_ce_forwards_a_port_of_its_set_to_a_listener_behind_it():
+    ce = encap.MapECe(CE, BR6, random.Random(4), forwards=((LAN, 1232),))
+    syn = raw(IP(src=str(SERVER), dst="192.0.2.18") / UDP(sport=80, dport=1232))
+    inside = IP(only(ce.from_net(syn, BR6.packed), TUN).data)
+    assert inside.dst == str(LAN) and inside[UDP].dport == 1232
+    answer = raw(IP(src=str(LAN), dst=str(SERVER)) / UDP(sport=1232, dport=80))
+    assert IP(only(ce.from_tun(answer), IP6).data)[UDP].sport == 1232  # leaves from the forwarded port
+    ce.tick(1e9)  # a forward never expires
+    assert only(ce.from_net(syn, BR6.packed), TUN)
+    with pytest.raises(ValueError, match="port set"):
+        xlat.MapTCe(CE, IPv6Network("2001:db8:ffff::/64"), random.Random(6), forwards=((LAN, 4002),))
