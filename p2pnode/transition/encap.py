@@ -138,22 +138,29 @@ def isatap(own4: IPv4Address, prefix: IPv6Network, role: str = "host", router: I
 
 
 def sixover4(own4: IPv4Address, prefix: IPv6Network = LINK_LOCAL, ols: int = addresses.SIXOVER4_OLS,
-             mtu: int = IN4_MTU) -> SixInFour:
+             mtu: int = IN4_MTU, router: IPv4Address | None = None) -> SixInFour:
     """A 6over4 host: unicast to the IPv4 address in the destination's identifier, multicast (ND,
-    all-nodes) to 239.OLS.x.y (RFC 2529 §6)."""
+    all-nodes) to 239.OLS.x.y (RFC 2529 §6). With ``router`` (the IPv4 address of a 6over4 router on the
+    segment, configured here where RFC 2529 hosts find it by Router Discovery over multicast), destinations
+    off ``prefix`` go to it, and it may send from beyond the prefix."""
     own6 = addresses.sixover4_address(prefix, own4)
     groups = tuple({addresses.sixover4_multicast(g, ols) for g in
                     ("ff02::1", f"ff02::1:ff{(int(own4) >> 16) & 0xFF:02x}:{int(own4) & 0xFFFF:x}")})
+    on_link = prefix if router is not None else None
 
     def next_hop(dst):
         if dst.is_multicast:
             return addresses.sixover4_multicast(dst, ols)
+        if on_link is not None and dst not in on_link and not dst.is_link_local:
+            return router
         try:
             return addresses.sixover4_ipv4(dst)
         except ValueError:
             return None
 
     def accept(src, outer):
+        if on_link is not None and src not in on_link and not src.is_link_local:
+            return outer == router
         try:
             return addresses.sixover4_ipv4(src) == outer
         except ValueError:

@@ -5,7 +5,7 @@ Keys per mechanism and role (addresses as text, prefixes as ``addr/len``):
 - 6to4 host: own4, relay (default 192.88.99.1); relay: own4
 - 6rd ce / br: own4, prefix, ipv4_mask_len, br
 - isatap host: own4, prefix, router; router: own4, prefix
-- 6over4 host: own4, prefix (default fe80::/64)
+- 6over4 host: own4, prefix (default fe80::/64), router (a 6over4 router's IPv4 for what is off the prefix)
 - teredo client: server, relay ("ip:port"), port, seed; server: own4, port; relay: own6, port
 - dslite b4: aftr, own6; aftr: pool (list), own6, seed
 - map-e ce: rule, end_user, br, seed, forward; br: rule, own6, own4
@@ -66,7 +66,8 @@ def _build(s: dict) -> Endpoint:
         router = IPv4Address(s["router"]) if role == "host" else None
         return encap.isatap(IPv4Address(s["own4"]), IPv6Network(s["prefix"]), role=role, router=router)
     if mech == "6over4":
-        return encap.sixover4(IPv4Address(s["own4"]), IPv6Network(s.get("prefix", "fe80::/64")))
+        return encap.sixover4(IPv4Address(s["own4"]), IPv6Network(s.get("prefix", "fe80::/64")),
+                              router=IPv4Address(s["router"]) if "router" in s else None)
     if mech == "teredo":
         if role == "client":
             return teredo.TeredoClient(IPv4Address(s["server"]), _hostport(s["relay"]), rng,

@@ -97,6 +97,19 @@ def test_6over4_unicast_and_multicast():
     assert IPv4Address(only(a.from_tun(uni), IP4).dest) == b4
 
 
+def test_6over4_host_with_a_router_for_what_is_off_its_prefix():
+    prefix, r4 = IPv6Network("2001:db8:64::/64"), IPv4Address("10.1.0.254")
+    host, router = encap.sixover4(IPv4Address("10.1.0.1"), prefix, router=r4), encap.sixover4(r4, prefix)
+    away = raw(IPv6(src=str(host.own6), dst="3fff:ffff::2:1") / UDP())
+    out = only(host.from_tun(away), IP4)
+    assert IPv4Address(out.dest) == r4 and only(router.from_net(wire4(out, IPv4Address("10.1.0.1")), None), TUN)
+    back = raw(IPv6(src="3fff:ffff::2:1", dst=str(host.own6)) / UDP())
+    assert only(host.from_net(wire4(only(router.from_tun(back), IP4), r4), None), TUN).data == back
+    assert not host.from_net(wire4(only(router.from_tun(back), IP4), IPv4Address("10.1.0.9")), None)  # not the router
+    on_link = raw(IPv6(src=str(host.own6), dst="2001:db8:64::a01:2") / UDP())
+    assert IPv4Address(only(host.from_tun(on_link), IP4).dest) == IPv4Address("10.1.0.2")
+
+
 def test_protocol_41_bad_input():
     host = encap.sixtofour(IPv4Address("192.0.2.10"))
     big = raw(IPv6(src=str(host.own6), dst=str(NATIVE6)) / UDP() / (b"x" * 1500))
