@@ -50,13 +50,16 @@ level = "warning"
 
 def external(mechanism: str, inner: str) -> str:
     """Where a peer outside dials the host: a MAP CE's own IPv4 address (its forward), else the host's."""
-    return "192.0.2.18" if mechanism in ("map-e", "map-t") else inner
+    from topologies.access import map_ce_ipv4
+
+    return map_ce_ipv4() if mechanism in ("map-e", "map-t") else inner
 
 
 async def cross(net, mechanism: str, tmp_path) -> dict:
-    from topologies.transition import PLANS, inner_address
+    from topologies.access import PLANS
+    from topologies.transition import FAR4, FAR6, inner_address
 
-    far_ip, behind_ip = PLANS[mechanism].far, inner_address(net)
+    far_ip, behind_ip = FAR6 if PLANS[mechanism].carried == "6" else FAR4, inner_address(net)
     port = PLANS[mechanism].port or PORT  # a MAP CE forwards one port of its set
     far = await spawn(net, "h2", tmp_path / "far", multiaddr(far_ip), [])
     far_addr = f"{multiaddr(far_ip)}/p2p/{far.ready['peer_id']}"
@@ -99,11 +102,11 @@ async def cross(net, mechanism: str, tmp_path) -> dict:
 @pytest.mark.parametrize("mechanism", [name for name in MECHANISMS if name != "native"])
 def test_dht_and_pubsub_cross_each_mechanism_and_inbound_is_the_models(caps, mechanism, tmp_path):
     from topologies.net import EmulatedNetwork
-    from topologies.transition import Access, wait_planes
+    from topologies.transition import Access, start_access
 
     net = EmulatedNetwork(Access(mechanism), caps)
     with net:
-        wait_planes(net)
+        start_access(net)
         out = asyncio.run(cross(net, mechanism, tmp_path))
         stats = [p.final["stats"] for p in net.node("h1").stop_planes()]
     assert out["put_behind"]["ok"] and out["put_behind"]["replicas"] >= 1, out
