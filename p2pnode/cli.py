@@ -189,7 +189,7 @@ def node_from_config(config: NodeConfig, keypair: Keypair):
         nat=config.nat.protocol_config() if config.nat.enabled else None,
         public_ranges=config.nat.public_ranges,
         mdns=config.nat.mdns,
-        port_mapping=config.nat.port_mapping,
+        port_mapping=tuple(dict.fromkeys(config.nat.port_mapping_protocols)) if config.nat.port_mapping else (),
         rate_limits=(config.security.rate_limit_per_peer, config.security.total_rate_limit),
         bandwidth_limit=config.resources.bandwidth_limit_mbps * 125_000,  # Mbit/s -> bytes/s
         access=AccessPolicy(config.mcp.peer_tools, {keypair.peer_id.to_base58(), *config.security.trusted_issuers},

@@ -314,6 +314,9 @@ class Nat(_Section):
     # these two act whether or not ``enabled`` is: each probes at start and says in /debug/peers what it found
     mdns: bool = False  # discover peers on the local link (_p2p._udp.local)
     port_mapping: bool = False  # ask the router for a port mapping (UPnP IGD, NAT-PMP, PCP)
+    # ... trying these, in this order, until one maps the ports
+    port_mapping_protocols: list[Literal["pcp", "nat-pmp", "upnp"]] = Field(
+        default_factory=lambda: ["pcp", "nat-pmp", "upnp"], min_length=1, max_length=3)
 
     def protocol_config(self):
         from p2pnode.config import NatConfig

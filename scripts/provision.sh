@@ -14,6 +14,11 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     mininet openvswitch-switch iputils-ping bridge-utils nftables iproute2 python3-venv python3-pip
+# a real home router for the port mapping tests (UPnP IGD, NAT-PMP, PCP); the package's own service stays off
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq miniupnpd-nftables
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now miniupnpd >/dev/null 2>&1 || true
+fi
 
 if ! $SUDO modprobe sch_netem 2>/dev/null; then
     echo "provision: warning: could not load sch_netem; link delay/loss emulation will be unavailable" >&2

@@ -84,6 +84,8 @@ class NodeCollector:
             yield from nat_metrics(node)
         if getattr(node, "mdns", None) is not None:
             yield from mdns_metrics(node.mdns.status())
+        if getattr(node, "port_mapping", None) is not None:
+            yield from port_mapping_metrics(node.port_mapping.status())
 
 
 def resource_metrics(resources: Any):
@@ -161,6 +163,20 @@ def mdns_metrics(status: dict[str, Any]):
     if status["first_discovery_seconds"] is not None:
         yield GaugeMetricFamily("p2p_mdns_first_discovery_seconds", "Seconds from start to the first peer "
                                 "found", value=status["first_discovery_seconds"])
+
+
+def port_mapping_metrics(status: dict[str, Any]):
+    """Router port mapping (runtime/portmap.py)."""
+    state = GaugeMetricFamily("p2p_port_mapping_state", "Port mapping's state (1 = current)", labels=["state"])
+    for name in ("probing", "mapped", "none", "lost", "stopped"):
+        state.add_metric([name], 1 if status["state"] == name else 0)
+    yield state
+    mappings = GaugeMetricFamily("p2p_port_mappings", "Ports mapped at the router, by protocol and transport",
+                                 labels=["protocol", "transport"])
+    for m in status["mappings"]:
+        mappings.add_metric([status["protocol"], m["transport"]], 1)
+    yield mappings
+    yield CounterMetricFamily("p2p_port_mapping_renewals", "Mappings renewed", value=status["renewals"])
 
 
 def mcp_metrics(metrics: Any):

@@ -100,7 +100,7 @@ class Node:
         access: AccessPolicy | None = None,
         protected_namespaces: Iterable[bytes] = (),
         mdns: bool = False,
-        port_mapping: bool = False,
+        port_mapping: Sequence[str] = (),
     ):
         self.keypair = keypair or Keypair.generate()
         self.peer_id = self.keypair.peer_id
@@ -121,9 +121,9 @@ class Node:
         self._public_ranges = tuple(ipaddress.ip_network(r) for r in public_ranges)
         self._peer_index = peer_index
         self.nat = None
-        # [nat] mdns and port_mapping (runtime/mdns.py, runtime/portmap.py): each probed at start, on or off
-        # whether NAT traversal is
-        self._mdns, self._port_mapping = mdns, port_mapping
+        # [nat] mdns and port_mapping (runtime/mdns.py, runtime/portmap.py; ``port_mapping``: the protocols to
+        # try, in order, none: off): each probed at start, on or off whether NAT traversal is
+        self._mdns, self._port_mapping = mdns, tuple(port_mapping)
         self.mdns = None
         self.port_mapping = None
         # [security] rate_limit_per_peer and total_rate_limit (requests, messages and streams per second;
@@ -170,6 +170,11 @@ class Node:
         except BaseException:
             await swarm.close()  # nothing half-open stays behind (e.g. the second of two addresses was taken)
             raise
+        if self._port_mapping:
+            from p2pnode.runtime.portmap import PortMapper
+
+            self.port_mapping = PortMapper(self, self._port_mapping)
+            swarm.spawn(self.port_mapping.start())  # probing takes seconds: the node does not wait for it
         if self._mdns:
             from p2pnode.runtime.mdns import MdnsDiscovery
 
@@ -209,6 +214,8 @@ class Node:
                 self._record_file.save(self.host.dht.records, self.runtime.now())
         if self.mdns is not None:
             await self.mdns.stop()
+        if self.port_mapping is not None:
+            await self.port_mapping.stop()
         await self.swarm.close()
         log.info("node %s stopped", self.peer_id.short())
 

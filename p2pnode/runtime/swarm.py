@@ -88,6 +88,8 @@ class Swarm:
         # NAT traversal: what to advertise instead of our interface addresses (a private node's circuit
         # addresses), and protocols served but not announced (the DHT, in client mode)
         self.address_filter: Callable[[list[Multiaddr]], list[Multiaddr]] | None = None
+        # addresses a router maps to our listening ports (runtime/portmap.py), advertised beside them
+        self.external_addrs: list[Multiaddr] = []
         self.hidden_protocols: set[str] = set()
         self.on_connection: Callable[[Connection], None] = lambda conn: None
         self.on_disconnect: Callable[[PeerId], None] = lambda peer: None
@@ -157,7 +159,7 @@ class Swarm:
                 out.extend(Multiaddr(f"/{proto}/{ip}{rest}") for ip in _interface_ips(proto))
             else:
                 out.append(addr)
-        out = sorted(dict.fromkeys(out), key=lambda a: not is_ip6(a))
+        out = sorted(dict.fromkeys(out + self.external_addrs), key=lambda a: not is_ip6(a))
         return out if self.address_filter is None else self.address_filter(out)
 
     def _inbound(self, conn: Connection) -> None:

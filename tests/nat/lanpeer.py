@@ -33,7 +33,7 @@ async def main(args: dict) -> None:
     keypair = Keypair.from_seed(int(args.get("seed", 1)).to_bytes(32, "big"))
     node = Node(keypair, listen=args.get("listen", ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]),
                 bootstrap=args.get("bootstrap", ()), seed=int(args.get("seed", 1)), pubsub=False,
-                mdns=bool(args.get("mdns")), port_mapping=bool(args.get("port_mapping")))
+                mdns=bool(args.get("mdns")), port_mapping=args.get("port_mapping", ()))
     await node.start()
     print(json.dumps({"ready": True, **status(node)}), flush=True)
     loop = asyncio.get_running_loop()

@@ -48,6 +48,7 @@ def refusal(tmp_path: Path, capsys, text: str | bytes, name: str = "node.toml") 
     ("[pubsub]\nexpected_rate = inf", "pubsub.expected_rate: Input should be a finite number (got inf)"),
     ("[dht]\nrefresh_interval = 1e-9", "dht.refresh_interval: must be >= 1 (got 1e-09)"),
     ('[network]\n"a\\nb" = 1', "'network.a\\nb': unknown key"),
+    ('[nat]\nport_mapping_protocols = ["natpmp"]', "nat.port_mapping_protocols[0]: Input should be 'pcp', "),
 ])
 def test_issue_values_name_the_key(tmp_path, capsys, text, expected):
     line = refusal(tmp_path, capsys, text)
