@@ -31,5 +31,7 @@ class JsLibp2pPeer(PyLibp2pPeer):
             raise FileNotFoundError(f"no js-libp2p packages in {JS_DIR} (run scripts/setup-interop.sh)")
         super().__init__(python=node, name=name)
 
-    def start(self, listen: str = "/ip4/127.0.0.1/tcp/0", ready_timeout: float = 30.0) -> dict[str, Any]:
-        return self.launch([self.python, str(PEER_SCRIPT), listen], ready_timeout)
+    def start(self, listen: str = "/ip4/127.0.0.1/tcp/0", ready_timeout: float = 30.0,
+              roles: str = "") -> dict[str, Any]:
+        """``roles``: "client", "hop", "dcutr", comma-separated (tests/interop/js/peer.mjs)."""
+        return self.launch([self.python, str(PEER_SCRIPT), listen, *([roles] if roles else [])], ready_timeout)

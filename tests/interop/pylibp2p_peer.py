@@ -26,11 +26,16 @@ Commands run concurrently, each under its own timeout (default 10 s, "timeout" f
   find_peer{target}, put_value{key_hex, value_hex}, get_value{key_hex}, put_value_to{peer, key_hex, value_hex,
   sign?}, get_value_from{peer, key_hex}, subscribe{topic}, unsubscribe{topic}, publish{topic, data_hex},
   topic_peers{topic}, quit. EOF on stdin also ends the process (exit 0).
+Circuit Relay v2 and DCUtR (libp2p.relay.circuit_v2): --relay client|hop runs its CircuitV2Protocol (STOP
+always, HOP with "hop", limits --relay-duration/--relay-data) and its CircuitV2Transport; --dcutr runs its
+DCUtRProtocol (which also drives upgrades of relayed connections by itself). Commands: relay_reserve{relay},
+relay_dial{addr}, connections{peer}, dcutr_initiate{peer}.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -67,6 +72,9 @@ from libp2p.peer.peerstore import env_to_send_in_RPC  # noqa: E402
 from libp2p.pubsub.gossipsub import GossipSub  # noqa: E402
 from libp2p.pubsub.pubsub import Pubsub  # noqa: E402
 from libp2p.records.record import make_signed_put_record  # noqa: E402
+from libp2p.relay.circuit_v2 import PROTOCOL_ID as HOP_PROTOCOL_ID  # noqa: E402
+from libp2p.relay.circuit_v2 import CircuitV2Protocol, CircuitV2Transport, DCUtRProtocol, RelayLimits  # noqa: E402
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole  # noqa: E402
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
 from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID  # noqa: E402
@@ -192,6 +200,18 @@ class Peer:
         # unsigned messages, to see how the other side treats them.
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=not args.unsigned)
         self.subscribed: set[str] = set()
+        self.relay: CircuitV2Protocol | None = None
+        self.relay_transport: CircuitV2Transport | None = None
+        self.dcutr: DCUtRProtocol | None = None
+        if args.relay != "off":
+            limits = RelayLimits(duration=args.relay_duration, data=args.relay_data, max_circuit_conns=16,
+                                 max_reservations=16)
+            hop = args.relay == "hop"
+            roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if hop else RelayRole(0))
+            self.relay = CircuitV2Protocol(self.host, limits=limits, allow_hop=hop)
+            self.relay_transport = CircuitV2Transport(self.host, self.relay, RelayConfig(roles=roles, limits=limits))
+        if args.dcutr:
+            self.dcutr = DCUtRProtocol(self.host)
         self.nursery: trio.Nursery | None = None
         self.quit = trio.Event()
         # key bytes -> peers that acknowledged our PUT_VALUE during a put_value command
@@ -227,7 +247,14 @@ class Peer:
                 raise StartupError(f"could not listen on {self.listen} (see the log above)")
             async with background_trio_service(self.pubsub), background_trio_service(self.gossipsub):
                 await self.pubsub.wait_until_ready()
-                async with background_trio_service(self.dht):
+                async with background_trio_service(self.dht), contextlib.AsyncExitStack() as services:
+                    for service in (self.relay, self.dcutr):
+                        if service is not None:
+                            await services.enter_async_context(background_trio_service(service))
+                    if self.relay is not None:
+                        await self.relay.event_started.wait()
+                    if self.dcutr is not None:
+                        await self.dcutr.event_started.wait()
                     async with trio.open_nursery() as nursery:
                         self.nursery = nursery
                         if self.args.topic:
@@ -326,6 +353,50 @@ class Peer:
                 log.debug("add_peer(%s) failed", pid, exc_info=True)
 
     # ---- commands --------------------------------------------------------------------------------------------
+
+    # ---- Circuit Relay v2 and DCUtR ----------------------------------------------------------------------------
+
+    def _relay_transport(self) -> CircuitV2Transport:
+        if self.relay_transport is None:
+            raise CommandError("started without --relay")
+        return self.relay_transport
+
+    async def cmd_relay_reserve(self, req: dict[str, Any]) -> dict[str, Any]:
+        """RESERVE at a relay we are connected to, as the library's client does it."""
+        transport = self._relay_transport()
+        relay = peer_id_arg(req["relay"])
+        stream = await self.host.new_stream(relay, [HOP_PROTOCOL_ID])
+        try:
+            ok = await transport.reserve(stream, relay, self.nursery)
+        finally:
+            await _close_quietly(stream)
+        proof = transport._reservation_proofs.get(relay)
+        return {"reserved": ok, "expire": int(proof.expire) if proof else None,
+                "voucher_hex": bytes(proof.voucher).hex() if proof else None}
+
+    async def cmd_relay_dial(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Dial a /p2p-circuit address (CONNECT at the relay, then Noise and Yamux over the relayed stream)."""
+        conn = await self._relay_transport().dial(multiaddr.Multiaddr(req["addr"]))
+        return {"peer_id": conn.muxed_conn.peer_id.to_base58()}
+
+    async def cmd_connections(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Our open connections to a peer, each "relayed" or "direct" (by its addresses)."""
+        conns = self.host.get_network().get_connections(peer_id_arg(req["peer"]))
+        out = []
+        for conn in conns:
+            try:
+                addrs = [str(a) for a in conn.get_transport_addresses()]
+            except Exception:
+                addrs = []
+            kind = getattr(conn, "get_connection_type", lambda: None)()
+            relayed = "RELAYED" in str(kind) or any("/p2p-circuit" in a for a in addrs)
+            out.append({"kind": "relayed" if relayed else "direct", "addrs": addrs})
+        return {"connections": out}
+
+    async def cmd_dcutr_initiate(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.dcutr is None:
+            raise CommandError("started without --dcutr")
+        return {"direct": await self.dcutr.initiate_hole_punch(peer_id_arg(req["peer"]))}
 
     async def cmd_info(self, req: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -642,6 +713,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topic", help="GossipSub topic to subscribe to at start")
     ap.add_argument("--heartbeat", type=float, default=1.0, help="GossipSub heartbeat interval, s (default 1)")
     ap.add_argument("--unsigned", action="store_true", help="GossipSub without StrictSign (default: StrictSign)")
+    ap.add_argument("--relay", choices=("off", "client", "hop"), default="off",
+                    help="Circuit Relay v2: client (reserve, dial circuits, accept them) or also serve as a relay")
+    ap.add_argument("--relay-duration", type=int, default=120, help="the relay's circuit duration limit, s")
+    ap.add_argument("--relay-data", type=int, default=1 << 17, help="the relay's circuit data limit, bytes")
+    ap.add_argument("--dcutr", action="store_true", help="run DCUtR (hole punching over relayed connections)")
     ap.add_argument("--log-level", default=os.environ.get("PYLIBP2P_PEER_LOG", "WARNING"))
     ap.add_argument("--no-quic-ipv6-fix", action="store_true",
                     help="run py-libp2p's QUIC unpatched (then QUIC over /ip6 fails both ways; see patch_quic_ipv6)")

@@ -149,3 +149,31 @@ def test_circuit_past_its_data_limit_is_reset_and_the_relay_serves_on():
             await asyncio.gather(dialler.stop(), private.stop(), relay.stop())
 
     run(scenario())
+
+
+def test_a_reservation_beyond_the_relays_limit_is_refused_by_name_and_the_relay_serves_on():
+    async def scenario():
+        relay = node("public", relay=True, max_reservations=1)
+        await relay.start()
+        boot = [str(relay.listen_addrs[0])]
+        first = node("private", bootstrap=boot, hole_punching=False)
+        await first.start()
+        await until(lambda: first.nat.traversal.client.slots)
+        failures = []
+        second = node("private", bootstrap=boot)
+        await second.start()
+        original = second.nat.traversal.client.on_event
+        second.nat.traversal.client.on_event = lambda e: (failures.append(e), original(e))
+        dialler = node("public", bootstrap=boot)
+        await dialler.start()
+        try:
+            await until(lambda: failures)
+            assert failures[0].reason == "RESERVATION_REFUSED" and not second.nat.traversal.client.slots
+            assert relay.nat.traversal.service.refused["RESERVATION_REFUSED"] >= 1
+            # the relay goes on serving the peer it holds a slot for
+            circuit = dial_addr(Multiaddr(relay.listen_addrs[0]), first.peer_id)
+            assert len(await dialler.ping(first.peer_id, count=2, addrs=[circuit])) == 2
+        finally:
+            await asyncio.gather(dialler.stop(), second.stop(), first.stop(), relay.stop())
+
+    run(scenario())

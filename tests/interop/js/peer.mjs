@@ -1,6 +1,8 @@
 // A js-libp2p peer driven over stdin/stdout with JSON lines, for tests/interop/test_jslibp2p.py: the same
 // protocol as pylibp2p_peer.py (requests {id, cmd, ...}; answers {id, ok, ...}; events {event, ...}).
-// TCP + Noise + Yamux, Identify, Ping, Kademlia (server mode, /ipfs/kad/1.0.0) and GossipSub.
+// TCP + Noise + Yamux, Identify, Ping, Kademlia (server mode, /ipfs/kad/1.0.0) and GossipSub; with a second
+// argument of roles (comma-separated): "client" listens on /p2p-circuit (reserves at relays it connects to and
+// dials circuits), "hop" also runs the Circuit Relay v2 server, "dcutr" runs DCUtR.
 import { createInterface } from 'node:readline'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -12,15 +14,19 @@ import { kadDHT } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 
 const hex = (bytes) => Buffer.from(bytes).toString('hex')
 const unhex = (text) => new Uint8Array(Buffer.from(text, 'hex'))
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 
 const listen = process.argv[2] ?? '/ip4/127.0.0.1/tcp/0'
+const roles = new Set((process.argv[3] ?? '').split(',').filter(Boolean))
+const relayed = roles.has('client') || roles.has('hop')
 const node = await createLibp2p({
-  addresses: { listen: [listen] },
-  transports: [tcp()],
+  addresses: { listen: relayed ? [listen, '/p2p-circuit'] : [listen] },
+  transports: relayed ? [tcp(), circuitRelayTransport()] : [tcp()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   services: {
@@ -28,7 +34,9 @@ const node = await createLibp2p({
     ping: ping(),
     // loopback peers must stay in the routing table: keep every address (the default drops private ones)
     dht: kadDHT({ clientMode: false, protocol: '/ipfs/kad/1.0.0', peerInfoMapper: (p) => p }),
-    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
+    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+    ...(roles.has('hop') ? { relay: circuitRelayServer() } : {}),
+    ...(roles.has('dcutr') ? { dcutr: dcutr() } : {})
   }
 })
 
@@ -73,6 +81,15 @@ const commands = {
   },
   async mesh ({ topic }) { return { peers: node.services.pubsub.getMeshPeers(topic) } },
   async score ({ peer }) { return { score: node.services.pubsub.getScore(peer) } },
+  async addrs () { return { addrs: node.getMultiaddrs().map(String) } },
+  async connections ({ peer }) {
+    return {
+      connections: node.getConnections(peerIdFromString(peer)).map((c) => ({
+        kind: c.remoteAddr.toString().includes('/p2p-circuit') ? 'relayed' : 'direct',
+        addrs: [c.remoteAddr.toString()]
+      }))
+    }
+  },
   async quit () { setTimeout(async () => { await node.stop(); process.exit(0) }, 10); return {} }
 }
 
