@@ -40,7 +40,7 @@ def spread(shares: dict[str, float], count: int, rng: random.Random) -> list[str
 
 class Plan:
     """The draws of a run: node keys, regions and access latencies, the formation sample, the pub-sub roles,
-    the MCP providers, the random streams the drivers go on drawing from, and when the run ends."""
+    the MCP providers, the access networks (``experiment.access``), the random streams the drivers go on drawing from, and when the run ends."""
 
     def __init__(self, scenario: Any):
         self.scenario = scenario
@@ -84,6 +84,10 @@ class Plan:
         if scenario.mcp is not None:
             self.mcp_providers = set(build.sample(range(n), max(1, round(scenario.mcp.providers * n))))
             self.rng_mcp = random.Random(build.getrandbits(64))
+        from experiment.access import assign  # it spreads shares with this module's spread()
+
+        # each node's access network and whether its element drops probes (None: all native)
+        self.access_networks = assign(scenario)
 
     def _adversary(self, adversary: Any, bootstrap: int) -> None:
         """Which nodes are malicious: the first of the non-bootstrap nodes in an order drawn from the seed alone,

@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
+from experiment.access import PUBLIC_INFRA, RELAY_REGION, detour
 from p2pnode.transition.addresses import SixRdDomain
 from p2pnode.transition.mapping import MapRule
 from p2pnode.transition.options import S46Config
 from p2pnode.transition.profiles import MECHANISMS
 from p2pnode.transition.selection import DEFAULT_ORDER, MechanismSelected, Observations, ProbeStarted, Selector
 
-PROCESSING = 0.0003  # seconds an in-path element adds per traversal (a user-space plane's is ~0.35 ms)
-RELAY_REGION = 0  # index of the region public relays and Teredo servers are in (the first of the table)
-PUBLIC_INFRA = ("6to4", "teredo")
 PROBE_INTERVAL = 300.0  # [tunneling] probe_interval's default
 
 _V6 = (IPv6Address("2001:db8:1::10"),)
@@ -103,28 +102,17 @@ def select(network: str, probe_rtt: float, blackholed: bool) -> tuple[str, int, 
 
 
 class AccessNetworks:
-    def __init__(self, networks: list[str], blackhole: float, bootstrap: int, node_regions: list[int],
-                 half_rtt: list[list[float]], rng: random.Random):
-        """``networks``: each node's access network (bootstrap nodes first, native)."""
+    def __init__(self, networks: Sequence[str], blackholed: Sequence[bool], node_regions: list[int],
+                 half_rtt: list[list[float]]):
+        """``networks``, ``blackholed``: each node's access network and whether its element drops probes
+        (``experiment.access.assign``, the plan's)."""
         self.nodes: list[NodeAccess] = []
-        for i, network in enumerate(networks):
-            mech = MECHANISMS[network]
-            probe_rtt = 2 * self._leg(network, node_regions[i], half_rtt)
-            operated = network not in PUBLIC_INFRA and mech.infrastructure != ""  # an operator's element
-            blackholed = i >= bootstrap and operated and rng.random() < blackhole
-            chosen, failed, took = select(network, probe_rtt, blackholed)
-            self.nodes.append(NodeAccess(network, chosen, failed, took, blackholed))
-        self.detour = [self._leg(a.mechanism, node_regions[i], half_rtt) for i, a in enumerate(self.nodes)]
+        for i, (network, dropped) in enumerate(zip(networks, blackholed, strict=True)):
+            probe_rtt = 2 * detour(network, node_regions[i], half_rtt)
+            chosen, failed, took = select(network, probe_rtt, dropped)
+            self.nodes.append(NodeAccess(network, chosen, failed, took, dropped))
+        self.detour = [detour(a.mechanism, node_regions[i], half_rtt) for i, a in enumerate(self.nodes)]
         self.unreachable = [MECHANISMS[a.mechanism].inbound == "no" for a in self.nodes]
-
-    @staticmethod
-    def _leg(mechanism: str, region: int, half_rtt: list[list[float]]) -> float:
-        """One-way delay a mechanism adds to each of its node's messages."""
-        if mechanism == "native":
-            return 0.0
-        if mechanism in PUBLIC_INFRA:
-            return half_rtt[region][RELAY_REGION] + PROCESSING
-        return PROCESSING if MECHANISMS[mechanism].infrastructure else 0.0
 
     def rtt_inflation(self, base_rtt, pairs: int = 4000) -> dict[str, tuple[float, float]]:
         """Per mechanism, the mean round trip of its nodes to random peers with the mechanism's detour

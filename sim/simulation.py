@@ -20,7 +20,7 @@ from experiment.latency import scenario_path_loss
 from experiment.mcp import McpWorkload, node_section
 from experiment.nat import place as place_nats
 from experiment.oracle import LiveSet
-from experiment.plan import Plan, spread
+from experiment.plan import Plan
 from experiment.workload import DhtWorkload, Operations
 from p2pnode import native
 from p2pnode.config import KAD_PRESETS, GossipConfig, KadConfig, ScoreConfig, TopicScoreParams
@@ -76,14 +76,9 @@ class Simulation:
         self.keypairs = plan.keypairs
         access = plan.access
         self.access = None
-        if set(scenario.nodes.transition) != {"native"}:
-            # its own stream (a string seed is hashed deterministically), so runs without transition
-            # mechanisms draw exactly what they drew before
-            rng_access = random.Random(f"access-{scenario.seed}")
-            boot = scenario.nodes.bootstrap
-            networks = ["native"] * boot + spread(scenario.nodes.transition, n - boot, rng_access)
-            self.access = AccessNetworks(networks, scenario.nodes.transition_blackhole, boot, plan.node_regions,
-                                         [[v / 2000.0 for v in row] for row in plan.rtt_ms], rng_access)
+        if plan.access_networks is not None:
+            self.access = AccessNetworks(plan.access_networks.networks, plan.access_networks.blackholed,
+                                         plan.node_regions, [[v / 2000.0 for v in row] for row in plan.rtt_ms])
             access = [a + d for a, d in zip(access, self.access.detour, strict=True)]
         latency = LatencyModel(plan.rtt_ms, plan.node_regions, access, scenario.network.latency.jitter,
                                self.rng_net, path_loss=scenario_path_loss(scenario))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from experiment.access import operated
 from experiment.plan import spread as _spread
 from experiment.scenario import ScenarioError, parse_scenario
 from sim.access import AccessNetworks, select
@@ -22,7 +23,8 @@ def networks(blackhole: float, count: int = 100) -> AccessNetworks:
     half_rtt = [[0.005, 0.04], [0.04, 0.005]]
     rng = random.Random(1)
     kinds = ["native"] * 2 + _spread(ALL, count - 2, rng)
-    return AccessNetworks(kinds, blackhole, 2, [i % 2 for i in range(count)], half_rtt, rng)
+    dropped = [i >= 2 and operated(k) and rng.random() < blackhole for i, k in enumerate(kinds)]
+    return AccessNetworks(kinds, dropped, [i % 2 for i in range(count)], half_rtt)
 
 
 def test_every_node_selects_what_its_network_offers():
